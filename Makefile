@@ -1,0 +1,43 @@
+# Short entry points; see README.md.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint worker beat bench setup services migrate
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+migrate: setup
+	$(BIN)/python manage.py migrate --noinput
+
+# Start the console with demo data: web on http://127.0.0.1:8000 plus a Celery worker; Ctrl-C stops both.
+run: migrate
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py run_console
+
+# Start PostgreSQL/Redis if they are installed but down (CI and our machines), then run the whole suite.
+test: setup
+	bash .ci/services
+	bash .ci/browser
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+worker: setup
+	$(BIN)/celery -A console worker -Q default,checks,heavy --loglevel INFO
+
+beat: setup
+	$(BIN)/celery -A console beat --loglevel INFO --schedule var/celerybeat-schedule
+
+bench: setup
+	$(BIN)/python bench/optimize.py

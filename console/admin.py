@@ -1,0 +1,38 @@
+from django.contrib import admin
+
+from .models import ApiToken, CompatibilityResult, Membership, Model, ModelVersion, Project
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "created_at"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Model)
+class ModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "created_at"]
+    list_filter = ["project"]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["model", "number", "state", "size_bytes", "transform", "created_at"]
+    list_filter = ["state", "model__project"]
+    readonly_fields = ["sha256", "size_bytes", "file", "metadata", "metrics"]
+
+
+@admin.register(CompatibilityResult)
+class CompatibilityResultAdmin(admin.ModelAdmin):
+    list_display = ["version", "device_type", "compatible"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at"]
+    readonly_fields = ["token_hash", "prefix"]

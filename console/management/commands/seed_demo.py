@@ -1,0 +1,66 @@
+"""Demo data: users with each role, a demo project, and the digits model uploaded as v1.
+
+Idempotent: running it again changes nothing that exists. Passwords come from
+DEMO_PASSWORD (default ``demo-pass-2026``) so the README's login is true.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from console import roles, services
+from console.models import Model, Project
+from jobs.tooling.demo_models import write_digits_demo
+
+DEMO_USERS = [("demo", roles.OWNER), ("dev", roles.DEVELOPER), ("approver", roles.APPROVER), ("viewer", roles.VIEWER)]
+
+
+class Command(BaseCommand):
+    help = "Create demo users, the demo project and the digit-classifier model (trained now, offline)."
+
+    def handle(self, *args, **options):
+        password = os.environ.get("DEMO_PASSWORD", "demo-pass-2026")
+        users = {}
+        for username, _ in DEMO_USERS:
+            user, created = get_user_model().objects.get_or_create(username=username)
+            if created:
+                user.set_password(password)
+                user.is_staff = username == "demo"
+                user.is_superuser = username == "demo"
+                user.save()
+            users[username] = user
+        project = Project.objects.filter(slug="demo").first()
+        if project is None:
+            project = services.create_project(
+                slug="demo", name="Demo app", owner=users["demo"],
+                description="Handwritten digit recognition shipped to phones, Pis and gateways.",
+            )
+        for username, role in DEMO_USERS:
+            services.set_member(project=project, user=users[username], role=role)
+        model = Model.objects.filter(project=project, name="digit-classifier").first()
+        if model is None:
+            model = services.create_model(
+                project=project, name="digit-classifier", user=users["demo"],
+                description="8x8 handwritten digits, MLP trained on scikit-learn's bundled data.",
+            )
+        if not model.versions.exists():
+            with tempfile.TemporaryDirectory() as tmp:
+                model_path, _, accuracy = write_digits_demo(Path(tmp))
+                upload = TemporaryUploadedFile("digit-classifier.onnx", "application/octet-stream",
+                                               model_path.stat().st_size, None)
+                upload.write(model_path.read_bytes())
+                upload.flush()
+                with transaction.atomic():
+                    version = services.upload_version(model=model, uploaded=upload, user=users["demo"])
+                upload.close()
+            self.stdout.write(f"demo model trained (held-out accuracy {accuracy:.3f}) and uploaded as v{version.number}")
+        self.stdout.write(self.style.SUCCESS(
+            f"demo data ready: sign in as demo / {password} (owner); also dev, approver, viewer with the same password"
+        ))

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from devices.models import DeviceType
+from jobs.models import Job
+
+from . import roles
+from .models import CompatibilityResult, Membership, Model, ModelVersion, Project, slug_validator
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = ["slug", "name", "description", "created_at", "role"]
+        read_only_fields = ["created_at", "role"]
+
+    def get_role(self, project) -> str | None:
+        return getattr(project, "my_role", None)
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "role", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class MemberInputSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=roles.ROLE_CHOICES)
+
+    def validate_username(self, value):
+        user = get_user_model().objects.filter(username=value, is_active=True).first()
+        if user is None:
+            raise serializers.ValidationError(f"No active user named {value!r}.")
+        return user
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(max_length=63, validators=[slug_validator])
+    version_count = serializers.IntegerField(read_only=True, default=0)
+    latest_version = serializers.IntegerField(read_only=True, default=None)
+
+    class Meta:
+        model = Model
+        fields = ["name", "description", "created_at", "version_count", "latest_version"]
+        read_only_fields = ["created_at"]
+
+    def validate_name(self, value):
+        project = self.context["project"]
+        if Model.objects.filter(project=project, name=value).exists():
+            raise serializers.ValidationError(f"A model named {value!r} already exists in this project.")
+        return value
+
+
+class CompatibilitySerializer(serializers.ModelSerializer):
+    device_type = serializers.CharField(source="device_type.slug")
+    device_type_name = serializers.CharField(source="device_type.name")
+
+    class Meta:
+        model = CompatibilityResult
+        fields = ["device_type", "device_type_name", "compatible", "reasons", "checked_at"]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    input_version = serializers.SerializerMethodField()
+    output_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "kind", "params", "state", "progress", "log", "error", "attempts", "input_version",
+            "output_version", "result", "created_at", "started_at", "finished_at",
+        ]
+
+    def _ref(self, version) -> dict | None:
+        if version is None:
+            return None
+        return {"model": version.model.name, "number": version.number, "state": version.state}
+
+    def get_input_version(self, job) -> dict | None:
+        return self._ref(job.input_version)
+
+    def get_output_version(self, job) -> dict | None:
+        return self._ref(job.output_version)
+
+
+class VersionSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name", read_only=True)
+    parent = serializers.IntegerField(source="parent.number", read_only=True, default=None)
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "model", "number", "state", "error", "sha256", "size_bytes", "format", "original_filename",
+            "parent", "transform", "transform_params", "created_at",
+        ]
+
+
+class VersionDetailSerializer(VersionSerializer):
+    compatibility = CompatibilitySerializer(many=True, read_only=True)
+    jobs = serializers.SerializerMethodField()
+
+    class Meta(VersionSerializer.Meta):
+        fields = VersionSerializer.Meta.fields + ["metadata", "metrics", "compatibility", "jobs"]
+
+    def get_jobs(self, version) -> list[dict]:
+        jobs = version.jobs.select_related("input_version__model", "output_version__model").order_by("-created_at")
+        return JobSerializer(jobs[:20], many=True).data
+
+
+class VersionUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="An ONNX model file (multipart/form-data).")
+
+
+class DeviceTypeSerializer(serializers.ModelSerializer):
+    builtin = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DeviceType
+        fields = [
+            "slug", "name", "cpu_arch", "accelerator", "execution_provider", "memory_mb", "storage_mb",
+            "max_model_mb", "runtime", "runtime_version", "runtime_build", "precisions", "notes", "builtin",
+        ]
+
+    def get_builtin(self, device_type) -> bool:
+        return device_type.project_id is None
+
+    def validate_precisions(self, value):
+        from devices.models import PRECISIONS
+
+        unknown = [p for p in value if p not in PRECISIONS]
+        if not isinstance(value, list) or not value or unknown:
+            raise serializers.ValidationError(f"Give a non-empty list drawn from {', '.join(PRECISIONS)}.")
+        return value
+
+    def validate_runtime_version(self, value):
+        parts = value.split(".")
+        if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+            raise serializers.ValidationError("Give the runtime release as major.minor, e.g. 1.17.")
+        return value

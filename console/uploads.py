@@ -1,0 +1,58 @@
+"""Upload handling: stream to a temporary file while hashing, and stop at the size limit."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
+
+
+def _human(n: int) -> str:
+    return f"{n / (1024 * 1024):.0f} MB" if n >= 1024 * 1024 else f"{n} bytes"
+
+
+def too_large_message(limit: int | None = None) -> str:
+    limit = limit or settings.MAX_UPLOAD_BYTES
+    return f"The file is larger than this console's upload limit of {_human(limit)} (MAX_UPLOAD_BYTES)."
+
+
+class HashingUploadHandler(TemporaryFileUploadHandler):
+    """Writes every upload to disk (never whole in memory) and hashes it on the way.
+
+    The finished file carries ``sha256``. When the limit is crossed the upload
+    is abandoned and ``request.upload_error`` says why; views turn that into 413.
+    """
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        self.hasher = hashlib.sha256()
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received += len(raw_data)
+        if self.received > settings.MAX_UPLOAD_BYTES:
+            self.file.close()  # TemporaryUploadedFile deletes itself on close
+            self.request.upload_error = too_large_message()
+            raise StopUpload(connection_reset=False)
+        self.hasher.update(raw_data)
+        return super().receive_data_chunk(raw_data, start)
+
+    def file_complete(self, file_size):
+        uploaded = super().file_complete(file_size)
+        if uploaded is not None:
+            uploaded.sha256 = self.hasher.hexdigest()
+        return uploaded
+
+
+def sha256_of(uploaded) -> str:
+    """The hash the handler computed, or computed now in chunks (files handed over by other paths)."""
+    known = getattr(uploaded, "sha256", None)
+    if known:
+        return known
+    hasher = hashlib.sha256()
+    uploaded.seek(0)
+    for chunk in uploaded.chunks():
+        hasher.update(chunk)
+    uploaded.seek(0)
+    return hasher.hexdigest()

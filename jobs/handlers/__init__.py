@@ -1,0 +1,3 @@
+"""Importing this package registers every job kind."""
+
+from . import check  # noqa: F401

@@ -1,0 +1,125 @@
+"""Server-side measurements of a model file: size, download size, latency and peak memory.
+
+Peak memory is measured in a fresh Python process as the growth of ``ru_maxrss`` (the resident-set high-water
+mark) across creating the session and running it. tracemalloc cannot be used: onnxruntime allocates in C++,
+outside Python's allocator. A fresh process is needed because the high-water mark never goes down, so in a
+long-lived worker earlier work would hide this model's peak.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jobs.tooling.common import PathLike, is_ort_format, load_signature, open_session, run_session
+from jobs.tooling.errors import TransformError
+from jobs.tooling.inputs import generate_inputs
+
+_CHUNK = 1 << 20
+_MEMORY_PROBE = r"""
+import json, resource, sys
+import numpy as np
+import onnxruntime as ort
+
+args = json.loads(sys.argv[1])
+with np.load(args["feeds"], allow_pickle=False) as npz:
+    feeds = {name: npz[name] for name in npz.files}
+options = ort.SessionOptions()
+options.log_severity_level = 3
+if args["ort_format"]:
+    options.add_session_config_entry("session.load_model_format", "ORT")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+session = ort.InferenceSession(args["model"], options, providers=["CPUExecutionProvider"])
+for _ in range(args["runs"]):
+    session.run(None, feeds)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+def download_size(path: PathLike, level: int = 6) -> int:
+    """Bytes of the gzip stream of the file at ``level``, read in chunks so large models never sit in memory."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip framing, as HTTP delivers it
+    total = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            total += len(compressor.compress(chunk))
+    return total + len(compressor.flush())
+
+
+def file_sizes(path: PathLike) -> dict[str, int]:
+    return {"size_bytes": Path(path).stat().st_size, "download_bytes": download_size(path)}
+
+
+def generated_feeds(path: PathLike, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    return generate_inputs(load_signature(path), batch=batch, seed=seed)
+
+
+def measure_latency(
+    path: PathLike, feeds: dict[str, np.ndarray], *, threads: int | None = None, runs: int = 50, warmup: int = 5
+) -> dict[str, Any]:
+    """Median and p90 milliseconds of ``runs`` runs after ``warmup``; ``threads`` None is onnxruntime's default."""
+    session = open_session(path, threads=threads)
+    for _ in range(warmup):
+        run_session(session, feeds)
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run_session(session, feeds)
+        timings.append((time.perf_counter() - start) * 1000)
+    return {
+        "median_ms": float(np.median(timings)),
+        "p90_ms": float(np.percentile(timings, 90)),
+        "runs": runs,
+        "threads": threads or "default",
+    }
+
+
+def measure_peak_memory(path: PathLike, feeds: dict[str, np.ndarray], *, runs: int = 3, timeout: float = 300) -> int:
+    """Bytes the resident set grew by while creating a session and running it ``runs`` times, in a fresh process."""
+    with tempfile.TemporaryDirectory() as workdir:
+        feeds_path = Path(workdir) / "feeds.npz"
+        # String inputs arrive as object arrays, which np.savez could only pickle; unicode arrays need no pickle.
+        np.savez(feeds_path, **{k: v.astype(str) if v.dtype == object else v for k, v in feeds.items()})
+        args = {"model": str(Path(path).resolve()), "feeds": str(feeds_path), "runs": runs}
+        args["ort_format"] = is_ort_format(path)
+        try:
+            completed = subprocess.run(
+                [sys.executable, "-c", _MEMORY_PROBE, json.dumps(args)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise TransformError(f"measuring memory took longer than {timeout:g} s") from exc
+    if completed.returncode != 0:
+        raise TransformError(f"the memory probe failed: {completed.stderr.strip()[-500:]}")
+    figures = json.loads(completed.stdout.strip().splitlines()[-1])
+    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, kilobytes on Linux
+    return max(0, figures["after"] - figures["before"]) * unit
+
+
+def benchmark(
+    path: PathLike,
+    *,
+    feeds: dict[str, np.ndarray] | None = None,
+    runs: int = 50,
+    warmup: int = 5,
+    memory: bool = True,
+) -> dict[str, Any]:
+    """Everything the console shows next to a version; generated batch-1 inputs unless ``feeds`` are given."""
+    feeds = feeds if feeds is not None else generated_feeds(path)
+    figures: dict[str, Any] = file_sizes(path)
+    figures["latency_1_thread"] = measure_latency(path, feeds, threads=1, runs=runs, warmup=warmup)
+    figures["latency_default_threads"] = measure_latency(path, feeds, runs=runs, warmup=warmup)
+    figures["peak_memory_bytes"] = measure_peak_memory(path, feeds) if memory else None
+    return figures

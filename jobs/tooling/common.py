@@ -1,0 +1,246 @@
+"""Helpers every transform and measurement shares: reports, atomic writes, sessions, graph walking, parameters."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from jobs.tooling.errors import TransformError
+from jobs.tooling.inputs import TensorSpec, graph_inputs
+
+PathLike = str | os.PathLike
+
+# Op types that only appear in a model someone already quantized (QDQ, QOperator or dynamic-integer form).
+QUANTIZED_OP_TYPES = frozenset(
+    {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul"}
+)
+
+OPTIMIZATION_LEVELS = {
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+}
+
+_ORT_FORMAT_MAGIC = b"ORTM"  # flatbuffer file identifier at bytes 4..8 of an ORT-format model
+
+
+@dataclass
+class TransformReport:
+    """What a transform did: ``log`` lines for people, ``details`` figures for the version's metadata."""
+
+    transform: str
+    log: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Param:
+    """Constraint on one transform parameter; the default lives in the function signature."""
+
+    kind: type | tuple[type, ...]
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    optional: bool = False  # None is allowed
+
+
+def check_params(constraints: dict[str, Param], values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        param = constraints.get(name)
+        if param is None or (value is None and param.optional):
+            continue
+        # bool is an int subclass: refuse True where a number is meant, accept ints where a float is meant.
+        kinds = param.kind if isinstance(param.kind, tuple) else (param.kind,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            if not (float in kinds and isinstance(value, int) and not isinstance(value, bool)):
+                expected = " or ".join(k.__name__ for k in kinds)
+                raise TransformError(f"parameter {name}={value!r} must be {expected}")
+        if param.choices is not None and value not in param.choices:
+            raise TransformError(f"parameter {name}={value!r} must be one of {', '.join(map(repr, param.choices))}")
+        if param.minimum is not None and value < param.minimum:
+            raise TransformError(f"parameter {name}={value!r} must be at least {param.minimum}")
+        if param.maximum is not None and value > param.maximum:
+            raise TransformError(f"parameter {name}={value!r} must be at most {param.maximum}")
+
+
+@contextmanager
+def write_atomically(dst: PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``dst``; rename it to ``dst`` on success, delete it on any error.
+
+    Beside, not in /tmp, so the final rename stays on one filesystem and is atomic: a job that dies halfway
+    never leaves a half-written variant where the console would pick it up.
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if not tmp.exists() or tmp.stat().st_size == 0:
+            raise TransformError(f"the transform wrote nothing for {dst.name}")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def is_ort_format(path: PathLike) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(8)[4:8] == _ORT_FORMAT_MAGIC
+
+
+def load_model(path: PathLike) -> onnx.ModelProto:
+    if is_ort_format(path):
+        raise TransformError(f"{Path(path).name} is in ORT format; transform its ONNX parent instead")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf raises several unrelated types for a bad file
+        raise TransformError(f"{Path(path).name} is not a readable ONNX model: {exc}") from exc
+
+
+def _compact_tensor(tensor: onnx.TensorProto) -> None:
+    # Converters store fp16 in int32_data (a varint per value) and floats in float_data; raw bytes are the
+    # smallest and the only layout that makes a file's size reflect its precision.
+    if tensor.HasField("raw_data") or tensor.data_location == onnx.TensorProto.EXTERNAL:
+        return
+    if tensor.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return
+    tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
+
+
+def save_model(model: onnx.ModelProto, path: PathLike) -> None:
+    for graph in iter_graphs(model.graph):
+        for tensor in graph.initializer:
+            _compact_tensor(tensor)
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.TENSOR:
+                    _compact_tensor(attribute.t)
+    onnx.save(model, str(path))
+
+
+def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """``graph`` and every subgraph (If/Loop/Scan bodies) below it."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from iter_graphs(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for subgraph in attribute.graphs:
+                    yield from iter_graphs(subgraph)
+
+
+def quantized_op_types(model: onnx.ModelProto) -> set[str]:
+    return {
+        node.op_type
+        for graph in iter_graphs(model.graph)
+        for node in graph.node
+        if node.op_type in QUANTIZED_OP_TYPES or node.op_type.startswith("QLinear")
+    }
+
+
+def is_quantized(model: onnx.ModelProto) -> bool:
+    return bool(quantized_op_types(model))
+
+
+def constants_to_initializers(model: onnx.ModelProto) -> int:
+    """Turn tensor-valued Constant nodes into initializers of their own graph; return how many moved.
+
+    The quantizer, pruning and SVD only look at initializers; exporters often emit weights as Constant nodes.
+    """
+    moved = 0
+    for graph in iter_graphs(model.graph):
+        kept = []
+        for node in graph.node:
+            is_tensor_constant = (
+                node.op_type == "Constant"
+                and node.domain in ("", "ai.onnx")
+                and len(node.attribute) == 1
+                and node.attribute[0].name == "value"
+            )
+            if not is_tensor_constant:
+                kept.append(node)
+                continue
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+            moved += 1
+        del graph.node[:]
+        graph.node.extend(kept)
+    return moved
+
+
+def float_initializers(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    return {t.name: t for t in graph.initializer if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)}
+
+
+def session_options(threads: int | None = None, level: str | None = None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: ORT's warnings would flood job logs
+    if threads:
+        options.intra_op_num_threads = threads
+    if level is not None:
+        options.graph_optimization_level = OPTIMIZATION_LEVELS[level]
+    return options
+
+
+def open_session(
+    path: PathLike, threads: int | None = None, options: ort.SessionOptions | None = None
+) -> ort.InferenceSession:
+    """A CPU session for an ONNX or ORT-format file; TransformError when onnxruntime refuses it."""
+    options = options or session_options(threads)
+    if is_ort_format(path):
+        # ORT picks the format from the ".ort" suffix only; variants may have any name.
+        options.add_session_config_entry("session.load_model_format", "ORT")
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise TransformError(f"onnxruntime cannot load {Path(path).name}: {exc}") from exc
+
+
+def run_session(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    try:
+        return session.run(None, feeds)
+    except Exception as exc:
+        raise TransformError(f"onnxruntime cannot run the model: {exc}") from exc
+
+
+def _elem_type(ort_type: str) -> int:
+    # "tensor(float)" -> TensorProto.FLOAT; ORT's element names are ONNX's, lower-cased.
+    name = ort_type.removeprefix("tensor(").removesuffix(")").upper()
+    return onnx.TensorProto.DataType.Value(name) if name in onnx.TensorProto.DataType.keys() else 0
+
+
+def signature_model(session: ort.InferenceSession) -> onnx.ModelProto:
+    """A node-less model with the session's inputs and outputs, so ``inputs.py`` works on ORT-format files."""
+
+    def value_infos(args: list) -> list[onnx.ValueInfoProto]:
+        return [helper.make_tensor_value_info(a.name, _elem_type(a.type), a.shape) for a in args]
+
+    graph = helper.make_graph([], "signature", value_infos(session.get_inputs()), value_infos(session.get_outputs()))
+    return helper.make_model(graph)
+
+
+def load_signature(path: PathLike) -> onnx.ModelProto:
+    """The model's inputs and outputs as a ModelProto (the whole model for ONNX files, without external data)."""
+    if is_ort_format(path):
+        return signature_model(open_session(path))
+    return onnx.load(str(path), load_external_data=False)
+
+
+def model_input_specs(path: PathLike) -> list[TensorSpec]:
+    return graph_inputs(load_signature(path))

@@ -1,0 +1,81 @@
+"""fp16 conversion with onnxruntime's converter (onnxconverter_common's produced unloadable models for about half
+of the models we measured)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from onnxruntime.transformers.float16 import convert_float_to_float16
+
+from jobs.tooling.common import (
+    Param,
+    PathLike,
+    TransformReport,
+    check_params,
+    float_initializers,
+    is_quantized,
+    iter_graphs,
+    load_model,
+    quantized_op_types,
+    save_model,
+    write_atomically,
+)
+from jobs.tooling.errors import TransformError
+
+FP16_MAX = float(np.finfo(np.float16).max)  # 65504
+PARAMS = {"keep_io_types": Param(bool)}
+_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
+
+
+def convert_fp16(src: PathLike, dst: PathLike, *, keep_io_types: bool = True) -> TransformReport:
+    """Halve float weights and compute; ``keep_io_types`` keeps float32 inputs/outputs so app code need not change."""
+    check_params(PARAMS, {"keep_io_types": keep_io_types})
+    model = load_model(src)
+    if is_quantized(model):
+        found = ", ".join(sorted(quantized_op_types(model)))
+        raise TransformError(f"the model is already quantized (it has {found}); convert its float parent to fp16")
+    overflows = fp16_overflows(model)
+    if overflows:
+        listed = ", ".join(f"'{name}' (max |x| = {value:.4g})" for name, value in overflows[:5])
+        raise TransformError(
+            f"{len(overflows)} weight tensors hold values beyond fp16's range of ±{FP16_MAX:g}: {listed}; "
+            "they would become clipped or infinite, so keep this model in fp32 (or use int8 quantization)"
+        )
+    float_weights = sum(len(float_initializers(graph)) for graph in iter_graphs(model.graph))
+    if not float_weights and not _has_float_io(model):
+        raise TransformError("nothing to convert: the model has no float32 weights, inputs or outputs")
+    try:
+        converted = convert_float_to_float16(model, keep_io_types=keep_io_types)
+    except Exception as exc:
+        raise TransformError(f"onnxruntime's fp16 converter failed: {type(exc).__name__}: {exc}") from exc
+    with write_atomically(dst) as tmp:
+        save_model(converted, tmp)
+    report = TransformReport("fp16", details={"keep_io_types": keep_io_types, "float_weights": float_weights})
+    io_note = "inputs and outputs stay float32" if keep_io_types else "inputs and outputs become float16"
+    report.log.append(f"converted {float_weights} float weight tensors to fp16; {io_note}")
+    return report
+
+
+def fp16_overflows(model: onnx.ModelProto) -> list[tuple[str, float]]:
+    """Float initializers and constant attributes holding finite values with |x| > 65504, largest first."""
+    found = []
+    for graph in iter_graphs(model.graph):
+        named = list(float_initializers(graph).items())
+        named += [
+            (node.output[0], attribute.t)
+            for node in graph.node
+            for attribute in node.attribute
+            if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type in _FLOAT_TYPES
+        ]
+        for name, tensor in named:
+            values = np.abs(numpy_helper.to_array(tensor))
+            values = values[np.isfinite(values)]
+            if values.size and values.max() > FP16_MAX:
+                found.append((name, float(values.max())))
+    return sorted(found, key=lambda item: -item[1])
+
+
+def _has_float_io(model: onnx.ModelProto) -> bool:
+    values = list(model.graph.input) + list(model.graph.output)
+    return any(value.type.tensor_type.elem_type in _FLOAT_TYPES for value in values)

@@ -1,0 +1,145 @@
+"""What the onnxruntime installed on this server supports, asked of it directly.
+
+The matrix row for the server's own runtime comes from here (its schema and
+kernel registries, and the IR versions it accepts), not from a hand-kept list.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+from .inputs import generate_inputs
+
+
+def _domain(domain: str) -> str:
+    return "ai.onnx" if domain in ("", "ai.onnx") else domain
+
+
+def version() -> str:
+    return ort.__version__
+
+
+def major_minor(text: str) -> str:
+    parts = text.strip().lstrip("v").split(".")
+    return ".".join(parts[:2])
+
+
+@functools.cache
+def schema_since_versions() -> dict[tuple[str, str], list[int]]:
+    """(domain, op) -> sorted since_versions of the schemas this runtime knows."""
+    table: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for schema in ort_state.get_all_operator_schema():
+        table[(_domain(schema.domain), schema.name)].append(int(schema.since_version))
+    return {key: sorted(set(versions)) for key, versions in table.items()}
+
+
+@functools.cache
+def max_opsets() -> dict[str, int]:
+    best: dict[str, int] = {}
+    for (domain, _), versions in schema_since_versions().items():
+        best[domain] = max(best.get(domain, 0), versions[-1])
+    return best
+
+
+@functools.cache
+def kernel_ranges(provider: str = "CPUExecutionProvider") -> dict[tuple[str, str], list[tuple[int, int]]]:
+    table: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    for kernel in ort_state.get_all_opkernel_def():
+        if kernel.provider == provider:
+            start, end = kernel.version_range
+            table[(_domain(kernel.domain), kernel.op_name)].append((int(start), int(end)))
+    return dict(table)
+
+
+def has_kernel(domain: str, op: str, opset: int, provider: str = "CPUExecutionProvider") -> bool | None:
+    """Whether this runtime has a kernel for ``op`` as a model at ``opset`` would resolve it.
+
+    None when the runtime does not know the operator's schema at all. Ops that
+    ONNX defines as functions (no kernel, expanded at load) count as supported.
+    """
+    domain = _domain(domain)
+    since_versions = [v for v in schema_since_versions().get((domain, op), []) if v <= opset]
+    if not since_versions:
+        return None
+    since = since_versions[-1]
+    for start, end in kernel_ranges(provider).get((domain, op), []):
+        if start <= since <= end:
+            return True
+    try:  # function ops (e.g. LayerNormalization at some opsets) run by expansion
+        schema = onnx.defs.get_schema(op, opset, "" if domain == "ai.onnx" else domain)
+        return bool(schema.has_function or schema.has_context_dependent_function)
+    except onnx.defs.SchemaError:
+        return False
+
+
+@functools.cache
+def max_ir_version() -> int:
+    """The highest model IR version this runtime loads, found by loading tiny models."""
+    best = 3
+    for ir in range(4, onnx.IR_VERSION + 2):
+        node = helper.make_node("Identity", ["x"], ["y"])
+        graph = helper.make_graph(
+            [node],
+            "probe",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = ir
+        try:
+            ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        except Exception:  # refusing this IR version is the answer we are looking for
+            break
+        best = ir
+    return best
+
+
+def capabilities() -> dict:
+    return {"version": major_minor(version()), "max_opsets": max_opsets(), "ir_version": max_ir_version()}
+
+
+class RunFailure(ValueError):
+    """The model loads as ONNX but onnxruntime cannot create a session for it or run it."""
+
+
+def smoke_run(path: str | Path, *, batch: int = 1, seed: int = 0) -> dict:
+    """Create a session and run the model once on generated inputs; describe the outputs."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise RunFailure(f"onnxruntime {version()} cannot load the model: {_first_line(exc)}") from exc
+    model = onnx.load(str(path), load_external_data=False)
+    feeds = generate_inputs(model, batch=batch, seed=seed)
+    try:
+        outputs = session.run(None, feeds)
+    except Exception as exc:
+        raise RunFailure(f"onnxruntime {version()} loaded the model but running it failed: {_first_line(exc)}") from exc
+    described = []
+    for meta, value in zip(session.get_outputs(), outputs, strict=False):
+        array = np.asarray(value) if isinstance(value, np.ndarray) else None
+        described.append(
+            {
+                "name": meta.name,
+                "shape": list(array.shape) if array is not None else None,
+                "dtype": str(array.dtype) if array is not None else type(value).__name__,
+                "finite": bool(np.isfinite(array).all()) if array is not None and array.dtype.kind == "f" else None,
+            }
+        )
+    return {"inputs": {k: list(v.shape) for k, v in feeds.items()}, "outputs": described}
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+

@@ -1,0 +1,154 @@
+"""Shared personas, model files and guards for the whole suite."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from console import roles, services
+
+PASSWORD = "correct-horse-battery"
+
+
+# --- guards --------------------------------------------------------------------------------------
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(sock, address):
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            ip = ipaddress.ip_address(socket.gethostbyname(host)) if host == "localhost" else None
+        if ip is None or not ip.is_loopback:
+            raise RuntimeError(f"tests may not open outbound connections (tried {address!r})")
+    return _real_connect(sock, address)
+
+
+@pytest.fixture(autouse=True)
+def block_outbound_network(monkeypatch):
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+@pytest.fixture(autouse=True)
+def isolated_storage(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return Path(settings.MEDIA_ROOT)
+
+
+def stored_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+# --- personas ------------------------------------------------------------------------------------
+
+
+def _user(django_user_model, name):
+    return django_user_model.objects.create_user(username=name, password=PASSWORD)
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return _user(django_user_model, "olivia-owner")
+
+
+@pytest.fixture
+def teammate(django_user_model):
+    return _user(django_user_model, "dev-dan")
+
+
+@pytest.fixture
+def approver(django_user_model):
+    return _user(django_user_model, "amy-approver")
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    return _user(django_user_model, "vic-viewer")
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    return _user(django_user_model, "oscar-outsider")
+
+
+@pytest.fixture
+def project(owner, teammate, approver, viewer):
+    project = services.create_project(slug="kiosk", name="Kiosk app", owner=owner)
+    services.set_member(project=project, user=teammate, role=roles.DEVELOPER)
+    services.set_member(project=project, user=approver, role=roles.APPROVER)
+    services.set_member(project=project, user=viewer, role=roles.VIEWER)
+    return project
+
+
+@pytest.fixture
+def other_project(outsider):
+    return services.create_project(slug="other", name="Someone else's app", owner=outsider)
+
+
+@pytest.fixture
+def model(project, owner):
+    return services.create_model(project=project, name="digit-classifier", user=owner)
+
+
+def api_client_for(user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+# --- model files ---------------------------------------------------------------------------------
+
+
+def make_mlp(seed: int = 0, hidden: int = 16, opset: int = 17) -> onnx.ModelProto:
+    """A small float32 MLP: x [N, 8] -> probabilities [N, 4]."""
+    rng = np.random.default_rng(seed)
+    w1 = numpy_helper.from_array(rng.standard_normal((8, hidden)).astype(np.float32), "w1")
+    b1 = numpy_helper.from_array(np.zeros(hidden, np.float32), "b1")
+    w2 = numpy_helper.from_array(rng.standard_normal((hidden, 4)).astype(np.float32), "w2")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Add", ["h", "b1"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["h2"]),
+        helper.make_node("MatMul", ["h2", "w2"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes, "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 4])],
+        [w1, b1, w2],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.fixture
+def mlp_bytes() -> bytes:
+    return make_mlp().SerializeToString()
+
+
+@pytest.fixture
+def mlp_path(tmp_path, mlp_bytes) -> Path:
+    path = tmp_path / "mlp.onnx"
+    path.write_bytes(mlp_bytes)
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_demo(tmp_path_factory):
+    """The demo digits classifier trained once per run, with its held-out set."""
+    from jobs.tooling.demo_models import write_digits_demo
+
+    return write_digits_demo(tmp_path_factory.mktemp("digits"))
