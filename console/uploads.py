@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 from django.conf import settings
+from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
 
 
@@ -56,3 +58,16 @@ def sha256_of(uploaded) -> str:
         hasher.update(chunk)
     uploaded.seek(0)
     return hasher.hexdigest()
+
+
+@contextlib.contextmanager
+def temporary_upload(name: str, payload: bytes):
+    """Bytes wrapped as an uploaded file on disk, for uploads that do not come over HTTP (seeding, tests)."""
+    upload = TemporaryUploadedFile(name, "application/octet-stream", len(payload), None)
+    try:
+        upload.write(payload)
+        upload.flush()
+        upload.seek(0)
+        yield upload
+    finally:
+        upload.close()

@@ -1,9 +1,9 @@
 """Server-side measurements of a model file: size, download size, latency and peak memory.
 
-Peak memory is measured in a fresh Python process as the growth of ``ru_maxrss`` (the resident-set high-water
-mark) across creating the session and running it. tracemalloc cannot be used: onnxruntime allocates in C++,
-outside Python's allocator. A fresh process is needed because the high-water mark never goes down, so in a
-long-lived worker earlier work would hide this model's peak.
+Peak memory is measured in a fresh Python process: the resident-set high-water mark (``ru_maxrss``) after
+creating the session and running it, minus the resident set just before. tracemalloc cannot be used: onnxruntime
+allocates in C++, outside Python's allocator. A fresh process is needed because the high-water mark never goes
+down, so in a long-lived worker earlier work would hide this model's peak.
 """
 
 from __future__ import annotations
@@ -25,9 +25,22 @@ from jobs.tooling.inputs import generate_inputs
 
 _CHUNK = 1 << 20
 _MEMORY_PROBE = r"""
-import json, resource, sys
+import json, os, resource, sys
 import numpy as np
 import onnxruntime as ort
+
+def peak_bytes():
+    # ru_maxrss is kilobytes on Linux, bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+def current_bytes():
+    # The resident set now, not its high-water mark: imports may have peaked higher and freed memory since,
+    # which would hide a small model's peak. Linux only; elsewhere fall back to the high-water mark.
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return peak_bytes()
 
 args = json.loads(sys.argv[1])
 with np.load(args["feeds"], allow_pickle=False) as npz:
@@ -36,12 +49,11 @@ options = ort.SessionOptions()
 options.log_severity_level = 3
 if args["ort_format"]:
     options.add_session_config_entry("session.load_model_format", "ORT")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = current_bytes()
 session = ort.InferenceSession(args["model"], options, providers=["CPUExecutionProvider"])
 for _ in range(args["runs"]):
     session.run(None, feeds)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"before": before, "after": after}))
+print(json.dumps({"before": before, "after": peak_bytes()}))
 """
 
 
@@ -90,7 +102,7 @@ def measure_peak_memory(path: PathLike, feeds: dict[str, np.ndarray], *, runs: i
         # String inputs arrive as object arrays, which np.savez could only pickle; unicode arrays need no pickle.
         np.savez(feeds_path, **{k: v.astype(str) if v.dtype == object else v for k, v in feeds.items()})
         args = {"model": str(Path(path).resolve()), "feeds": str(feeds_path), "runs": runs}
-        args["ort_format"] = is_ort_format(path)
+        args |= {"ort_format": is_ort_format(path)}
         try:
             completed = subprocess.run(
                 [sys.executable, "-c", _MEMORY_PROBE, json.dumps(args)],
@@ -104,8 +116,7 @@ def measure_peak_memory(path: PathLike, feeds: dict[str, np.ndarray], *, runs: i
     if completed.returncode != 0:
         raise TransformError(f"the memory probe failed: {completed.stderr.strip()[-500:]}")
     figures = json.loads(completed.stdout.strip().splitlines()[-1])
-    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, kilobytes on Linux
-    return max(0, figures["after"] - figures["before"]) * unit
+    return max(0, figures["after"] - figures["before"])
 
 
 def benchmark(

@@ -156,6 +156,15 @@ def is_quantized(model: onnx.ModelProto) -> bool:
     return bool(quantized_op_types(model))
 
 
+def refuse_quantized(model: onnx.ModelProto, action: str) -> None:
+    """Quantizing or halving an already-quantized model stacks errors or breaks it: send people to the parent."""
+    found = quantized_op_types(model)
+    if found:
+        raise TransformError(
+            f"the model is already quantized (it has {', '.join(sorted(found))}); {action} its float parent instead"
+        )
+
+
 def constants_to_initializers(model: onnx.ModelProto) -> int:
     """Turn tensor-valued Constant nodes into initializers of their own graph; return how many moved.
 

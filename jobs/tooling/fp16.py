@@ -14,10 +14,9 @@ from jobs.tooling.common import (
     TransformReport,
     check_params,
     float_initializers,
-    is_quantized,
     iter_graphs,
     load_model,
-    quantized_op_types,
+    refuse_quantized,
     save_model,
     write_atomically,
 )
@@ -32,9 +31,7 @@ def convert_fp16(src: PathLike, dst: PathLike, *, keep_io_types: bool = True) ->
     """Halve float weights and compute; ``keep_io_types`` keeps float32 inputs/outputs so app code need not change."""
     check_params(PARAMS, {"keep_io_types": keep_io_types})
     model = load_model(src)
-    if is_quantized(model):
-        found = ", ".join(sorted(quantized_op_types(model)))
-        raise TransformError(f"the model is already quantized (it has {found}); convert its float parent to fp16")
+    refuse_quantized(model, "convert")
     overflows = fp16_overflows(model)
     if overflows:
         listed = ", ".join(f"'{name}' (max |x| = {value:.4g})" for name, value in overflows[:5])

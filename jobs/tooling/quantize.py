@@ -23,10 +23,10 @@ from jobs.tooling.common import (
     TransformReport,
     check_params,
     constants_to_initializers,
-    is_quantized,
     iter_graphs,
     load_model,
     quantized_op_types,
+    refuse_quantized,
     save_model,
     write_atomically,
 )
@@ -59,9 +59,10 @@ def quantize_dynamic(
 ) -> TransformReport:
     """int8 weights, activations quantized at run time; needs no dataset."""
     check_params(DYNAMIC_PARAMS, {"per_channel": per_channel, "weight_type": weight_type, "preprocess": preprocess})
+    model = _load_float_model(src)
     report = TransformReport("quantize_dynamic", details={"per_channel": per_channel, "weight_type": weight_type})
     with tempfile.TemporaryDirectory() as workdir, write_atomically(dst) as tmp:
-        prepared = _prepare(src, Path(workdir), preprocess, report)
+        prepared = _prepare(model, Path(workdir), preprocess, report)
         # EnableSubgraph: without it the quantizer skips weights inside If/Loop bodies.
         _call_quantizer(
             ort_quantize_dynamic,
@@ -100,7 +101,8 @@ def quantize_static(
             "static quantization needs a calibration dataset (NPZ or CSV matching the model's inputs); "
             "attach one or use quantize_dynamic"
         )
-    specs = graph_inputs(load_model(src))
+    model = _load_float_model(src)
+    specs = graph_inputs(model)
     calibration = as_dataset(dataset, specs)
     calibration = Dataset(
         inputs={name: array[:max_calibration_rows] for name, array in calibration.inputs.items()},
@@ -118,7 +120,7 @@ def quantize_static(
     )
     report.log.append(f"calibrating on {calibration.rows} rows of {calibration.source} ({calibrate_method})")
     with tempfile.TemporaryDirectory() as workdir, write_atomically(dst) as tmp:
-        prepared = _prepare(src, Path(workdir), preprocess, report)
+        prepared = _prepare(model, Path(workdir), preprocess, report)
         _call_quantizer(
             ort_quantize_static,
             prepared,
@@ -140,11 +142,14 @@ class _DatasetReader(CalibrationDataReader):
         return next(self._batches, None)
 
 
-def _prepare(src: PathLike, workdir: Path, preprocess: bool, report: TransformReport) -> Path:
+def _load_float_model(src: PathLike) -> onnx.ModelProto:
     model = load_model(src)
-    if is_quantized(model):
-        found = ", ".join(sorted(quantized_op_types(model)))
-        raise TransformError(f"the model is already quantized (it has {found}); quantize its float parent instead")
+    refuse_quantized(model, "quantize")
+    return model
+
+
+def _prepare(model: onnx.ModelProto, workdir: Path, preprocess: bool, report: TransformReport) -> Path:
+    """Save ``model`` with its weights as initializers, pre-processed when asked and possible; return the path."""
     moved = constants_to_initializers(model)
     if moved:
         report.log.append(f"moved {moved} Constant-node tensors to initializers so the quantizer sees them as weights")

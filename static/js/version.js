@@ -4,10 +4,11 @@
   if (chart && window.Plotly) {
     const histogram = JSON.parse(chart.dataset.histogram || "{}");
     const ops = Object.keys(histogram);
-    Plotly.newPlot(chart, [{ type: "bar", orientation: "h", y: ops.slice().reverse(),
-      x: ops.map((k) => histogram[k]).reverse(), marker: { color: "#3b6ea5" } }],
-      { margin: { l: 160, r: 20, t: 10, b: 30 }, height: Math.max(200, 22 * ops.length + 60),
-        xaxis: { title: "nodes" } }, { displayModeBar: false, responsive: true });
+    Plotly.newPlot(chart, [{ type: "bar", orientation: "h", y: ops, x: ops.map((k) => histogram[k]),
+      marker: { color: "#3b6ea5" } }],
+      { margin: { l: 200, r: 20, t: 10, b: 40 }, height: Math.max(200, 22 * ops.length + 60),
+        yaxis: { autorange: "reversed" }, xaxis: { title: { text: "nodes" }, dtick: 1, rangemode: "tozero" } },
+      { displayModeBar: false, responsive: true });
   }
 
   const card = document.getElementById("job-card");

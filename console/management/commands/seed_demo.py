@@ -11,12 +11,11 @@ import tempfile
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.management.base import BaseCommand
-from django.db import transaction
 
 from console import roles, services
 from console.models import Model, Project
+from console.uploads import temporary_upload
 from jobs.tooling.demo_models import write_digits_demo
 
 DEMO_USERS = [("demo", roles.OWNER), ("dev", roles.DEVELOPER), ("approver", roles.APPROVER), ("viewer", roles.VIEWER)]
@@ -53,13 +52,8 @@ class Command(BaseCommand):
         if not model.versions.exists():
             with tempfile.TemporaryDirectory() as tmp:
                 model_path, _, accuracy = write_digits_demo(Path(tmp))
-                upload = TemporaryUploadedFile("digit-classifier.onnx", "application/octet-stream",
-                                               model_path.stat().st_size, None)
-                upload.write(model_path.read_bytes())
-                upload.flush()
-                with transaction.atomic():
+                with temporary_upload("digit-classifier.onnx", model_path.read_bytes()) as upload:
                     version = services.upload_version(model=model, uploaded=upload, user=users["demo"])
-                upload.close()
             self.stdout.write(f"demo model trained (held-out accuracy {accuracy:.3f}) and uploaded as v{version.number}")
         self.stdout.write(self.style.SUCCESS(
             f"demo data ready: sign in as demo / {password} (owner); also dev, approver, viewer with the same password"

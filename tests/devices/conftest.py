@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devices.agent.client import Agent, default_config
+from tests.devices.fake_device_server import MODEL, FakeDeviceServer, FakeVersion, make_model_bytes
+
+VECTORS_PATH = Path(__file__).with_name("bucketing_vectors.json")
+
+
+@pytest.fixture
+def bucketing_vectors() -> list[dict[str, Any]]:
+    return json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def server() -> Iterator[FakeDeviceServer]:
+    with FakeDeviceServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def v1() -> FakeVersion:
+    return FakeVersion(1, "1.0.0", make_model_bytes(1.0))
+
+
+@pytest.fixture
+def v2() -> FakeVersion:
+    return FakeVersion(2, "1.1.0", make_model_bytes(2.0))
+
+
+@pytest.fixture
+def make_agent(tmp_path: Path) -> Callable[..., Agent]:
+    """A fresh agent on ``tmp_path/name``; calling it again with the same name is a restarted agent."""
+
+    def make(name: str = "device", **kwargs: Any) -> Agent:
+        kwargs.setdefault("retry_delay_s", 0)
+        return Agent(tmp_path / name, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def enrolled_agent(server: FakeDeviceServer, make_agent: Callable[..., Agent]) -> Agent:
+    agent = make_agent()
+    config = default_config(device_type="kiosk-x86", region="DE", app_version="2.3.1", attributes={"tier": "pro"})
+    agent.enroll(server.url, server.enrollment_key, config, models=[MODEL])
+    return agent

@@ -1,0 +1,60 @@
+"""Upload through the API and let a real Celery worker on Redis run the check."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from console.models import ModelVersion
+from jobs.models import Job
+from tests.conftest import api_client_for, make_mlp
+from tests.integration.conftest import wait_for
+
+pytestmark = pytest.mark.worker
+
+
+def test_upload_through_api__real_worker_checks_it_to_ready(celery_worker_process, project, model, teammate):
+    client = api_client_for(teammate)
+    response = client.post(
+        f"/api/projects/{project.slug}/models/{model.name}/versions/",
+        {"file": SimpleUploadedFile("mlp.onnx", make_mlp().SerializeToString())}, format="multipart",
+    )
+    assert response.status_code == 201
+
+    job = Job.objects.get(input_version__model=model, kind="check")
+    wait_for(lambda: Job.objects.get(pk=job.pk).is_finished, message="the check job to finish")
+
+    job.refresh_from_db()
+    assert job.state == "succeeded", job.error
+    version = ModelVersion.objects.get(model=model, number=1)
+    assert version.state == "ready"
+    assert version.compatibility.count() >= 4
+    detail = client.get(f"/api/projects/{project.slug}/models/{model.name}/versions/1/").json()
+    assert {row["device_type"] for row in detail["compatibility"]} >= {"raspberry-pi-4", "x86-gateway"}
+    assert detail["jobs"][0]["state"] == "succeeded"
+
+
+def test_model_that_cannot_run__real_worker_fails_it_with_the_reason(celery_worker_process, project, model,
+                                                                     teammate):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = numpy_helper.from_array(np.array([3], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], [shape],
+    )
+    bad = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    bad.ir_version = 8
+    client = api_client_for(teammate)
+    response = client.post(
+        f"/api/projects/{project.slug}/models/{model.name}/versions/",
+        {"file": SimpleUploadedFile("bad.onnx", bad.SerializeToString())}, format="multipart",
+    )
+    assert response.status_code == 201
+    version = ModelVersion.objects.get(model=model, number=1)
+    wait_for(lambda: ModelVersion.objects.get(pk=version.pk).state != "checking", message="the check to end")
+    version.refresh_from_db()
+    assert version.state == "failed" and "running it failed" in version.error
+    assert not Job.objects.filter(state__in=["queued", "running"]).exists()

@@ -1,0 +1,201 @@
+"""Small models and datasets shared by the tooling tests, built once per session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+OPSET = 17
+
+
+def make_model(
+    nodes: list[onnx.NodeProto],
+    inputs: list[onnx.ValueInfoProto],
+    outputs: list[onnx.ValueInfoProto],
+    initializers: list[onnx.TensorProto] = (),
+) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "test", inputs, outputs, list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8  # loadable by older onnxruntime builds too
+    onnx.checker.check_model(model)
+    return model
+
+
+def float_input(name: str, shape: list) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def mlp_weights(sizes: list[int], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [
+        (
+            (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(np.float32),
+            (rng.standard_normal(fan_out) * 0.1).astype(np.float32),
+        )
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)
+    ]
+
+
+def mlp(sizes: list[int], *, batch: int | str = "N", constants: bool = False, seed: int = 0) -> onnx.ModelProto:
+    """x -> (MatMul, Add, Relu)* -> MatMul, Add; weights as initializers or as Constant nodes."""
+    nodes, initializers, previous = [], [], "x"
+    for layer, (weights, bias) in enumerate(mlp_weights(sizes, seed)):
+        tensors = [numpy_helper.from_array(weights, f"w{layer}"), numpy_helper.from_array(bias, f"b{layer}")]
+        if constants:
+            nodes += [helper.make_node("Constant", [], [t.name], value=t) for t in tensors]
+        else:
+            initializers += tensors
+        last = layer == len(sizes) - 2
+        nodes += [
+            helper.make_node("MatMul", [previous, f"w{layer}"], [f"m{layer}"]),
+            helper.make_node("Add", [f"m{layer}", f"b{layer}"], ["y" if last else f"h{layer}"]),
+        ]
+        if not last:
+            nodes.append(helper.make_node("Relu", [f"h{layer}"], [f"a{layer}"]))
+            previous = f"a{layer}"
+    return make_model(
+        nodes, [float_input("x", [batch, sizes[0]])], [float_input("y", [batch, sizes[-1]])], initializers
+    )
+
+
+def save(model: onnx.ModelProto, directory: Path, name: str) -> Path:
+    path = directory / name
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def mlp_path(models_dir) -> Path:
+    return save(mlp([16, 64, 64, 10]), models_dir, "mlp.onnx")
+
+
+@pytest.fixture(scope="session")
+def regressor_path(models_dir) -> Path:
+    return save(mlp([8, 32, 1], seed=1), models_dir, "regressor.onnx")
+
+
+@pytest.fixture(scope="session")
+def fixed_batch_path(models_dir) -> Path:
+    return save(mlp([16, 64, 64, 10], batch=1), models_dir, "fixed_batch.onnx")
+
+
+@pytest.fixture(scope="session")
+def constant_weights_path(models_dir) -> Path:
+    return save(mlp([16, 64, 64, 10], constants=True), models_dir, "constant_weights.onnx")
+
+
+@pytest.fixture(scope="session")
+def huge_values_path(models_dir) -> Path:
+    model = mlp([16, 64, 10])
+    bias = next(t for t in model.graph.initializer if t.name == "b0")
+    values = numpy_helper.to_array(bias).copy()
+    values[3] = 1e6  # far beyond fp16's 65504
+    bias.CopyFrom(numpy_helper.from_array(values, "b0"))
+    return save(model, models_dir, "huge_values.onnx")
+
+
+@pytest.fixture(scope="session")
+def cnn_path(models_dir) -> Path:
+    rng = np.random.default_rng(2)
+    initializers = [
+        numpy_helper.from_array((rng.standard_normal((8, 1, 3, 3)) / 3).astype(np.float32), "c1"),
+        numpy_helper.from_array((rng.standard_normal((16, 8, 3, 3)) / 8).astype(np.float32), "c2"),
+        numpy_helper.from_array((rng.standard_normal((10, 16)) / 4).astype(np.float32), "fc"),
+        numpy_helper.from_array(np.zeros(10, np.float32), "fc_bias"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "c1"], ["h1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "c2"], ["h2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc", "fc_bias"], ["y"], transB=1),
+    ]
+    model = make_model(nodes, [float_input("x", ["N", 1, 8, 8])], [float_input("y", ["N", 10])], initializers)
+    return save(model, models_dir, "cnn.onnx")
+
+
+@pytest.fixture(scope="session")
+def if_subgraph_path(models_dir) -> Path:
+    """Weights only as Constant nodes inside the If branches: out of the quantizer's default reach."""
+    weights = mlp_weights([16, 10])[0][0]
+
+    def branch(name: str, scale: float) -> onnx.GraphProto:
+        constant = numpy_helper.from_array(weights * scale, f"{name}_w")
+        return helper.make_graph(
+            [
+                helper.make_node("Constant", [], [f"{name}_w"], value=constant),
+                helper.make_node("MatMul", ["x", f"{name}_w"], [f"{name}_y"]),
+            ],
+            name,
+            [],
+            [float_input(f"{name}_y", ["N", 10])],
+        )
+
+    nodes = [
+        helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.array(0, np.float32))),
+        helper.make_node("Greater", ["total", "zero"], ["positive"]),
+        helper.make_node("If", ["positive"], ["y"], then_branch=branch("then", 1.0), else_branch=branch("else", -1.0)),
+    ]
+    model = make_model(nodes, [float_input("x", ["N", 16])], [float_input("y", ["N", 10])])
+    return save(model, models_dir, "if_subgraph.onnx")
+
+
+@pytest.fixture(scope="session")
+def quantized_path(models_dir, mlp_path) -> Path:
+    path = models_dir / "already_quantized.onnx"
+    ort_quantize_dynamic(str(mlp_path), str(path))
+    return path
+
+
+@dataclass(frozen=True)
+class Digits:
+    model: Path
+    npz: Path
+    csv: Path
+    x_test: np.ndarray
+    y_test: np.ndarray
+    sklearn_accuracy: float
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory) -> Digits:
+    """scikit-learn's bundled digits, an MLP classifier exported without ZipMap, and its test split as files."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+
+    directory = tmp_path_factory.mktemp("digits")
+    features, labels = load_digits(return_X_y=True)
+    features = (features / 16).astype(np.float32)
+    x_train, x_test, y_train, y_test = train_test_split(features, labels, test_size=0.25, random_state=0)
+    clf = MLPClassifier(hidden_layer_sizes=(128,), max_iter=150, random_state=0).fit(x_train, y_train)
+    model = to_onnx(
+        clf,
+        initial_types=[("input", FloatTensorType([None, 64]))],
+        options={id(clf): {"zipmap": False}},
+        target_opset={"": OPSET, "ai.onnx.ml": 3},
+    )
+    model_path = save(model, directory, "digits.onnx")
+    npz_path = directory / "digits_test.npz"
+    np.savez(npz_path, input=x_test, labels=y_test.astype(np.int64))
+    csv_path = directory / "digits_test.csv"
+    header = ",".join([*(f"pixel{i}" for i in range(64)), "label"])
+    rows = [",".join([*(f"{v:g}" for v in row), str(label)]) for row, label in zip(x_test, y_test, strict=True)]
+    csv_path.write_text("\n".join([header, *rows]) + "\n")
+    return Digits(model_path, npz_path, csv_path, x_test, y_test.astype(np.int64), float(clf.score(x_test, y_test)))

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jobs.tooling.common import model_input_specs
+from jobs.tooling.datasets import Dataset, as_dataset, iter_batches, load_dataset
+from jobs.tooling.errors import DatasetError
+
+
+@pytest.fixture(scope="module")
+def digits_specs(digits):
+    return model_input_specs(digits.model)
+
+
+def write_npz(tmp_path, **arrays):
+    path = tmp_path / "data.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def problems_of(path, specs, **kwargs) -> str:
+    with pytest.raises(DatasetError) as raised:
+        load_dataset(path, specs, **kwargs)
+    return "\n".join(raised.value.problems)
+
+
+def test_load_dataset__npz_matching_the_model__loads_inputs_and_labels(digits, digits_specs):
+    dataset = load_dataset(digits.npz, digits_specs, require_labels=True)
+    assert dataset.rows == len(digits.y_test)
+    np.testing.assert_array_equal(dataset.labels, digits.y_test)
+    assert set(dataset.inputs) == {"input"}
+
+
+def test_load_dataset__csv_matching_the_model__gives_the_same_arrays_as_npz(digits, digits_specs):
+    from_csv = load_dataset(digits.csv, digits_specs, require_labels=True)
+    from_npz = load_dataset(digits.npz, digits_specs)
+    np.testing.assert_allclose(from_csv.inputs["input"], from_npz.inputs["input"], rtol=1e-5)
+    np.testing.assert_array_equal(from_csv.labels, from_npz.labels)
+    assert from_csv.labels.dtype == np.int64
+
+
+def test_load_dataset__wrong_array_name__names_the_missing_input_and_the_stray_array(tmp_path, digits_specs):
+    path = write_npz(tmp_path, pixels=np.zeros((4, 64), np.float32), labels=np.zeros(4, np.int64))
+    problems = problems_of(path, digits_specs)
+    assert "missing array for input 'input' (found 'pixels')" in problems
+    assert "unexpected array 'pixels'" in problems
+
+
+def test_load_dataset__wrong_shape__gives_the_expected_shape(tmp_path, digits_specs):
+    path = write_npz(tmp_path, input=np.zeros((4, 63), np.float32))
+    assert "'input' has shape (4, 63); the input expects (rows, 64)" in problems_of(path, digits_specs)
+
+
+def test_load_dataset__wrong_rank__gives_the_expected_shape(tmp_path, digits_specs):
+    path = write_npz(tmp_path, input=np.zeros((4, 8, 8), np.float32))
+    assert "'input' has shape (4, 8, 8); the input expects (rows, 64)" in problems_of(path, digits_specs)
+
+
+def test_load_dataset__wrong_dtype__names_both_dtypes(tmp_path, digits_specs):
+    path = write_npz(tmp_path, input=np.full((4, 64), "a"))
+    assert "'input' holds <U1 values; the input expects float32" in problems_of(path, digits_specs)
+
+
+def test_load_dataset__complex_numbers__are_a_dtype_mismatch(tmp_path, digits_specs):
+    path = write_npz(tmp_path, input=np.zeros((4, 64), np.complex64))
+    assert "holds complex64 values; the input expects float32" in problems_of(path, digits_specs)
+
+
+def test_load_dataset__float64_for_a_float32_input__is_accepted_and_cast_when_fed(tmp_path, digits_specs):
+    dataset = load_dataset(write_npz(tmp_path, input=np.zeros((4, 64))), digits_specs)
+    feeds, valid = next(iter_batches(dataset, digits_specs))
+    assert feeds["input"].dtype == np.float32 and valid == 4
+
+
+def test_load_dataset__row_counts_differ__gives_each_count(tmp_path, digits_specs):
+    path = write_npz(tmp_path, input=np.zeros((5, 64), np.float32), labels=np.zeros(4, np.int64))
+    assert "row counts differ between arrays: 'input' has 5, 'labels' has 4" in problems_of(path, digits_specs)
+
+
+def test_load_dataset__nan_values__are_counted_with_their_first_row(tmp_path, digits_specs):
+    features = np.zeros((5, 64), np.float32)
+    features[3, 7] = np.nan
+    features[4, 0] = np.inf
+    path = write_npz(tmp_path, input=features, labels=np.array([0, 1, 2, np.nan, 4]))
+    problems = problems_of(path, digits_specs)
+    assert "'input' holds 2 NaN or infinite values (first in row 3)" in problems
+    assert "'labels' holds 1 NaN or infinite values (first in row 3)" in problems
+
+
+def test_load_dataset__object_arrays__are_refused_without_unpickling(tmp_path, digits_specs):
+    path = tmp_path / "pickled.npz"
+    np.savez(path, input=np.array([{"a": 1}] * 4, dtype=object))
+    assert "would need unpickling" in problems_of(path, digits_specs)
+
+
+def test_load_dataset__not_an_archive__is_refused(tmp_path, digits_specs):
+    path = tmp_path / "data.npz"
+    path.write_bytes(b"not a zip")
+    assert "not a readable NPZ archive" in problems_of(path, digits_specs)
+
+
+def test_load_dataset__labels_required_but_absent__says_how_to_name_them(tmp_path, digits_specs):
+    path = write_npz(tmp_path, input=np.zeros((4, 64), np.float32))
+    assert "an array named 'labels'" in problems_of(path, digits_specs, require_labels=True)
+
+
+def write_csv(tmp_path, text: str):
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    return path
+
+
+def test_load_dataset__non_numeric_csv_cells__are_listed_by_row_and_column(tmp_path, regressor_path):
+    header = ",".join(f"f{i}" for i in range(8)) + ",label"
+    rows = ["1,2,3,4,5,6,7,8,0.5", "1,two,3,4,5,6,7,8,0.5", "1,2,3,4,5,6,7,,0.5"]
+    path = write_csv(tmp_path, "\n".join([header, *rows]))
+    problems = problems_of(path, model_input_specs(regressor_path))
+    assert "2 non-numeric CSV cells" in problems
+    assert "row 3 column 'f1': 'two'" in problems
+    assert "row 4 column 'f7': an empty cell" in problems
+
+
+def test_load_dataset__nan_in_csv__is_reported(tmp_path, regressor_path):
+    header = ",".join(f"f{i}" for i in range(8)) + ",label"
+    path = write_csv(tmp_path, "\n".join([header, "1,2,3,4,5,6,7,8,1", "1,2,3,nan,5,6,7,8,1"]))
+    assert "'x' holds 1 NaN or infinite values (first in row 1)" in problems_of(path, model_input_specs(regressor_path))
+
+
+def test_load_dataset__csv_with_too_few_columns__says_how_many_are_expected(tmp_path, regressor_path):
+    path = write_csv(tmp_path, "a,b,label\n1,2,3\n")
+    assert "the CSV has 2 feature columns; input 'x' expects 8" in problems_of(path, model_input_specs(regressor_path))
+
+
+def test_load_dataset__csv_row_with_missing_cells__is_reported(tmp_path, regressor_path):
+    header = ",".join(f"f{i}" for i in range(8)) + ",label"
+    path = write_csv(tmp_path, "\n".join([header, "1,2,3,4,5,6,7,8,1", "1,2,3"]))
+    assert "CSV row 3 has 3 cells; the header has 9" in problems_of(path, model_input_specs(regressor_path))
+
+
+def test_load_dataset__csv_without_header__is_refused(tmp_path, regressor_path):
+    path = write_csv(tmp_path, "1,2,3,4,5,6,7,8,1\n1,2,3,4,5,6,7,8,1\n")
+    assert "must name the columns" in problems_of(path, model_input_specs(regressor_path))
+
+
+def test_as_dataset__in_memory_dataset__is_checked_like_a_file(digits_specs):
+    with pytest.raises(DatasetError, match="missing array for input 'input'"):
+        as_dataset(Dataset(inputs={"x": np.zeros((2, 64), np.float32)}, labels=None, source="memory"), digits_specs)
+
+
+def test_iter_batches__fixed_first_dim__feeds_one_row_at_a_time(fixed_batch_path):
+    specs = model_input_specs(fixed_batch_path)
+    dataset = Dataset(inputs={"x": np.arange(3 * 16, dtype=np.float32).reshape(3, 16)}, labels=None, source="m")
+    batches = list(iter_batches(dataset, specs, batch_size=256))
+    assert [feeds["x"].shape for feeds, _ in batches] == [(1, 16)] * 3
+    assert [valid for _, valid in batches] == [1, 1, 1]
+
+
+def test_iter_batches__symbolic_first_dim__batches_rows(mlp_path):
+    specs = model_input_specs(mlp_path)
+    dataset = Dataset(inputs={"x": np.zeros((10, 16), np.float32)}, labels=None, source="m")
+    assert [valid for _, valid in iter_batches(dataset, specs, batch_size=4)] == [4, 4, 2]
