@@ -88,7 +88,7 @@ class FakeDeviceServer:
         self.forget_configs = False  # answer 409 need_config unless the config comes along
         self._httpd = _QuietServer(("127.0.0.1", 0), _Handler)
         self._httpd.fake = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def url(self) -> str:

@@ -45,7 +45,7 @@ def test_svd__low_rank_matmul_weight__is_split_in_two_and_reproduces_the_outputs
     assert verify_variant(low_rank_path, dst)["relative_error"] < 1e-4
 
 
-def test_svd__gemm_with_transposed_weight__keeps_bias_and_agrees_at_full_rank(cnn_path, tmp_path):
+def test_svd__gemm_with_transposed_weight__is_factorized_keeping_its_bias(cnn_path, tmp_path):
     dst = tmp_path / "svd.onnx"
     report = svd(cnn_path, dst, rank=5, min_weights=100)  # fc is 10 x 16: rank 5 keeps 130 of 160 values
     assert report.details["factorized"][0]["weight"] == "fc"
