@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import socket
 from pathlib import Path
@@ -36,6 +37,24 @@ def _loopback_only(sock, address):
 @pytest.fixture(autouse=True)
 def block_outbound_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+@pytest.fixture(autouse=True)
+def builtin_device_types(request):
+    """Transactional tests flush every table, data-migration rows included: put the catalog back when gone."""
+    names = request.fixturenames
+    if "transactional_db" in names or "live_server" in names:
+        request.getfixturevalue("transactional_db")
+    elif "db" in names or request.node.get_closest_marker("django_db"):
+        request.getfixturevalue("db")
+    else:
+        return
+    from django.apps import apps
+
+    from devices.models import DeviceType
+
+    if not DeviceType.objects.filter(project=None).exists():
+        importlib.import_module("devices.migrations.0002_builtin_device_types").seed(apps, None)
 
 
 @pytest.fixture(autouse=True)
