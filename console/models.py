@@ -51,6 +51,10 @@ class Model(models.Model):
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # What a device gets when no targeting rule matches (None: nothing until a rule says so).
+    default_version = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="default_for"
+    )
 
     class Meta:
         ordering = ["name"]

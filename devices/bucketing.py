@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 
 BUCKETS = 10_000
 
@@ -38,25 +39,28 @@ def pick_allocation(bucket: int, allocations: Sequence[tuple[str, int]]) -> str 
     """
     if not 0 <= bucket < BUCKETS:
         raise ValueError(f"bucket {bucket} is outside 0..{BUCKETS - 1}")
-    upper = 0
+    # Check every weight first, so a bad allocation fails for every device, not only for some buckets.
     for label, weight in allocations:
         if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= BUCKETS:
             raise ValueError(f"weight {weight!r} of {label!r} must be an integer 0..{BUCKETS} basis points")
+    if sum(weight for _, weight in allocations) > BUCKETS:
+        raise ValueError(f"weights add up to more than {BUCKETS} basis points")
+    upper = 0
+    for label, weight in allocations:
         upper += weight
-        if upper > BUCKETS:
-            raise ValueError(f"weights add up to more than {BUCKETS} basis points")
         if bucket < upper:
             return label
     return None
 
 
 def percent_to_basis_points(percent: float) -> int:
-    """0..100 % as 0..10000 basis points; 12.345 % rounds to 1235 bp."""
+    """0..100 % as 0..10000 basis points, half up on the number as written: 12.345 % is 1235 bp."""
     if isinstance(percent, bool) or not isinstance(percent, int | float) or math.isnan(percent):
         raise ValueError(f"percentage {percent!r} is not a number")
     if not 0 <= percent <= 100:
         raise ValueError(f"percentage {percent} is outside 0..100")
-    return round(percent * 100)
+    # Decimal of the shortest repr, not the binary float: 12.345 * 100 is 1234.4999... in floats.
+    return int((Decimal(str(float(percent))) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def in_percentage(salt: str, key: str, percent: float) -> bool:

@@ -1,6 +1,6 @@
 """App versions and version ranges for targeting rules.
 
-Versions: ``MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD]`` with an optional
+Versions: ``MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD]`` (no leading zeros) with an optional
 leading ``v``. Missing parts are zero ("2.3" is 2.3.0). Ordering follows
 semver 2.0.0: a prerelease sorts before its release, identifiers compare
 numerically when both are numbers, numbers before words, and a longer list of

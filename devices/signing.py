@@ -79,14 +79,14 @@ def make_download_token(secret: bytes, *, version_id: int | str, device_id: str,
     The token rides in the download URL, so a leaked URL is good for one
     version, one device and a few minutes only.
     """
-    payload = canonical_json({"device_id": str(device_id), "expires_at": int(expires_at), "version_id": str(version_id)})
+    payload = canonical_json(
+        {"device_id": str(device_id), "expires_at": int(expires_at), "version_id": str(version_id)}
+    )
     payload_b64 = _b64url(payload)
     return f"{payload_b64}.{_b64url(_mac(secret, payload_b64))}"
 
 
-def check_download_token(
-    secret: bytes, token: str, *, version_id: int | str, device_id: str, now: int
-) -> str | None:
+def check_download_token(secret: bytes, token: str, *, version_id: int | str, device_id: str, now: int) -> str | None:
     """``None`` when the token is good for this version and device at ``now``, else the reason.
 
     Reasons: "tampered" (bad format or MAC), "wrong version", "wrong device", "expired".

@@ -176,7 +176,7 @@ def simulate(
     stop = threading.Event()
     started = time.monotonic()
     deadline = started + duration_s
-    with tempfile.TemporaryDirectory(prefix="fleet-sim-") as temp_dir:
+    with tempfile.TemporaryDirectory(prefix="fleet-sim-", ignore_cleanup_errors=True) as temp_dir:
         root = state_root or Path(temp_dir)
         agents: list[Agent | None] = [None] * devices
         threads = [
@@ -196,11 +196,15 @@ def simulate(
             )
             for index in range(devices)
         ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()) + 30)
-        stop.set()
+        try:
+            for thread in threads:
+                thread.start()
+            # One shared grace period after the deadline for the last check-ins and event flushes.
+            hard_deadline = deadline + 30
+            for thread in threads:
+                thread.join(max(0.0, hard_deadline - time.monotonic()))
+        finally:
+            stop.set()
         for agent in agents:
             if agent is None:
                 continue
@@ -233,7 +237,10 @@ def _run_device(
 ) -> None:
     rng = random.Random(seed * 1_000_003 + index)
     transport = FlakyTransport(url, fail_rate, rng, allow_remote=allow_remote)
-    agent = Agent(root / f"device-{index:05d}", transport=transport, download_attempts=1, retry_delay_s=0)
+    # One onnxruntime thread per device: hundreds of sessions with a pool per core would swamp the machine.
+    agent = Agent(
+        root / f"device-{index:05d}", transport=transport, download_attempts=1, retry_delay_s=0, session_threads=1
+    )
     agents[index] = agent
 
     def note_error(exc: Exception) -> None:
@@ -272,7 +279,10 @@ def _run_device(
                 report.download_failures += outcomes["download_failure"]
                 report.inferences += inferences
         stop.wait(min(interval_s * rng.uniform(0.9, 1.1), max(0.0, deadline - time.monotonic())))
-    agent.flush_events()
+    try:
+        agent.flush_events()
+    except OSError as exc:
+        note_error(exc)
     with lock:
         report.injected_failures += transport.injected
 

@@ -97,7 +97,9 @@ class Rule:
             bucket_by=raw.get("bucket_by") or "device_id",
             salt=raw.get("salt") or "",
         )
-        return cls(id=data.get("id"), priority=data.get("priority", 0), conditions=conditions, version=data.get("version"))
+        return cls(
+            id=data.get("id"), priority=data.get("priority", 0), conditions=conditions, version=data.get("version")
+        )
 
     def as_dict(self) -> dict[str, Any]:
         c = self.conditions

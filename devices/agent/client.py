@@ -96,12 +96,14 @@ class Agent:
         retry_delay_s: float = 1.0,
         verify_load: bool = True,
         keep_unused: int = 4,
+        session_threads: int = 0,
     ) -> None:
         self.state_dir = ensure_private_dir(Path(state_dir).expanduser())
         self.transport = transport or Transport()
         self.download_attempts = download_attempts
         self.retry_delay_s = retry_delay_s
         self.verify_load = verify_load
+        self.session_threads = session_threads  # onnxruntime intra-op threads; 0 = its default (one per core)
         self.store = ModelStore(self.state_dir, keep_unused=keep_unused)
         self.outbox = EventOutbox(self.state_dir / "outbox.json")
         self._state_path = self.state_dir / "state.json"
@@ -241,7 +243,11 @@ class Agent:
     def _post_checkin(self) -> tuple[int, dict[str, Any] | None]:
         config = self.config
         fingerprint = config_fingerprint(config)
-        body: dict[str, Any] = {"fingerprint": fingerprint, "models": self.models, "installed": self._installed_report()}
+        body: dict[str, Any] = {
+            "fingerprint": fingerprint,
+            "models": self.models,
+            "installed": self._installed_report(),
+        }
         if self._state.get("config_fingerprint_sent") != fingerprint:
             body["config"] = config
         headers = {}
@@ -377,7 +383,7 @@ class Agent:
         session = None
         if self.verify_load:
             try:
-                session = _load_session(blob)
+                session = _load_session(blob, self.session_threads)
             except Exception as exc:  # onnxruntime raises several unrelated types for a bad model
                 reason = f"onnxruntime cannot load the package: {_short(exc)}"
                 self._reject(model, version_id, sha256, "install_failed", reason)
@@ -426,8 +432,9 @@ class Agent:
         try:
             session = self._session(record)
         except Exception as exc:  # onnxruntime raises several unrelated types for a bad model
-            restored = self.rollback(model_name, f"cannot load installed file: {_short(exc)}")
-            if restored is None:
+            reason = f"cannot load installed file: {_short(exc)}"
+            restored = self.rollback(model_name, reason, only_sha256=record["sha256"])
+            if restored is None or restored.get("state") != "running":
                 raise AgentError(f"{model_name!r} cannot be loaded and there is no previous version") from exc
             record = restored
             session = self._session(record)
@@ -457,11 +464,14 @@ class Agent:
             counts[0] += int(bool(correct))
             counts[1] += 1
 
-    def rollback(self, model_name: str, reason: str) -> dict[str, Any] | None:
-        """Abandon the installed version for the previous one; returns the restored record (None if none)."""
-        abandoned, restored = self.store.rollback(model_name)
+    def rollback(self, model_name: str, reason: str, *, only_sha256: str | None = None) -> dict[str, Any] | None:
+        """Abandon the installed version for the previous one; returns the install now current (None if none).
+
+        ``only_sha256``: roll back only if that is still the installed file (another thread may have already).
+        """
+        abandoned, restored = self.store.rollback(model_name, only_sha256=only_sha256)
         if abandoned is None:
-            return None
+            return restored
         self._block(model_name, abandoned["sha256"], reason)
         target = f"version {restored['version_id']}" if restored else "nothing (no previous version)"
         # version_id names the abandoned version: that is the one the server should count against.
@@ -481,7 +491,7 @@ class Agent:
         path = self.store.cached(sha256)
         if path is None:
             raise AgentError(f"the file of version {record['version_id']} is missing or damaged")
-        session = _load_session(path)
+        session = _load_session(path, self.session_threads)
         with self._lock:
             self._sessions[sha256] = session
         return session
@@ -587,9 +597,10 @@ def _is_current(current: dict[str, Any] | None, manifest: dict[str, Any]) -> boo
     )
 
 
-def _load_session(path: Path) -> ort.InferenceSession:
+def _load_session(path: Path, threads: int = 0) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: a rejected package is reported as an event, not console noise
+    options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 

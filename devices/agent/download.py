@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
 from email.message import Message
 from pathlib import Path
 
@@ -47,14 +46,12 @@ def download_package(
     auth_token: str | None = None,
     attempts: int = 3,
     retry_delay_s: float = 1.0,
-    on_attempt: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Download ``url`` to ``destination`` (resuming ``destination.part``) and verify size and sha256.
 
     Raises ``DownloadError``: ``permanent=True`` when the server's bytes are not
     the manifest's (sha256, size or ETag disagree), else retryable (network,
-    HTTP status, still incomplete after ``attempts``). ``on_attempt(attempt,
-    offset)`` is called before each request (tests and logs use it).
+    HTTP status, still incomplete after ``attempts``; the part is kept for next time).
     """
     part = destination.with_name(destination.name + ".part")
     meta_path = destination.with_name(destination.name + ".part.json")
@@ -68,8 +65,6 @@ def download_package(
             offset = 0
         if offset == size and size > 0:
             break  # a previous run got every byte but stopped before verifying
-        if on_attempt is not None:
-            on_attempt(attempt, offset)
         headers = {}
         etag = (read_json(meta_path, {}) or {}).get("etag") if offset else None
         if offset:

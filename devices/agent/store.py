@@ -100,14 +100,23 @@ class ModelStore:
             self._save(entries)
             return replaced
 
-    def rollback(self, model: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    def rollback(
+        self, model: str, *, only_sha256: str | None = None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """Put the previous install back; returns (abandoned, restored). Without a previous one the current
-        install stays, marked ``failed``, and restored is None."""
+        install stays, marked ``failed``, and restored is None.
+
+        Nothing changes, and the answer is (None, current), when the current install already failed or,
+        with ``only_sha256``, is another file: two threads failing on the same file must not roll back twice.
+        """
         with self._lock:
             entries = self.entries()
             entry = entries.get(model)
             if not entry or not entry.get("current"):
                 return None, None
+            current = entry["current"]
+            if current.get("state") != "running" or (only_sha256 is not None and current["sha256"] != only_sha256):
+                return None, current
             abandoned = dict(entry["current"], state="failed")
             restored = entry.get("previous")
             entry["current"] = restored or abandoned

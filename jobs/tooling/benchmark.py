@@ -101,8 +101,12 @@ def measure_peak_memory(path: PathLike, feeds: dict[str, np.ndarray], *, runs: i
         feeds_path = Path(workdir) / "feeds.npz"
         # String inputs arrive as object arrays, which np.savez could only pickle; unicode arrays need no pickle.
         np.savez(feeds_path, **{k: v.astype(str) if v.dtype == object else v for k, v in feeds.items()})
-        args = {"model": str(Path(path).resolve()), "feeds": str(feeds_path), "runs": runs}
-        args |= {"ort_format": is_ort_format(path)}
+        args = {
+            "model": str(Path(path).resolve()),
+            "feeds": str(feeds_path),
+            "runs": runs,
+            "ort_format": is_ort_format(path),
+        }
         try:
             completed = subprocess.run(
                 [sys.executable, "-c", _MEMORY_PROBE, json.dumps(args)],

@@ -20,10 +20,25 @@ from jobs.tooling.inputs import TensorSpec, graph_inputs
 
 PathLike = str | os.PathLike
 
-# Op types that only appear in a model someone already quantized (QDQ, QOperator or dynamic-integer form).
+# Op types that only appear in a model someone already quantized (QDQ, QOperator, dynamic-integer or n-bit form),
+# plus every op whose name starts with QLinear or QOrdered.
 QUANTIZED_OP_TYPES = frozenset(
-    {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul"}
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
+        "ConvInteger",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+        "DynamicQuantizeLSTM",
+        "QGemm",
+        "QAttention",
+        "MatMulNBits",
+        "GatherBlockQuantized",
+    }
 )
+_QUANTIZED_PREFIXES = ("QLinear", "QOrdered")
 
 OPTIMIZATION_LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -61,12 +76,13 @@ def check_params(constraints: dict[str, Param], values: dict[str, Any]) -> None:
         param = constraints.get(name)
         if param is None or (value is None and param.optional):
             continue
-        # bool is an int subclass: refuse True where a number is meant, accept ints where a float is meant.
         kinds = param.kind if isinstance(param.kind, tuple) else (param.kind,)
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            if not (float in kinds and isinstance(value, int) and not isinstance(value, bool)):
-                expected = " or ".join(k.__name__ for k in kinds)
-                raise TransformError(f"parameter {name}={value!r} must be {expected}")
+        # bool is an int subclass: refuse True where a number is meant; JSON gives 1 where 1.0 is meant: accept it.
+        bool_for_number = isinstance(value, bool) and bool not in kinds
+        int_for_float = float in kinds and isinstance(value, int) and not isinstance(value, bool)
+        if bool_for_number or not (isinstance(value, kinds) or int_for_float):
+            expected = " or ".join(k.__name__ for k in kinds)
+            raise TransformError(f"parameter {name}={value!r} must be {expected}")
         if param.choices is not None and value not in param.choices:
             raise TransformError(f"parameter {name}={value!r} must be one of {', '.join(map(repr, param.choices))}")
         if param.minimum is not None and value < param.minimum:
@@ -148,7 +164,7 @@ def quantized_op_types(model: onnx.ModelProto) -> set[str]:
         node.op_type
         for graph in iter_graphs(model.graph)
         for node in graph.node
-        if node.op_type in QUANTIZED_OP_TYPES or node.op_type.startswith("QLinear")
+        if node.op_type in QUANTIZED_OP_TYPES or node.op_type.startswith(_QUANTIZED_PREFIXES)
     }
 
 

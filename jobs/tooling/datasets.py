@@ -248,6 +248,8 @@ def _columns_to_inputs(
     columns: dict[str, np.ndarray], specs: list[TensorSpec], problems: list[str]
 ) -> dict[str, np.ndarray]:
     """One 2-D input takes every feature column in order; otherwise each input takes the column of its name."""
+    if not columns:
+        raise DatasetError("the CSV has no feature columns besides the label")
     if len(specs) == 1 and (specs[0].shape is None or len(specs[0].shape) == 2):
         spec = specs[0]
         width = spec.shape[1] if spec.shape else None

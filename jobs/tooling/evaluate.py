@@ -33,10 +33,11 @@ def evaluate(model_path: PathLike, dataset: Dataset | PathLike, *, batch_size: i
     if class_index is not None and labels.ndim == 1 and labels.dtype.kind in "biu":
         predicted = np.argmax(outputs[class_index], axis=1)
         return {"task": "classification", "rows": data.rows, "accuracy": float(np.mean(predicted == labels))}
-    values = outputs[first_float_output(outputs)].astype(np.float64).reshape(data.rows, -1)
+    predictions = outputs[first_float_output(outputs)]
+    values = predictions.astype(np.float64).reshape(data.rows, -1)
     targets = labels.astype(np.float64).reshape(data.rows, -1)
     if values.shape != targets.shape:
-        raise TransformError(f"labels have shape {labels.shape}; the model predicts {values.shape} per dataset")
+        raise TransformError(f"labels have shape {labels.shape}; the model's prediction has shape {predictions.shape}")
     return {"task": "regression", "rows": data.rows, "mae": float(np.mean(np.abs(values - targets)))}
 
 
@@ -105,14 +106,15 @@ def verify_variant(
 def compare_outputs(parent: list[np.ndarray], child: list[np.ndarray]) -> dict[str, Any]:
     if len(parent) != len(child):
         raise TransformError(f"the variant has {len(child)} outputs; its parent has {len(parent)}")
+    for index, (expected, actual) in enumerate(zip(parent, child, strict=True)):
+        if expected.shape != actual.shape:
+            raise TransformError(f"output {index} has shape {actual.shape} in the variant, {expected.shape} in the parent")
     class_index = class_axis_output(parent)
     top1 = None
     if class_index is not None:
         top1 = float(np.mean(np.argmax(parent[class_index], axis=1) == np.argmax(child[class_index], axis=1)))
     index = first_float_output(parent)
     expected, actual = parent[index].astype(np.float64), child[index].astype(np.float64)
-    if expected.shape != actual.shape:
-        raise TransformError(f"output {index} has shape {actual.shape} in the variant, {expected.shape} in the parent")
     both_finite = np.isfinite(expected) & np.isfinite(actual)
     difference = np.abs(expected - actual)[both_finite]
     mean_abs_diff = float(difference.mean()) if difference.size else 0.0

@@ -130,7 +130,11 @@ def quantize_static(
             per_channel=per_channel,
             calibrate_method=CALIBRATE_METHODS[calibrate_method],
         )
-        _check_something_quantized(tmp, report)
+        hint = ""
+        if len(list(iter_graphs(model.graph))) > 1:
+            # Static (QDQ) quantization has no EnableSubgraph: weights inside If/Loop bodies stay float.
+            hint = "; weights inside If/Loop subgraphs are out of static quantization's reach, use quantize_dynamic"
+        _check_something_quantized(tmp, report, hint)
     return report
 
 
@@ -177,15 +181,16 @@ def _call_quantizer(function, prepared: Path, out: Path, **kwargs) -> None:
         raise TransformError(f"onnxruntime's quantizer failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _check_something_quantized(out: Path, report: TransformReport) -> None:
+def _check_something_quantized(out: Path, report: TransformReport, hint: str = "") -> None:
     """An "int8" variant identical to its parent would mislead everyone: refuse it."""
     quantized = onnx.load(str(out))
+    quantized_types = quantized_op_types(quantized)
     nodes = [node.op_type for graph in iter_graphs(quantized.graph) for node in graph.node]
-    quantized_nodes = [op for op in nodes if op in quantized_op_types(quantized)]
+    quantized_nodes = [op for op in nodes if op in quantized_types]
     if not quantized_nodes:
         raise TransformError(
             "nothing to quantize: no MatMul, Gemm, Conv or other quantizable node has constant weights "
-            "the quantizer can reach"
+            f"the quantizer can reach{hint}"
         )
     report.details["quantized_nodes"] = len(quantized_nodes)
     report.details["quantized_op_types"] = sorted(set(quantized_nodes))

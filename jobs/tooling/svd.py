@@ -94,7 +94,9 @@ def _factorize_graph(
             report.log.append(f"kept '{node.input[1]}' ({k}x{n}): rank {r} would not save parameters")
             nodes.append(node)
             continue
-        left_name, right_name, middle = (_unique(f"{node.input[1]}_svd_{part}", taken) for part in ("left", "right", "mid"))
+        left_name, right_name, middle = (
+            _unique(f"{node.input[1]}_svd_{part}", taken) for part in ("left", "right", "mid")
+        )
         graph.initializer.append(numpy_helper.from_array((u[:, :r] * s[:r]).astype(weights.dtype), left_name))
         graph.initializer.append(numpy_helper.from_array(vt[:r].astype(weights.dtype), right_name))
         graph.initializer.remove(initializers[node.input[1]])

@@ -24,7 +24,7 @@ class Transform:
     params: dict[str, Param]
     description: str
     needs_dataset: bool = False  # the job must pass dataset=<path of an NPZ/CSV file>
-    suffix: str = ".onnx"  # of the variant file; ORT format must be named .ort for onnxruntime to recognise it
+    suffix: str = ".onnx"  # for the variant file: a plain InferenceSession(path) on a device spots ORT format by ".ort"
 
     def _keyword_params(self) -> dict[str, inspect.Parameter]:
         parameters = inspect.signature(self.function).parameters.values()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +178,7 @@ def digits(tmp_path_factory) -> Digits:
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
     from sklearn.neural_network import MLPClassifier
 
@@ -184,7 +186,9 @@ def digits(tmp_path_factory) -> Digits:
     features, labels = load_digits(return_X_y=True)
     features = (features / 16).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(features, labels, test_size=0.25, random_state=0)
-    clf = MLPClassifier(hidden_layer_sizes=(128,), max_iter=150, random_state=0).fit(x_train, y_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 150 iterations is plenty for a test fixture
+        clf = MLPClassifier(hidden_layer_sizes=(128,), max_iter=150, random_state=0).fit(x_train, y_train)
     model = to_onnx(
         clf,
         initial_types=[("input", FloatTensorType([None, 64]))],

@@ -28,7 +28,9 @@ def test_convert_fp16__without_keep_io_types__takes_fp16_inputs_and_still_evalua
     session = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].type == "tensor(float16)"
     # The float32 dataset is cast to the variant's input type.
-    assert evaluate(dst, digits.npz)["accuracy"] == pytest.approx(evaluate(digits.model, digits.npz)["accuracy"], abs=0.01)
+    assert evaluate(dst, digits.npz)["accuracy"] == pytest.approx(
+        evaluate(digits.model, digits.npz)["accuracy"], abs=0.01
+    )
 
 
 def test_convert_fp16__weights_beyond_65504__fail_with_that_reason_and_leave_no_file(huge_values_path, tmp_path):

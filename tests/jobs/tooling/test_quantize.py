@@ -53,7 +53,7 @@ def test_quantize_static__weights_inside_if_branches__fail_as_nothing_to_quantiz
     dataset = tmp_path / "calibration.npz"
     np.savez(dataset, x=np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32))
     dst = tmp_path / "int8.onnx"
-    with pytest.raises(TransformError, match="nothing to quantize"):
+    with pytest.raises(TransformError, match="nothing to quantize.*subgraphs are out of static quantization's reach"):
         quantize_static(if_subgraph_path, dst, dataset=dataset)
     assert list(tmp_path.iterdir()) == [dataset]  # no variant, no temp file
 
@@ -61,8 +61,9 @@ def test_quantize_static__weights_inside_if_branches__fail_as_nothing_to_quantiz
 def test_quantize_dynamic__model_without_weights__fails_as_nothing_to_quantize_and_leaves_no_file(tmp_path):
     from tests.jobs.tooling.conftest import float_input, make_model
 
-    model = make_model([onnx.helper.make_node("Relu", ["x"], ["y"])], [float_input("x", ["N", 4])],
-                       [float_input("y", ["N", 4])])
+    model = make_model(
+        [onnx.helper.make_node("Relu", ["x"], ["y"])], [float_input("x", ["N", 4])], [float_input("y", ["N", 4])]
+    )
     src = tmp_path / "relu.onnx"
     onnx.save(model, str(src))
     with pytest.raises(TransformError, match="nothing to quantize"):
@@ -111,3 +112,29 @@ def test_quantize_static__cnn__quantizes_conv_and_gemm(cnn_path, tmp_path):
 def test_quantize_dynamic__bad_parameter__is_refused_before_any_work(mlp_path, tmp_path):
     with pytest.raises(TransformError, match="weight_type='int4' must be one of"):
         quantize_dynamic(mlp_path, tmp_path / "int8.onnx", weight_type="int4")
+
+
+def test_quantize_dynamic__quantizer_crashing_halfway__leaves_no_file_and_says_so(mlp_path, tmp_path, monkeypatch):
+    def crash_after_writing(src, dst, **kwargs):
+        with open(dst, "wb") as handle:
+            handle.write(b"half a model")
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr("jobs.tooling.quantize.ort_quantize_dynamic", crash_after_writing)
+    with pytest.raises(TransformError, match="onnxruntime's quantizer failed: MemoryError: out of memory"):
+        quantize_dynamic(mlp_path, tmp_path / "int8.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quantize_static__csv_dataset__calibrates_like_npz(digits, tmp_path):
+    report = quantize_static(digits.model, tmp_path / "qdq.onnx", dataset=digits.csv, max_calibration_rows=64)
+    assert report.details["calibration_rows"] == 64
+    assert "digits_test.csv" in report.log[0]
+
+
+def test_quantize_static__model_with_first_dim_fixed_at_1__calibrates_row_by_row(fixed_batch_path, tmp_path):
+    dataset = tmp_path / "rows.npz"
+    np.savez(dataset, x=np.random.default_rng(0).standard_normal((10, 16)).astype(np.float32))
+    dst = tmp_path / "qdq.onnx"
+    quantize_static(fixed_batch_path, dst, dataset=dataset)
+    assert verify_variant(fixed_batch_path, dst, dataset)["verified"]
