@@ -6,9 +6,11 @@ Models: the scikit-learn digits classifier (an MLP trained now on the bundled da
 accuracy), a wide MLP with numpy-made weights, and a small CNN with seeded weights. Every transform runs on each;
 the quantizations also run through onnxruntime's quantizer called directly on the same files, for comparison.
 
-Ratios are variant / parent. Latency: median at 1 intra-op thread, batch 1, parent and variant measured back to
-back in this process. accuracy_delta (points, negative = worse): digits uses test-split accuracy; the synthetic
-models have no labels, so it is -(100 - top-1 agreement with the parent in %) on generated inputs.
+Ratios are variant / parent. Latency: medians at 1 intra-op thread, batch 1; the ratio is the median over 5
+rounds alternating parent and variant in this process. accuracy_delta (points, negative = worse): digits uses
+test-split accuracy; the synthetic models have no labels, so it is -(100 - top-1 agreement with the parent in %)
+on generated inputs. --json prints {"rows": [...]} with the JSON_KEYS below; a transform that refuses
+(TransformError) has null figures and its message in "error".
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ if str(REPO) not in sys.path:
 from jobs.tooling.benchmark import download_size, generated_feeds, measure_latency  # noqa: E402
 from jobs.tooling.errors import TransformError  # noqa: E402
 from jobs.tooling.evaluate import agreement, evaluate, verify_variant  # noqa: E402
+from jobs.tooling.quantize import CALIBRATE_METHODS  # noqa: E402
 from jobs.tooling.transforms import TRANSFORMS, run_transform  # noqa: E402
 
 OPSET = 17
@@ -194,8 +197,6 @@ def library_variant(reference: Reference, transform: str, params: dict[str, Any]
     if transform == "quantize_dynamic":
         library_quantize_dynamic(str(reference.path), str(dst), per_channel=params.get("per_channel", False))
     elif transform == "quantize_static":
-        from jobs.tooling.quantize import CALIBRATE_METHODS
-
         library_quantize_static(
             str(reference.path),
             str(dst),
@@ -231,7 +232,12 @@ def bench_reference(reference: Reference, workdir: Path, runs: int, warmup: int,
     parent_quality = quality(reference, reference.path, rows)
     results = []
     for label, transform, params in PLAN:
-        row: dict[str, Any] = {"model": reference.name, "transform": label}
+        row: dict[str, Any] = {
+            "model": reference.name,
+            "transform": label,
+            "parent": f"{parent_size / 1024:.0f} KiB"
+            + (f", test accuracy {parent_quality:.1f}%" if reference.test_set else ", no labels"),
+        }
         params = {**params, "dataset": reference.calibration} if TRANSFORMS[transform].needs_dataset else params
         dst = workdir / f"{reference.name}-{label.replace('/', '-')}{TRANSFORMS[transform].suffix}"
         start = time.perf_counter()
@@ -319,7 +325,9 @@ def print_targets(rows: list[dict[str, Any]]) -> None:
 
     models = sorted({row["model"] for row in rows})
     digits = by_key.get(("digits", "quantize_dynamic"), {})
-    print("\nTargets:")
+    parents = {row["model"]: row["parent"] for row in rows}
+    print("\nParents: " + "; ".join(f"{model} {summary}" for model, summary in parents.items()))
+    print("Targets:")
     print("  int8 dynamic >= 3.5x smaller: " + ", ".join(times_smaller(m, "quantize_dynamic") for m in models))
     print(f"  int8 dynamic accuracy drop <= 1 point on digits: {_cell(digits.get('accuracy_delta'), signed=True)}")
     print("  fp16 ~2x smaller: " + ", ".join(times_smaller(m, "fp16") for m in models))

@@ -14,16 +14,23 @@ from devices.models import DeviceType
 from jobs.models import Job
 from jobs.services import cancel_job
 from jobs.tooling.modelfile import ModelFileError
+from jobs.tooling.transforms import TRANSFORMS
 
 from . import access, roles, services
+from .datasets import DatasetRefused, attach_dataset
 from .models import Membership, ModelVersion, Project
 from .serializers import (
+    DatasetSerializer,
+    DatasetUploadSerializer,
     DeviceTypeSerializer,
     JobSerializer,
     MemberInputSerializer,
     MembershipSerializer,
     ModelSerializer,
+    OptimizeForDeviceSerializer,
+    OptimizeSerializer,
     ProjectSerializer,
+    TransformSerializer,
     VersionDetailSerializer,
     VersionSerializer,
     VersionUploadSerializer,
@@ -254,3 +261,81 @@ class DeviceTypeDetail(generics.RetrieveUpdateDestroyAPIView):
     def perform_destroy(self, instance):
         self._check_change(instance)
         instance.delete()
+
+
+class DatasetList(generics.ListCreateAPIView):
+    serializer_class = DatasetSerializer
+    parser_classes = [parsers.MultiPartParser, parsers.FormParser]
+
+    def get_queryset(self):
+        model, _ = access.model_for(self.request.user, self.kwargs["project"], self.kwargs["model"])
+        return model.datasets.all()
+
+    @extend_schema(request=DatasetUploadSerializer, responses={201: DatasetSerializer})
+    def post(self, request, *args, **kwargs):
+        model, _ = access.model_for(request.user, kwargs["project"], kwargs["model"], roles.CHANGE)
+        request.FILES  # noqa: B018  (parse the body through the size-limited upload handler)
+        too_large = upload_error_response(request)
+        if too_large is not None:
+            return too_large
+        data = DatasetUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        try:
+            dataset = attach_dataset(
+                model=model, uploaded=upload, name=data.validated_data.get("name", ""), user=request.user,
+                label_column=data.validated_data["label_column"], version_number=data.validated_data.get("version"),
+            )
+        except DatasetRefused as exc:
+            return Response({"detail": "The dataset does not fit the model.", "problems": exc.problems},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class TransformList(APIView):
+    """The transforms a version can be put through, with their default parameters."""
+
+    @extend_schema(responses={200: TransformSerializer(many=True)})
+    def get(self, request):
+        rows = [{"name": t.name, "description": t.description, "needs_dataset": t.needs_dataset,
+                 "defaults": {k: v for k, v in t.defaults.items() if k != "dataset"}} for t in TRANSFORMS.values()]
+        return Response(TransformSerializer(rows, many=True).data)
+
+
+class _QueueOnVersion(APIView):
+    kind = ""
+    input_serializer: type = OptimizeSerializer
+
+    def post(self, request, project, model, number):
+        version, _ = access.version_for(request.user, project, model, number, roles.CHANGE)
+        data = self.input_serializer(data=request.data, context={"model": version.model})
+        data.is_valid(raise_exception=True)
+        params = {k: v for k, v in data.validated_data.items() if k != "dataset"}
+        try:
+            job = services.queue_optimization(version=version, kind=self.kind, params=params,
+                                              dataset=data.validated_data.get("dataset"), user=request.user)
+        except services.NotDeployable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class OptimizeVersion(_QueueOnVersion):
+    """Queue one transform of this version; the variant becomes a child version."""
+
+    kind = "optimize"
+    input_serializer = OptimizeSerializer
+
+    @extend_schema(request=OptimizeSerializer, responses={202: JobSerializer})
+    def post(self, request, project, model, number):
+        return super().post(request, project, model, number)
+
+
+class OptimizeForDevice(_QueueOnVersion):
+    """Try the candidate transforms for a device type and keep the best variant within an accuracy budget."""
+
+    kind = "optimize_for_device"
+    input_serializer = OptimizeForDeviceSerializer
+
+    @extend_schema(request=OptimizeForDeviceSerializer, responses={202: JobSerializer})
+    def post(self, request, project, model, number):
+        return super().post(request, project, model, number)

@@ -142,3 +142,31 @@ class ApiToken(models.Model):
     def issue(cls, user, name: str) -> tuple[ApiToken, str]:
         raw = "mdc_" + secrets.token_urlsafe(32)
         return cls.objects.create(user=user, name=name, prefix=raw[4:12], token_hash=hash_token(raw)), raw
+
+
+class Dataset(models.Model):
+    """Uploaded data attached to a model, for calibration, evaluation and training."""
+
+    class Format(models.TextChoices):
+        NPZ = "npz", "NPZ arrays"
+        CSV = "csv", "CSV table"
+
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    file = models.FileField(max_length=500)
+    format = models.CharField(max_length=8, choices=Format.choices)
+    label_column = models.CharField(max_length=200, blank=True, default="label")
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    rows = models.PositiveIntegerField()
+    has_labels = models.BooleanField(default=False)
+    summary = models.JSONField(default=dict, blank=True)  # arrays, shapes, dtypes, checked against which version
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["model", "sha256"], name="unique_dataset_file_per_model")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.rows} rows)"

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.db.models import Q
 from rest_framework import serializers
 
 from devices.models import DeviceType
 from jobs.models import Job
+from jobs.tooling.errors import TransformError
+from jobs.tooling.transforms import TRANSFORMS
 
 from . import roles
-from .models import CompatibilityResult, Membership, Model, ModelVersion, Project, slug_validator
+from .models import CompatibilityResult, Dataset, Membership, Model, ModelVersion, Project, slug_validator
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -145,3 +148,78 @@ class DeviceTypeSerializer(serializers.ModelSerializer):
         if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
             raise serializers.ValidationError("Give the runtime release as major.minor, e.g. 1.17.")
         return value
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "format", "label_column", "sha256", "size_bytes", "rows", "has_labels", "summary",
+                  "created_at"]
+
+
+class DatasetUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="NPZ (arrays named after the model's inputs, plus 'labels') or CSV.")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    label_column = serializers.CharField(required=False, default="label", max_length=200,
+                                         help_text="CSV only: the column holding labels.")
+    version = serializers.IntegerField(required=False, min_value=1,
+                                       help_text="Check against this version's inputs (default: latest ready).")
+
+
+def _dataset_of(model, dataset_id):
+    if dataset_id is None:
+        return None
+    dataset = model.datasets.filter(pk=dataset_id).first()
+    if dataset is None:
+        raise serializers.ValidationError({"dataset": f"No dataset {dataset_id} is attached to {model.name}."})
+    return dataset
+
+
+class OptimizeSerializer(serializers.Serializer):
+    transform = serializers.ChoiceField(choices=sorted(TRANSFORMS))
+    params = serializers.DictField(required=False, default=dict)
+    dataset = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+    def validate(self, attrs):
+        transform = TRANSFORMS[attrs["transform"]]
+        params = dict(attrs["params"])
+        if "dataset" in params:
+            raise serializers.ValidationError({"params": "Pick a dataset with the 'dataset' field (its id)."})
+        attrs["dataset"] = _dataset_of(self.context["model"], attrs.get("dataset"))
+        if transform.needs_dataset:
+            if attrs["dataset"] is None:
+                raise serializers.ValidationError(
+                    {"dataset": f"{transform.name} is calibrated on data: attach a dataset to the model and give "
+                                "its id."})
+            params["dataset"] = "placeholder"  # checked for shape only; the job passes the real file
+        try:
+            cleaned = transform.clean(params)
+        except TransformError as exc:
+            raise serializers.ValidationError({"params": str(exc)}) from exc
+        cleaned.pop("dataset", None)
+        attrs["params"] = cleaned
+        return attrs
+
+
+class OptimizeForDeviceSerializer(serializers.Serializer):
+    device_type = serializers.SlugField()
+    objective = serializers.ChoiceField(choices=["size", "latency"], default="size")
+    accuracy_budget = serializers.FloatField(default=1.0, min_value=0.0, max_value=100.0,
+                                             help_text="Largest accuracy drop accepted, in points.")
+    dataset = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+    def validate(self, attrs):
+        model = self.context["model"]
+        attrs["dataset"] = _dataset_of(model, attrs.get("dataset"))
+        exists = DeviceType.objects.filter(slug=attrs["device_type"]).filter(
+            Q(project=None) | Q(project=model.project)).exists()
+        if not exists:
+            raise serializers.ValidationError({"device_type": f"No device type {attrs['device_type']!r} here."})
+        return attrs
+
+
+class TransformSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    needs_dataset = serializers.BooleanField()
+    defaults = serializers.DictField()

@@ -81,7 +81,7 @@ def upload_version(*, model: Model, uploaded, user=None, filename: str = "") -> 
 
 def register_version(
     *, model: Model, source, sha256: str, user=None, filename: str = "", parent: ModelVersion | None = None,
-    transform: str = "", transform_params: dict | None = None, file_format: str = "onnx",
+    transform: str = "", transform_params: dict | None = None, file_format: str = "onnx", metrics: dict | None = None,
 ) -> ModelVersion:
     """Store ``source`` (a Django File) and create its version row plus a check job, all or nothing."""
     suffix = ".ort" if file_format == "ort" else ".onnx"
@@ -102,6 +102,7 @@ def register_version(
                 parent=parent,
                 transform=transform,
                 transform_params=transform_params or {},
+                metrics=metrics or {},
                 created_by=user if user is not None and getattr(user, "is_authenticated", False) else None,
             )
             start_job(project=model.project, kind="check", input_version=version, user=user)
@@ -120,3 +121,16 @@ def register_version(
 def deployable(version: ModelVersion) -> bool:
     """Only a checked version can be deployed."""
     return version.state == ModelVersion.State.READY
+
+
+class NotDeployable(ValueError):
+    pass
+
+
+def queue_optimization(*, version: ModelVersion, kind: str, params: dict, dataset=None, user=None):
+    """Queue an optimize / optimize_for_device job on a checked version."""
+    if version.state != ModelVersion.State.READY:
+        raise NotDeployable(f"v{version.number} is {version.state}; only a checked (ready) version can be optimized.")
+    job_params = {**params, "dataset": dataset.pk if dataset is not None else None}
+    with transaction.atomic():
+        return start_job(project=version.model.project, kind=kind, params=job_params, input_version=version, user=user)

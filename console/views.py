@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from devices.models import DeviceType
+from jobs.tooling.transforms import TRANSFORMS
 
 from . import access, roles, services
 from .models import Membership, Model, Project, slug_validator
@@ -71,12 +72,14 @@ def project_page(request, project):
 @login_required
 def model_page(request, project, model):
     model_obj, membership = access.model_for(request.user, project, model)
+    datasets = model_obj.datasets.all()
     versions = model_obj.versions.select_related("parent").annotate(
         compatible_count=Count("compatibility", filter=Q(compatibility__compatible=True)),
         checked_count=Count("compatibility"),
     )
     return render(request, "console/model.html", {
         "project": model_obj.project, "model": model_obj, "versions": versions, "membership": membership,
+        "datasets": datasets,
         "can_change": access.can(membership, roles.CHANGE),
     })
 
@@ -87,12 +90,44 @@ def version_page(request, project, model, number):
     compatibility = version.compatibility.select_related("device_type")
     jobs = version.jobs.order_by("-created_at")[:10]
     histogram = version.metadata.get("operator_histogram", {})
+    children = version.children.order_by("number")
+    device_run = version.jobs.filter(kind="optimize_for_device", state="succeeded").order_by("-finished_at").first()
     return render(request, "console/version.html", {
         "project": version.model.project, "model": version.model, "version": version, "membership": membership,
         "compatibility": compatibility, "jobs": jobs, "facts": version.metadata,
-        "histogram_json": json.dumps(histogram), "children": version.children.all(),
+        "histogram_json": json.dumps(histogram), "children": children,
         "active_job": next((j for j in jobs if not j.is_finished), None),
+        "can_change": access.can(membership, roles.CHANGE),
+        "transforms": TRANSFORMS.values(), "datasets": version.model.datasets.all(),
+        "device_types": DeviceType.objects.filter(Q(project=None) | Q(project=version.model.project_id)),
+        "device_run": device_run,
+        "variants_json": json.dumps(variant_points(version, children, device_run)),
     })
+
+
+def variant_points(version, children, device_run) -> dict:
+    """Points for the size-versus-latency chart: the parent, its child versions, and the last device run's candidates."""
+    points = []
+    parent_bench = version.metrics.get("benchmark")
+    if parent_bench:
+        points.append({"label": f"v{version.number} (this version)", "size": parent_bench["size_bytes"],
+                       "latency": parent_bench["latency_1_thread"]["median_ms"],
+                       "accuracy": (parent_bench.get("evaluation") or {}).get("accuracy"), "kind": "parent"})
+    for child in children:
+        bench = child.metrics.get("benchmark")
+        if bench:
+            points.append({"label": f"v{child.number} {child.transform}", "size": bench["size_bytes"],
+                           "latency": bench["latency_1_thread"]["median_ms"],
+                           "accuracy": (bench.get("evaluation") or {}).get("accuracy"), "kind": "version"})
+    chosen = None
+    if device_run:
+        chosen = device_run.result.get("choice")
+        for row in device_run.result.get("candidates", []):
+            if "size_bytes" in row:
+                points.append({"label": row["name"], "size": row["size_bytes"], "latency": row["latency_ms"],
+                               "accuracy": row.get("accuracy"), "kind": "chosen" if row["name"] == chosen
+                               else ("candidate" if row.get("runnable_on_device") else "not runnable")})
+    return {"points": points, "chosen": chosen}
 
 
 @login_required

@@ -1,3 +1,3 @@
 """Importing this package registers every job kind."""
 
-from . import check  # noqa: F401
+from . import check, optimize  # noqa: F401

@@ -16,16 +16,21 @@ def run_check(job, progress):
     from console.models import CompatibilityResult, ModelVersion
     from devices.models import DeviceType
 
-    version = ModelVersion.objects.select_related("model__project").get(pk=job.input_version_id)
+    version = ModelVersion.objects.select_related("model__project", "parent").get(pk=job.input_version_id)
     progress(5, f"checking {version}")
-    with local_path(version.file) as path:
-        try:
-            model = load_model(path)
-        except ModelFileError as exc:
-            raise PermanentJobError(str(exc)) from exc
-        progress(20, "inspecting graph, parameters and compute")
-        facts = inspect_model(model)
-        del model
+    with local_path(version.file, suffix=f".{version.format}") as path:
+        if version.format == "ort":
+            # ORT format is a flatbuffer onnx cannot read: the graph facts are the parent's, the run is real.
+            facts = {**(version.parent.metadata if version.parent else {}), "facts_from_parent": True}
+            facts.pop("smoke_run", None)
+        else:
+            try:
+                model = load_model(path)
+            except ModelFileError as exc:
+                raise PermanentJobError(str(exc)) from exc
+            progress(20, "inspecting graph, parameters and compute")
+            facts = inspect_model(model)
+            del model
         progress(45, f"running the model in onnxruntime {live_runtime.version()} on generated inputs")
         try:
             facts["smoke_run"] = live_runtime.smoke_run(path)

@@ -15,8 +15,10 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
+from jobs.tooling import modelfile
 from jobs.tooling.errors import TransformError
 from jobs.tooling.inputs import TensorSpec, graph_inputs
+from jobs.tooling.modelfile import iter_graphs
 
 PathLike = str | os.PathLike
 
@@ -118,12 +120,13 @@ def is_ort_format(path: PathLike) -> bool:
 
 
 def load_model(path: PathLike) -> onnx.ModelProto:
+    """The upload checks of ``modelfile.load_model`` (parse, checker, no external data), as a TransformError."""
     if is_ort_format(path):
         raise TransformError(f"{Path(path).name} is in ORT format; transform its ONNX parent instead")
     try:
-        return onnx.load(str(path))
-    except Exception as exc:  # protobuf raises several unrelated types for a bad file
-        raise TransformError(f"{Path(path).name} is not a readable ONNX model: {exc}") from exc
+        return modelfile.load_model(path)
+    except modelfile.ModelFileError as exc:
+        raise TransformError(f"{Path(path).name}: {exc}") from exc
 
 
 def _compact_tensor(tensor: onnx.TensorProto) -> None:
@@ -147,25 +150,12 @@ def save_model(model: onnx.ModelProto, path: PathLike) -> None:
     onnx.save(model, str(path))
 
 
-def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """``graph`` and every subgraph (If/Loop/Scan bodies) below it."""
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from iter_graphs(attribute.g)
-            elif attribute.type == onnx.AttributeProto.GRAPHS:
-                for subgraph in attribute.graphs:
-                    yield from iter_graphs(subgraph)
+def is_quantized_op(op_type: str) -> bool:
+    return op_type in QUANTIZED_OP_TYPES or op_type.startswith(_QUANTIZED_PREFIXES)
 
 
 def quantized_op_types(model: onnx.ModelProto) -> set[str]:
-    return {
-        node.op_type
-        for graph in iter_graphs(model.graph)
-        for node in graph.node
-        if node.op_type in QUANTIZED_OP_TYPES or node.op_type.startswith(_QUANTIZED_PREFIXES)
-    }
+    return {node.op_type for graph in iter_graphs(model.graph) for node in graph.node if is_quantized_op(node.op_type)}
 
 
 def is_quantized(model: onnx.ModelProto) -> bool:

@@ -16,4 +16,7 @@ class DatasetError(TransformError):
 
     def __init__(self, problems: list[str] | str):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("dataset does not fit the model: " + "; ".join(self.problems))
+        super().__init__(self.problems)  # args hold the list, so pickling (Celery results) rebuilds the same error
+
+    def __str__(self) -> str:
+        return "dataset does not fit the model: " + "; ".join(self.problems)

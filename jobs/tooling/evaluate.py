@@ -108,7 +108,9 @@ def compare_outputs(parent: list[np.ndarray], child: list[np.ndarray]) -> dict[s
         raise TransformError(f"the variant has {len(child)} outputs; its parent has {len(parent)}")
     for index, (expected, actual) in enumerate(zip(parent, child, strict=True)):
         if expected.shape != actual.shape:
-            raise TransformError(f"output {index} has shape {actual.shape} in the variant, {expected.shape} in the parent")
+            raise TransformError(
+                f"output {index} has shape {actual.shape} in the variant, {expected.shape} in the parent"
+            )
     class_index = class_axis_output(parent)
     top1 = None
     if class_index is not None:

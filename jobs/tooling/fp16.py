@@ -14,13 +14,13 @@ from jobs.tooling.common import (
     TransformReport,
     check_params,
     float_initializers,
-    iter_graphs,
     load_model,
     refuse_quantized,
     save_model,
     write_atomically,
 )
 from jobs.tooling.errors import TransformError
+from jobs.tooling.modelfile import iter_graphs, iter_tensors
 
 FP16_MAX = float(np.finfo(np.float16).max)  # 65504
 PARAMS = {"keep_io_types": Param(bool)}
@@ -55,21 +55,15 @@ def convert_fp16(src: PathLike, dst: PathLike, *, keep_io_types: bool = True) ->
 
 
 def fp16_overflows(model: onnx.ModelProto) -> list[tuple[str, float]]:
-    """Float initializers and constant attributes holding finite values with |x| > 65504, largest first."""
+    """Float initializers and Constant values holding finite values with |x| > 65504, largest first."""
     found = []
-    for graph in iter_graphs(model.graph):
-        named = list(float_initializers(graph).items())
-        named += [
-            (node.output[0], attribute.t)
-            for node in graph.node
-            for attribute in node.attribute
-            if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type in _FLOAT_TYPES
-        ]
-        for name, tensor in named:
-            values = np.abs(numpy_helper.to_array(tensor))
-            values = values[np.isfinite(values)]
-            if values.size and values.max() > FP16_MAX:
-                found.append((name, float(values.max())))
+    for tensor in iter_tensors(model):
+        if tensor.data_type not in _FLOAT_TYPES:
+            continue
+        values = np.abs(numpy_helper.to_array(tensor))
+        values = values[np.isfinite(values)]
+        if values.size and values.max() > FP16_MAX:
+            found.append((tensor.name or "an unnamed Constant", float(values.max())))
     return sorted(found, key=lambda item: -item[1])
 
 

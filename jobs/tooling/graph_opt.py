@@ -14,12 +14,12 @@ from jobs.tooling.common import (
     TransformReport,
     check_params,
     is_ort_format,
-    iter_graphs,
     open_session,
     session_options,
     write_atomically,
 )
 from jobs.tooling.errors import TransformError
+from jobs.tooling.modelfile import iter_graphs
 
 # "basic" keeps standard ONNX ops, so the file runs on any execution provider; "extended" adds onnxruntime
 # contrib fusions (com.microsoft domain) that only onnxruntime's CPU/CUDA providers run.

@@ -14,24 +14,11 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
+from .common import is_quantized_op
 from .inputs import graph_inputs, graph_outputs
 from .modelfile import iter_all_graphs, iter_tensors
 
 DEFAULT_DOMAIN = "ai.onnx"
-QUANTIZED_OPS = {
-    "QuantizeLinear",
-    "DequantizeLinear",
-    "DynamicQuantizeLinear",
-    "QLinearConv",
-    "QLinearMatMul",
-    "QLinearAdd",
-    "QLinearMul",
-    "MatMulInteger",
-    "ConvInteger",
-    "DynamicQuantizeMatMul",
-    "MatMulIntegerToFloat",
-    "QGemm",
-}
 
 
 def domain_name(domain: str) -> str:
@@ -179,7 +166,7 @@ def precisions(model: onnx.ModelProto, counts: Counter | None = None) -> dict:
         names.add("fp16")
     if onnx.TensorProto.BFLOAT16 in elem_types:
         names.add("bf16")
-    quantized = any(op in QUANTIZED_OPS for (_, op) in counts)
+    quantized = any(is_quantized_op(op) for (_, op) in counts)
     if quantized:
         names.add("int8")
     compute = "int8" if quantized else ("fp16" if "fp16" in names else ("bf16" if "bf16" in names else "fp32"))

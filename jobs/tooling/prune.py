@@ -17,12 +17,12 @@ from jobs.tooling.common import (
     check_params,
     constants_to_initializers,
     float_initializers,
-    iter_graphs,
     load_model,
     save_model,
     write_atomically,
 )
 from jobs.tooling.errors import TransformError
+from jobs.tooling.modelfile import iter_graphs
 
 PARAMS = {"sparsity": Param(float, minimum=0.01, maximum=0.99)}
 WEIGHT_INPUTS = {"Conv": (1,), "ConvTranspose": (1,), "Gemm": (0, 1), "MatMul": (0, 1)}  # input slots holding weights

@@ -23,7 +23,6 @@ from jobs.tooling.common import (
     TransformReport,
     check_params,
     constants_to_initializers,
-    iter_graphs,
     load_model,
     quantized_op_types,
     refuse_quantized,
@@ -33,6 +32,7 @@ from jobs.tooling.common import (
 from jobs.tooling.datasets import Dataset, as_dataset, iter_batches
 from jobs.tooling.errors import TransformError
 from jobs.tooling.inputs import TensorSpec, graph_inputs
+from jobs.tooling.modelfile import iter_graphs
 
 WEIGHT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
 CALIBRATE_METHODS = {

@@ -18,12 +18,12 @@ from jobs.tooling.common import (
     check_params,
     constants_to_initializers,
     float_initializers,
-    iter_graphs,
     load_model,
     save_model,
     write_atomically,
 )
 from jobs.tooling.errors import TransformError
+from jobs.tooling.modelfile import iter_graphs
 
 PARAMS = {
     "rank": Param(int, minimum=1, optional=True),

@@ -1,12 +1,11 @@
-// Upload a model with a progress bar (XHR reports upload progress; fetch does not).
-(function () {
-  const form = document.getElementById("upload-form");
-  if (!form) return;
-  const bar = document.getElementById("upload-bar");
-  const label = document.getElementById("upload-label");
-  const box = document.getElementById("upload-progress");
-  const message = document.getElementById("upload-message");
-  const button = document.getElementById("upload-button");
+// Upload forms with a progress bar (XHR reports upload progress; fetch does not).
+// data-after="version": go to the new version's page; "reload": reload this page.
+document.querySelectorAll("form.upload-form").forEach(function (form) {
+  const box = form.querySelector(".progress");
+  const bar = box.querySelector(".bar");
+  const label = box.querySelector("span");
+  const message = form.querySelector(".message");
+  const button = form.querySelector("button[type=submit]");
 
   function show(text, isError) {
     message.textContent = text;
@@ -15,16 +14,18 @@
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
-    const input = document.getElementById("upload-file");
-    if (!input.files.length) return show("Choose an .onnx file first.", true);
-    const data = new FormData();
-    data.append("file", input.files[0]);
+    const input = form.querySelector("input[type=file]");
+    if (!input.files.length) return show("Choose a file first.", true);
+    const data = new FormData(form);
+    data.delete("csrfmiddlewaretoken");
+    for (const [key, value] of Array.from(data.entries())) if (value === "") data.delete(key);
     const xhr = new XMLHttpRequest();
     xhr.open("POST", form.dataset.url);
     xhr.setRequestHeader("X-CSRFToken", form.querySelector("[name=csrfmiddlewaretoken]").value);
     xhr.setRequestHeader("Accept", "application/json");
     box.hidden = false;
     button.disabled = true;
+    show("", false);
     xhr.upload.onprogress = function (e) {
       if (!e.lengthComputable) return;
       const pct = Math.round((100 * e.loaded) / e.total);
@@ -38,8 +39,12 @@
       if (xhr.status === 201) {
         bar.style.width = "100%";
         label.textContent = "100%";
-        show("Uploaded as v" + body.number + ". Checking it now…", false);
-        window.location.href = window.location.pathname + "v/" + body.number + "/";
+        if (form.dataset.after === "version") {
+          show("Uploaded as v" + body.number + ". Checking it now…", false);
+          window.location.href = window.location.pathname + "v/" + body.number + "/";
+        } else {
+          window.location.reload();
+        }
       } else if (xhr.status === 409 && body.existing_version) {
         show(body.detail + " ", true);
         const link = document.createElement("a");
@@ -47,10 +52,11 @@
         link.textContent = "Open v" + body.existing_version;
         message.appendChild(link);
       } else {
-        show(body.detail || (body.file && body.file.join(" ")) || ("Upload failed: " + xhr.status), true);
+        const problems = body.problems ? " " + body.problems.join("; ") : "";
+        show((body.detail || (body.file && body.file.join(" ")) || ("Upload failed: " + xhr.status)) + problems, true);
       }
     };
     xhr.onerror = function () { button.disabled = false; show("The upload was interrupted; try again.", true); };
     xhr.send(data);
   });
-})();
+});

@@ -38,3 +38,57 @@
   }
   poll();
 })();
+
+// Size-versus-latency chart of the variants, coloured by accuracy, the chosen one marked.
+(function () {
+  const chart = document.getElementById("variants-chart");
+  if (!chart || !window.Plotly) return;
+  const data = JSON.parse(chart.dataset.variants || "{}");
+  const points = data.points || [];
+  if (!points.length) { chart.hidden = true; return; }
+  const symbols = { parent: "diamond", version: "circle", candidate: "circle-open", chosen: "star", "not runnable": "x" };
+  const withAccuracy = points.filter((p) => p.accuracy !== null && p.accuracy !== undefined);
+  const trace = {
+    type: "scatter", mode: "markers+text", x: points.map((p) => p.size / 1024), y: points.map((p) => p.latency),
+    text: points.map((p) => p.label), textposition: "top center", hovertemplate: "%{text}<br>%{x:.1f} KB, %{y:.3f} ms<extra></extra>",
+    marker: { size: points.map((p) => (p.kind === "chosen" ? 18 : 11)), symbol: points.map((p) => symbols[p.kind] || "circle"),
+      color: withAccuracy.length ? points.map((p) => (p.accuracy === null || p.accuracy === undefined ? 0 : 100 * p.accuracy)) : "#3b6ea5",
+      colorscale: "Viridis", showscale: withAccuracy.length > 0, colorbar: { title: { text: "accuracy %" } } },
+  };
+  Plotly.newPlot(chart, [trace], { height: 380, margin: { l: 60, r: 20, t: 10, b: 50 },
+    xaxis: { title: { text: "file size (KB)" } }, yaxis: { title: { text: "median latency, 1 thread (ms)" } } },
+    { displayModeBar: false, responsive: true });
+})();
+
+// Queue optimization jobs through the API, then reload to follow the job live.
+document.querySelectorAll("form.job-form").forEach(function (form) {
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    const message = form.querySelector(".message");
+    const body = {};
+    new FormData(form).forEach(function (value, key) {
+      if (key === "csrfmiddlewaretoken" || value === "") return;
+      body[key] = value;
+    });
+    try {
+      if (body.params) body.params = JSON.parse(body.params);
+    } catch (e) {
+      message.textContent = "Parameters must be JSON, e.g. {\"per_channel\": true}.";
+      message.className = "message error";
+      return;
+    }
+    if (body.dataset) body.dataset = parseInt(body.dataset, 10);
+    if (body.accuracy_budget) body.accuracy_budget = parseFloat(body.accuracy_budget);
+    fetch(form.dataset.url, { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json",
+        "X-CSRFToken": form.querySelector("[name=csrfmiddlewaretoken]").value },
+      body: JSON.stringify(body) })
+      .then((r) => r.json().then((json) => ({ status: r.status, json })))
+      .then(({ status, json }) => {
+        if (status === 202) { window.location.reload(); return; }
+        const problems = Object.entries(json).map(([k, v]) => (k === "detail" ? v : k + ": " + v)).join(" ");
+        message.textContent = problems || "Could not queue the job.";
+        message.className = "message error";
+      });
+  });
+});

@@ -6,20 +6,14 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from console import services
 from console.models import CompatibilityResult, ModelVersion
-from console.uploads import temporary_upload
 from devices.models import DeviceType
 from jobs.models import Job
 from jobs.tasks import execute_job
 from tests.conftest import make_mlp
+from tests.jobs.helpers import uploaded_version
 
 pytestmark = pytest.mark.django_db
-
-
-def uploaded_version(model, payload: bytes, user=None) -> ModelVersion:
-    with temporary_upload("m.onnx", payload) as upload:
-        return services.upload_version(model=model, uploaded=upload, user=user)
 
 
 def check_job(version) -> Job:

@@ -174,32 +174,21 @@ class Digits:
 
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory) -> Digits:
-    """scikit-learn's bundled digits, an MLP classifier exported without ZipMap, and its test split as files."""
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.datasets import load_digits
+    """The console's demo digits classifier (skl2onnx, no ZipMap) and its held-out split as NPZ and CSV."""
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import train_test_split
-    from sklearn.neural_network import MLPClassifier
+
+    from jobs.tooling.demo_models import train_digits_classifier
 
     directory = tmp_path_factory.mktemp("digits")
-    features, labels = load_digits(return_X_y=True)
-    features = (features / 16).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(features, labels, test_size=0.25, random_state=0)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # 150 iterations is plenty for a test fixture
-        clf = MLPClassifier(hidden_layer_sizes=(128,), max_iter=150, random_state=0).fit(x_train, y_train)
-    model = to_onnx(
-        clf,
-        initial_types=[("input", FloatTensorType([None, 64]))],
-        options={id(clf): {"zipmap": False}},
-        target_opset={"": OPSET, "ai.onnx.ml": 3},
-    )
-    model_path = save(model, directory, "digits.onnx")
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 150 iterations is plenty for a fixture
+        trained = train_digits_classifier(hidden=(128,), max_iter=150)
+    model_path = directory / "digits.onnx"
+    model_path.write_bytes(trained.onnx_bytes)
     npz_path = directory / "digits_test.npz"
-    np.savez(npz_path, input=x_test, labels=y_test.astype(np.int64))
+    np.savez(npz_path, input=trained.x_test, labels=trained.y_test)
     csv_path = directory / "digits_test.csv"
     header = ",".join([*(f"pixel{i}" for i in range(64)), "label"])
-    rows = [",".join([*(f"{v:g}" for v in row), str(label)]) for row, label in zip(x_test, y_test, strict=True)]
+    rows = [",".join([*(f"{v:g}" for v in row), str(y)]) for row, y in zip(trained.x_test, trained.y_test, strict=True)]
     csv_path.write_text("\n".join([header, *rows]) + "\n")
-    return Digits(model_path, npz_path, csv_path, x_test, y_test.astype(np.int64), float(clf.score(x_test, y_test)))
+    return Digits(model_path, npz_path, csv_path, trained.x_test, trained.y_test, trained.accuracy)

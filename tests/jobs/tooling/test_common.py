@@ -9,11 +9,11 @@ from jobs.tooling.common import (
     constants_to_initializers,
     is_ort_format,
     is_quantized,
-    iter_graphs,
     load_model,
     write_atomically,
 )
 from jobs.tooling.errors import TransformError
+from jobs.tooling.modelfile import iter_graphs
 
 
 def test_write_atomically__success__renames_the_temp_file_to_dst(tmp_path):
@@ -77,7 +77,7 @@ def test_check_params__bad_values__are_refused_with_the_rule(value, message):
         check_params({"sparsity": Param(float, minimum=0.0, maximum=1.0)}, {"sparsity": value})
 
 
-def test_check_params__choices_and_optional_none(tmp_path):
+def test_check_params__choices_and_optional_none():
     constraints = {"level": Param(str, choices=("basic", "extended")), "rank": Param(int, optional=True)}
     check_params(constraints, {"level": "basic", "rank": None})
     with pytest.raises(TransformError, match="one of 'basic', 'extended'"):

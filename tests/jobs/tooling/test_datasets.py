@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,10 @@ def test_iter_batches__symbolic_first_dim__batches_rows(mlp_path):
     specs = model_input_specs(mlp_path)
     dataset = Dataset(inputs={"x": np.zeros((10, 16), np.float32)}, labels=None, source="m")
     assert [valid for _, valid in iter_batches(dataset, specs, batch_size=4)] == [4, 4, 2]
+
+
+def test_dataset_error__survives_pickling_with_the_same_message():
+    error = DatasetError(["'x' has shape (2,)", "no labels"])
+    copy = pickle.loads(pickle.dumps(error))
+    assert str(copy) == str(error) == "dataset does not fit the model: 'x' has shape (2,); no labels"
+    assert copy.problems == error.problems

@@ -31,9 +31,7 @@ def test_evaluate__regressor__reports_mean_absolute_error(regressor_path):
     assert result == {"task": "regression", "rows": 20, "mae": pytest.approx(0.5, abs=1e-5)}
 
 
-def test_evaluate__model_with_first_dim_fixed_at_1__runs_row_by_row_with_the_same_results(
-    mlp_path, fixed_batch_path, tmp_path
-):
+def test_evaluate__model_with_first_dim_fixed_at_1__runs_row_by_row_with_the_same_results(mlp_path, fixed_batch_path):
     features = np.random.default_rng(1).standard_normal((7, 16)).astype(np.float32)
     labels = np.arange(7) % 10
     dataset = Dataset({"x": features}, labels, "memory")

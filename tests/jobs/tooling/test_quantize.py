@@ -6,9 +6,9 @@ import numpy as np
 import onnx
 import pytest
 
-from jobs.tooling.common import iter_graphs
 from jobs.tooling.errors import DatasetError, TransformError
 from jobs.tooling.evaluate import evaluate, verify_variant
+from jobs.tooling.modelfile import iter_graphs
 from jobs.tooling.quantize import quantize_dynamic, quantize_static
 
 

@@ -1,0 +1,29 @@
+"""Helpers shared by tests that need checked versions."""
+
+from __future__ import annotations
+
+from console import services
+from console.models import ModelVersion
+from console.uploads import temporary_upload
+from jobs.models import Job
+from jobs.tasks import execute_job
+from tests.conftest import make_mlp
+
+
+def uploaded_version(model, payload: bytes, user=None) -> ModelVersion:
+    with temporary_upload("m.onnx", payload) as upload:
+        return services.upload_version(model=model, uploaded=upload, user=user)
+
+
+def ready_version(model, payload: bytes | None = None) -> ModelVersion:
+    """Upload and run the check job, as a worker would; asserts the version is ready."""
+    version = uploaded_version(model, payload if payload is not None else make_mlp().SerializeToString())
+    execute_job(Job.objects.get(input_version=version, kind="check").pk)
+    version.refresh_from_db()
+    assert version.state == ModelVersion.State.READY, version.error
+    return version
+
+
+def run_pending_checks() -> None:
+    for job in Job.objects.filter(kind="check", state="queued"):
+        execute_job(job.pk)
