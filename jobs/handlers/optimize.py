@@ -16,7 +16,7 @@ from django.core.files import File
 
 from ..files import local_path
 from ..registry import QUEUE_HEAVY, JobKind, PermanentJobError, register
-from ..tooling import compat
+from ..tooling import compat, live_runtime, runtimes
 from ..tooling.benchmark import benchmark
 from ..tooling.choose import choose_variant
 from ..tooling.errors import TransformError
@@ -187,6 +187,14 @@ def candidate_transforms(profile: dict, facts: dict, has_dataset: bool) -> list[
         candidates.append(("quantize_static", {"calibrate_method": "minmax"}))
     if "fp16" in profile.get("precisions", []):
         candidates.append(("fp16", {"keep_io_types": True}))
+    if profile.get("runtime_build") == "mobile":
+        candidates.append(("to_ort", {"level": "basic"}))  # mobile packages load the ORT format most cheaply
+    same_as_server = live_runtime.major_minor(profile.get("runtime_version", "")) == live_runtime.major_minor(
+        live_runtime.version())
+    limits = None if same_as_server else runtimes.runtime_limits(profile.get("runtime_version", ""))
+    model_opset = facts.get("opset_imports", {}).get("ai.onnx")
+    if limits and model_opset and limits.get("ai.onnx") and model_opset > limits["ai.onnx"]:
+        candidates.append(("convert_opset", {"target_opset": limits["ai.onnx"]}))
     return candidates
 
 

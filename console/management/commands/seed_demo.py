@@ -14,8 +14,11 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from console import roles, services
+from console.datasets import attach_dataset
 from console.models import Model, Project
 from console.uploads import temporary_upload
+from jobs.models import Job
+from jobs.tasks import execute_job
 from jobs.tooling.demo_models import write_digits_demo
 
 DEMO_USERS = [("demo", roles.OWNER), ("dev", roles.DEVELOPER), ("approver", roles.APPROVER), ("viewer", roles.VIEWER)]
@@ -51,10 +54,15 @@ class Command(BaseCommand):
             )
         if not model.versions.exists():
             with tempfile.TemporaryDirectory() as tmp:
-                model_path, _, accuracy = write_digits_demo(Path(tmp))
+                model_path, data_path, accuracy = write_digits_demo(Path(tmp))
                 with temporary_upload("digit-classifier.onnx", model_path.read_bytes()) as upload:
                     version = services.upload_version(model=model, uploaded=upload, user=users["demo"])
-            self.stdout.write(f"demo model trained (held-out accuracy {accuracy:.3f}) and uploaded as v{version.number}")
+                # Check it now, in this process, so the demo opens on a checked version with its dataset.
+                execute_job(Job.objects.get(input_version=version, kind="check").pk)
+                with temporary_upload("digits-eval.npz", data_path.read_bytes()) as upload:
+                    attach_dataset(model=model, uploaded=upload, name="digits held-out set", user=users["demo"])
+            self.stdout.write(f"demo model trained (held-out accuracy {accuracy:.3f}), uploaded and checked as "
+                              f"v{version.number}, with its held-out set attached as a dataset")
         self.stdout.write(self.style.SUCCESS(
             f"demo data ready: sign in as demo / {password} (owner); also dev, approver, viewer with the same password"
         ))
