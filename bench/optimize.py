@@ -39,6 +39,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script from a checkout without an editable install
 
 from jobs.tooling.benchmark import download_size, generated_feeds, measure_latency  # noqa: E402
+from jobs.tooling.choose import choose_variant  # noqa: E402
 from jobs.tooling.errors import TransformError  # noqa: E402
 from jobs.tooling.evaluate import agreement, evaluate, verify_variant  # noqa: E402
 from jobs.tooling.quantize import CALIBRATE_METHODS  # noqa: E402
@@ -331,6 +332,28 @@ def print_targets(rows: list[dict[str, Any]]) -> None:
     print("  int8 dynamic >= 3.5x smaller: " + ", ".join(times_smaller(m, "quantize_dynamic") for m in models))
     print(f"  int8 dynamic accuracy drop <= 1 point on digits: {_cell(digits.get('accuracy_delta'), signed=True)}")
     print("  fp16 ~2x smaller: " + ", ".join(times_smaller(m, "fp16") for m in models))
+    print("  chosen variant (smallest within 1 point, not slower than its parent):")
+    for model, pick in chosen_variants(rows).items():
+        print(f"    {model}: {pick['transform'] or 'keep the parent'}"
+              + (f" (size x{pick['size_ratio']:.3f}, latency x{pick['latency_ratio']:.2f})" if pick["transform"] else ""))
+
+
+def chosen_variants(rows: list[dict[str, Any]], budget_points: float = 1.0) -> dict[str, dict[str, Any]]:
+    """Per model, what the console's chooser picks from these measured rows (ratios stand in for figures)."""
+    picks = {}
+    for model in sorted({row["model"] for row in rows}):
+        measured = [row for row in rows if row["model"] == model and "error" not in row]
+        candidates = [
+            {"name": row["transform"], "size_bytes": row["size_ratio"], "latency_ms": row["latency_ratio"],
+             "accuracy": 1 + row["accuracy_delta"] / 100, "runnable_on_device": row["verified"]}
+            for row in measured
+        ]
+        decision = choose_variant({"size_bytes": 1.0, "latency_ms": 1.0, "accuracy": 1.0}, candidates,
+                                  objective="size", budget_points=budget_points)
+        row = next((r for r in measured if r["transform"] == decision["choice"]), None)
+        picks[model] = {"transform": decision["choice"], "size_ratio": row and row["size_ratio"],
+                        "latency_ratio": row and row["latency_ratio"]}
+    return picks
 
 
 def main() -> None:
@@ -345,7 +368,8 @@ def main() -> None:
         references = [build_digits(workdir), build_wide_mlp(workdir), build_cnn(workdir)]
         results = [row for reference in references for row in bench_reference(reference, workdir, runs, warmup, rows)]
     if args.json:
-        print(json.dumps({"rows": [{key: row.get(key) for key in JSON_KEYS} for row in results]}))
+        print(json.dumps({"rows": [{key: row.get(key) for key in JSON_KEYS} for row in results],
+                          "chosen": chosen_variants(results)}))
     else:
         print_table(results, runs)
         print_targets(results)

@@ -113,7 +113,9 @@ def test_quantize_static__with_a_dataset__calibrates_and_reports_accuracy(model,
                                                    "max_calibration_rows": 256, "preprocess": True}
 
 
-def test_optimize_for_device__picks_a_smaller_variant_within_budget(model, digits_demo):
+def test_optimize_for_device__measures_candidates_and_keeps_only_a_smaller_not_slower_one(model, digits_demo):
+    from jobs.tooling.choose import LATENCY_TOLERANCE
+
     model_path, data_path, _ = digits_demo
     parent = ready_version(model, model_path.read_bytes())
     with temporary_upload("digits.npz", data_path.read_bytes()) as upload:
@@ -123,13 +125,19 @@ def test_optimize_for_device__picks_a_smaller_variant_within_budget(model, digit
         params={"device_type": "raspberry-pi-4", "objective": "size", "accuracy_budget": 1.0}, dataset=dataset)
     assert execute_job(job.pk) == "succeeded"
     job.refresh_from_db()
-    result = job.result
-    chosen = [row for row in result["candidates"] if row.get("decision") == "chosen"]
-    assert len(chosen) == 1 and result["choice"] == chosen[0]["name"]
-    assert chosen[0]["size_bytes"] < result["parent"]["size_bytes"]
-    assert result["parent"]["accuracy"] - chosen[0]["accuracy"] <= 0.01
-    assert all("decision" in row for row in result["candidates"])
-    child = job.output_version
-    assert child.parent_id == parent.pk and child.metrics["chosen_for"] == "raspberry-pi-4"
+    result, baseline = job.result, job.result["parent"]
+
+    int8 = next(row for row in result["candidates"] if row["name"] == "quantize_dynamic(per_channel=False)")
+    assert int8["size_bytes"] < 0.5 * baseline["size_bytes"] and int8["runnable_on_device"]
+    assert all(row["decision"] for row in result["candidates"])  # every candidate says why (not) chosen
     # fp16 is not tried for a device type that does not run fp16
     assert not any(row["transform"] == "fp16" for row in result["candidates"])
+    if result["choice"] is None:  # e.g. every smaller variant measured slower on this machine
+        assert job.output_version is None
+        return
+    chosen = next(row for row in result["candidates"] if row["decision"] == "chosen")
+    assert chosen["size_bytes"] < baseline["size_bytes"]
+    assert chosen["latency_ms"] <= baseline["latency_ms"] * (1 + LATENCY_TOLERANCE)
+    assert baseline["accuracy"] - chosen["accuracy"] <= 0.01
+    child = job.output_version
+    assert child.parent_id == parent.pk and child.metrics["chosen_for"] == "raspberry-pi-4"

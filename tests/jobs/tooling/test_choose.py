@@ -46,8 +46,16 @@ def test_choose_variant__size__prefers_a_not_slower_variant_over_a_smaller_slowe
     assert "slower than its parent" in result["reasons"]["tiny-but-slow"]
 
 
-def test_choose_variant__size__takes_a_slower_variant_when_it_is_the_only_one_within_budget():
-    assert choose_variant(PARENT, [variant("slow", 100, 12.0, accuracy=0.95)])["choice"] == "slow"
+def test_choose_variant__size__never_picks_a_slower_variant_even_when_it_is_the_only_smaller_one():
+    decision = choose_variant(PARENT, [variant("slow", 100, 12.0, accuracy=0.95)])
+    assert decision["choice"] is None
+    assert "slower than its parent" in decision["reasons"]["slow"]
+
+
+def test_choose_variant__latency_within_measurement_noise__counts_as_not_slower():
+    parent_latency = PARENT["latency_ms"]
+    decision = choose_variant(PARENT, [variant("noisy", 100, parent_latency * 1.03, accuracy=0.95)])
+    assert decision["choice"] == "noisy"
 
 
 def test_choose_variant__latency__never_picks_a_variant_slower_than_its_parent():
