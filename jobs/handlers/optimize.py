@@ -22,7 +22,7 @@ from ..tooling.choose import choose_variant
 from ..tooling.errors import TransformError
 from ..tooling.evaluate import evaluate, verify_variant
 from ..tooling.inspect import inspect_model
-from ..tooling.modelfile import load_model
+from ..tooling.modelfile import ModelFileError, load_model
 from ..tooling.transforms import get_transform
 
 LATENCY_RUNS = 50
@@ -231,7 +231,7 @@ def run_optimize_for_device(job, progress):
                                                                              Path(tmp))
                 figures = measure(out, data_path, has_labels)
                 facts = inspect_model(load_model(out)) if transform.suffix == ".onnx" else parent.metadata
-            except TransformError as exc:
+            except (TransformError, ModelFileError) as exc:
                 rows.append({"name": label, "transform": name, "params": params, "error": str(exc)})
                 continue
             row = _candidate_row(label, figures, verification, profile, facts, figures["size_bytes"])

@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 from onnxruntime.transformers.float16 import convert_float_to_float16
+from onnxruntime.transformers.onnx_model import OnnxModel
 
 from jobs.tooling.common import (
     Param,
@@ -46,6 +47,13 @@ def convert_fp16(src: PathLike, dst: PathLike, *, keep_io_types: bool = True) ->
         converted = convert_float_to_float16(model, keep_io_types=keep_io_types)
     except Exception as exc:
         raise TransformError(f"onnxruntime's fp16 converter failed: {type(exc).__name__}: {exc}") from exc
+    # The converter appends its Cast nodes at the end of the graph; onnx.checker (and strict loaders) want
+    # nodes in topological order, so sort with onnxruntime's own graph helper.
+    OnnxModel(converted).topological_sort()
+    try:
+        onnx.checker.check_model(converted)
+    except onnx.checker.ValidationError as exc:
+        raise TransformError(f"the fp16 model is not valid ONNX: {str(exc).splitlines()[0]}") from exc
     with write_atomically(dst) as tmp:
         save_model(converted, tmp)
     report = TransformReport("fp16", details={"keep_io_types": keep_io_types, "float_weights": float_weights})

@@ -40,10 +40,8 @@ def _purge_queues() -> None:
                 pass
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db, settings, tmp_path):
-    if not os.environ.get("REDIS_URL"):
-        pytest.skip("the worker tests run on Redis: set REDIS_URL (make test does)")
+def start_worker(log_path: Path, *, name: str, pool: str = "prefork") -> subprocess.Popen:
+    """A Celery worker on every queue, sharing this test's database and storage; returns once it is ready."""
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": _database_url(),
@@ -51,28 +49,47 @@ def celery_worker_process(transactional_db, settings, tmp_path):
         "DJANGO_SETTINGS_MODULE": "console.settings",
         "PYTHONPATH": str(ROOT),
     })
-    _purge_queues()
-    log_path = tmp_path / "worker.log"
     log = open(log_path, "w")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "console", "worker", "-Q", ",".join(ALL_QUEUES), "--concurrency", "1",
-         "--without-gossip", "--without-mingle", "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h"],
+         "--pool", pool, "--without-gossip", "--without-mingle", "--loglevel", "INFO", "-n", f"{name}-{os.getpid()}@%h"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while "ready" not in log_path.read_text():
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the Celery worker did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield worker
-    finally:
+    deadline = time.monotonic() + 60
+    while "ready" not in log_path.read_text():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            stop_worker(worker)
+            raise RuntimeError(f"the Celery worker did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return worker
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
         worker.terminate()
         try:
             worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             worker.kill()
-        log.close()
+            worker.wait()
+
+
+@pytest.fixture
+def worker_environment(transactional_db, settings):
+    """The real broker, emptied, and a database a second process can share."""
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("the worker tests run on Redis: set REDIS_URL (make test does)")
+    _database_url()
+    _purge_queues()
+
+
+@pytest.fixture
+def celery_worker_process(worker_environment, tmp_path):
+    worker = start_worker(tmp_path / "worker.log", name="test")
+    try:
+        yield worker
+    finally:
+        stop_worker(worker)
 
 
 def wait_for(predicate, timeout: float = 90.0, interval: float = 0.25, message: str = "condition"):

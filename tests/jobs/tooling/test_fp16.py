@@ -58,3 +58,14 @@ def test_convert_fp16__constant_node_overflow__is_found_too(tmp_path):
     )
     with pytest.raises(TransformError, match="'big'"):
         convert_fp16(save(model, tmp_path, "big.onnx"), tmp_path / "fp16.onnx")
+
+
+@pytest.mark.parametrize("keep_io_types", [True, False])
+def test_convert_fp16__output__passes_the_onnx_checker_so_the_console_accepts_it(mlp_path, cnn_path, tmp_path,
+                                                                                 keep_io_types):
+    from jobs.tooling.modelfile import load_model as load_upload
+
+    for source in (mlp_path, cnn_path):
+        out = tmp_path / f"{source.stem}-{keep_io_types}.onnx"
+        convert_fp16(source, out, keep_io_types=keep_io_types)
+        load_upload(out)  # parse + onnx.checker, exactly as an upload or a check job does
