@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat
 from onnxruntime.quantization import quantize_dynamic as library_quantize_dynamic
 from onnxruntime.quantization import quantize_static as library_quantize_static
@@ -38,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script from a checkout without an editable install
 
+from jobs.tooling import reference_models  # noqa: E402
 from jobs.tooling.benchmark import download_size, generated_feeds, measure_latency  # noqa: E402
 from jobs.tooling.choose import choose_variant  # noqa: E402
 from jobs.tooling.errors import TransformError  # noqa: E402
@@ -112,72 +112,11 @@ def _save_synthetic(workdir: Path, name: str, model: onnx.ModelProto, input_shap
 
 
 def build_wide_mlp(workdir: Path, sizes: tuple[int, ...] = (256, 1024, 1024, 10)) -> Reference:
-    """Weights low-rank plus noise, as trained layers tend to be (random matrices have nothing for SVD to keep)."""
-    rng = np.random.default_rng(0)
-    nodes, initializers, previous = [], [], "x"
-    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        rank = max(8, min(fan_in, fan_out) // 16)
-        weights = rng.standard_normal((fan_in, rank)) @ rng.standard_normal((rank, fan_out)) / np.sqrt(rank)
-        weights = (weights + 0.1 * rng.standard_normal((fan_in, fan_out))) / np.sqrt(fan_in)
-        initializers += [
-            numpy_helper.from_array(weights.astype(np.float32), f"w{layer}"),
-            numpy_helper.from_array((0.1 * rng.standard_normal(fan_out)).astype(np.float32), f"b{layer}"),
-        ]
-        last = layer == len(sizes) - 2
-        nodes += [
-            helper.make_node("MatMul", [previous, f"w{layer}"], [f"m{layer}"]),
-            helper.make_node("Add", [f"m{layer}", f"b{layer}"], ["y" if last else f"h{layer}"]),
-        ]
-        if not last:
-            nodes.append(helper.make_node("Relu", [f"h{layer}"], [f"a{layer}"]))
-            previous = f"a{layer}"
-    graph = helper.make_graph(
-        nodes,
-        "wide_mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", sizes[0]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", sizes[-1]])],
-        initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    return _save_synthetic(workdir, "wide_mlp", model, (sizes[0],))
+    return _save_synthetic(workdir, "wide_mlp", reference_models.mlp(sizes, low_rank=True), (sizes[0],))
 
 
 def build_cnn(workdir: Path) -> Reference:
-    """28x28 input, two conv blocks, two dense layers; seeded weights scaled to keep activations near unit size."""
-    rng = np.random.default_rng(2)
-
-    def weights(name: str, shape: tuple[int, ...], fan_in: int) -> onnx.TensorProto:
-        return numpy_helper.from_array((rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32), name)
-
-    initializers = [
-        weights("c1", (16, 1, 3, 3), 9),
-        weights("c2", (32, 16, 3, 3), 144),
-        weights("fc1", (32 * 7 * 7, 64), 32 * 7 * 7),
-        weights("fc2", (64, 10), 64),
-        numpy_helper.from_array(np.zeros(64, np.float32), "fc1_bias"),
-        numpy_helper.from_array(np.zeros(10, np.float32), "fc2_bias"),
-    ]
-    nodes = [
-        helper.make_node("Conv", ["x", "c1"], ["h1"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["h1"], ["r1"]),
-        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Conv", ["p1", "c2"], ["h2"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["h2"], ["r2"]),
-        helper.make_node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Flatten", ["p2"], ["flat"]),
-        helper.make_node("Gemm", ["flat", "fc1", "fc1_bias"], ["d1"]),
-        helper.make_node("Relu", ["d1"], ["a1"]),
-        helper.make_node("Gemm", ["a1", "fc2", "fc2_bias"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "cnn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 28, 28])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
-        initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    return _save_synthetic(workdir, "cnn", model, (1, 28, 28))
+    return _save_synthetic(workdir, "cnn", reference_models.cnn(), (1, 28, 28))
 
 
 class _NpzReader(CalibrationDataReader):

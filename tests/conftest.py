@@ -7,12 +7,11 @@ import ipaddress
 import socket
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from console import roles, services
+from jobs.tooling import reference_models
 
 PASSWORD = "correct-horse-battery"
 
@@ -135,27 +134,8 @@ def api_client_for(user):
 
 
 def make_mlp(seed: int = 0, hidden: int = 16, opset: int = 17) -> onnx.ModelProto:
-    """A small float32 MLP: x [N, 8] -> probabilities [N, 4]."""
-    rng = np.random.default_rng(seed)
-    w1 = numpy_helper.from_array(rng.standard_normal((8, hidden)).astype(np.float32), "w1")
-    b1 = numpy_helper.from_array(np.zeros(hidden, np.float32), "b1")
-    w2 = numpy_helper.from_array(rng.standard_normal((hidden, 4)).astype(np.float32), "w2")
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h"]),
-        helper.make_node("Add", ["h", "b1"], ["h1"]),
-        helper.make_node("Relu", ["h1"], ["h2"]),
-        helper.make_node("MatMul", ["h2", "w2"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
-    ]
-    graph = helper.make_graph(
-        nodes, "mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 4])],
-        [w1, b1, w2],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return model
+    """A small float32 MLP: x [N, 8] -> y [N, 4] (4 classes)."""
+    return reference_models.mlp([8, hidden, 4], seed=seed, opset=opset)
 
 
 @pytest.fixture

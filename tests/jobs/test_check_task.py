@@ -29,7 +29,7 @@ def test_check__runnable_model__is_ready_with_a_row_per_device_type(model):
     assert version.state == ModelVersion.State.READY
     facts = version.metadata
     assert facts["inputs"] == [{"name": "x", "dtype": "float32", "shape": ["N", 8]}]
-    assert facts["parameters"]["count"] == 8 * 16 + 16 + 16 * 4
+    assert facts["parameters"]["count"] == 8 * 16 + 16 + 16 * 4 + 4
     assert facts["macs"]["total"] == 8 * 16 + 16 * 4
     assert facts["operator_histogram"]["MatMul"] == 2
     assert facts["smoke_run"]["outputs"][0]["shape"] == [1, 4]

@@ -9,60 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
-OPSET = 17
-
-
-def make_model(
-    nodes: list[onnx.NodeProto],
-    inputs: list[onnx.ValueInfoProto],
-    outputs: list[onnx.ValueInfoProto],
-    initializers: list[onnx.TensorProto] = (),
-) -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, "test", inputs, outputs, list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8  # loadable by older onnxruntime builds too
-    onnx.checker.check_model(model)
-    return model
-
-
-def float_input(name: str, shape: list) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
-
-
-def mlp_weights(sizes: list[int], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(seed)
-    return [
-        (
-            (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(np.float32),
-            (rng.standard_normal(fan_out) * 0.1).astype(np.float32),
-        )
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)
-    ]
-
-
-def mlp(sizes: list[int], *, batch: int | str = "N", constants: bool = False, seed: int = 0) -> onnx.ModelProto:
-    """x -> (MatMul, Add, Relu)* -> MatMul, Add; weights as initializers or as Constant nodes."""
-    nodes, initializers, previous = [], [], "x"
-    for layer, (weights, bias) in enumerate(mlp_weights(sizes, seed)):
-        tensors = [numpy_helper.from_array(weights, f"w{layer}"), numpy_helper.from_array(bias, f"b{layer}")]
-        if constants:
-            nodes += [helper.make_node("Constant", [], [t.name], value=t) for t in tensors]
-        else:
-            initializers += tensors
-        last = layer == len(sizes) - 2
-        nodes += [
-            helper.make_node("MatMul", [previous, f"w{layer}"], [f"m{layer}"]),
-            helper.make_node("Add", [f"m{layer}", f"b{layer}"], ["y" if last else f"h{layer}"]),
-        ]
-        if not last:
-            nodes.append(helper.make_node("Relu", [f"h{layer}"], [f"a{layer}"]))
-            previous = f"a{layer}"
-    return make_model(
-        nodes, [float_input("x", [batch, sizes[0]])], [float_input("y", [batch, sizes[-1]])], initializers
-    )
+from jobs.tooling.reference_models import float_input, make_model, mlp, mlp_weights
 
 
 def save(model: onnx.ModelProto, directory: Path, name: str) -> Path:

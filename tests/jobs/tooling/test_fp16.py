@@ -48,7 +48,8 @@ def test_convert_fp16__already_quantized_model__is_refused(quantized_path, tmp_p
 def test_convert_fp16__constant_node_overflow__is_found_too(tmp_path):
     from onnx import helper, numpy_helper
 
-    from tests.jobs.tooling.conftest import float_input, make_model, save
+    from jobs.tooling.reference_models import float_input, make_model
+    from tests.jobs.tooling.conftest import save
 
     big = numpy_helper.from_array(np.array([7e4], np.float32), "big")
     model = make_model(

@@ -59,7 +59,7 @@ def test_quantize_static__weights_inside_if_branches__fail_as_nothing_to_quantiz
 
 
 def test_quantize_dynamic__model_without_weights__fails_as_nothing_to_quantize_and_leaves_no_file(tmp_path):
-    from tests.jobs.tooling.conftest import float_input, make_model
+    from jobs.tooling.reference_models import float_input, make_model
 
     model = make_model(
         [onnx.helper.make_node("Relu", ["x"], ["y"])], [float_input("x", ["N", 4])], [float_input("y", ["N", 4])]

@@ -7,8 +7,9 @@ from onnx import helper, numpy_helper
 
 from jobs.tooling.errors import TransformError
 from jobs.tooling.evaluate import verify_variant
+from jobs.tooling.reference_models import float_input, make_model
 from jobs.tooling.svd import choose_rank, svd
-from tests.jobs.tooling.conftest import float_input, make_model, save
+from tests.jobs.tooling.conftest import save
 
 
 @pytest.fixture(scope="module")
