@@ -43,4 +43,5 @@ urlpatterns = [
     path("p/<slug:project>/device-types/", views.device_types_page, name="device-types"),
     path("p/<slug:project>/m/<slug:model>/", views.model_page, name="model"),
     path("p/<slug:project>/m/<slug:model>/v/<int:number>/", views.version_page, name="version"),
+    path("", include("devices.urls")),
 ]

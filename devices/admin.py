@@ -1,9 +1,48 @@
+from __future__ import annotations
+
 from django.contrib import admin
 
-from .models import DeviceType
+from .models import DailyRollup, Device, DeviceEvent, DeviceType, FleetSettings, TargetingRule
 
 
 @admin.register(DeviceType)
 class DeviceTypeAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "project", "runtime", "runtime_version", "runtime_build", "max_model_mb"]
     list_filter = ["runtime_build", "project"]
+
+
+@admin.register(FleetSettings)
+class FleetSettingsAdmin(admin.ModelAdmin):
+    list_display = ["project", "enrollment_key_prefix", "enrollment_key_rotated_at", "checkin_interval_s"]
+    # Secrets stay out of the admin: rotate keys from the fleet page.
+    exclude = ["enrollment_key_hash", "signing_key_encrypted", "plan_generation"]
+    readonly_fields = ["project", "enrollment_key_prefix", "enrollment_key_rotated_at", "public_key"]
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = ["device_id", "project", "device_type", "region", "app_version", "last_seen_at", "revoked_at"]
+    list_filter = ["project", "device_type", "region"]
+    search_fields = ["device_id"]
+    exclude = ["token_hash", "delivery_digest"]
+    readonly_fields = ["project", "device_id", "config", "fingerprint", "enrolled_at", "last_seen_at"]
+
+
+@admin.register(TargetingRule)
+class TargetingRuleAdmin(admin.ModelAdmin):
+    list_display = ["id", "model", "priority", "version", "description"]
+    list_filter = ["model__project"]
+
+
+@admin.register(DeviceEvent)
+class DeviceEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "device", "type", "model", "version", "reason"]
+    list_filter = ["type", "project"]
+    search_fields = ["device__device_id", "event_id"]
+
+
+@admin.register(DailyRollup)
+class DailyRollupAdmin(admin.ModelAdmin):
+    list_display = ["day", "version", "device_type", "region", "download_completed", "install_succeeded",
+                    "install_failed", "inference_count"]
+    list_filter = ["project", "day"]

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from django.core.validators import MinValueValidator
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from console.models import slug_validator
+
+from . import resolution
 
 PRECISIONS = ["fp32", "fp16", "int8"]
 
@@ -64,3 +67,246 @@ class DeviceType(models.Model):
             "max_model_bytes": self.max_model_mb * 1024 * 1024,
             "memory_bytes": self.memory_mb * 1024 * 1024,
         }
+
+
+# -- fleet and delivery --------------------------------------------------------------------------
+
+DEFAULT_CHECKIN_INTERVAL_S = 300
+
+
+class FleetSettings(models.Model):
+    """A project's delivery secrets and defaults: enrollment key (hashed), signing key pair, check-in interval.
+
+    Created on first use (see ``devices.services.fleet_settings_for``). ``plan_generation`` changes whenever
+    anything that resolution reads changes (rules, default versions, versions, compatibility, device types),
+    so every web process can tell at once that its cached delivery plan is stale.
+    """
+
+    project = models.OneToOneField("console.Project", on_delete=models.CASCADE, related_name="fleet")
+    enrollment_key_hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    enrollment_key_prefix = models.CharField(max_length=12, blank=True)
+    enrollment_key_rotated_at = models.DateTimeField(null=True, blank=True)
+    # Ed25519 private key, PKCS#8 PEM encrypted with Fernet (see devices.keys); never leaves the server.
+    signing_key_encrypted = models.BinaryField()
+    public_key = models.CharField(max_length=64, help_text="base64 of the 32 raw bytes of the Ed25519 public key")
+    checkin_interval_s = models.PositiveIntegerField(
+        default=DEFAULT_CHECKIN_INTERVAL_S, validators=[MinValueValidator(1), MaxValueValidator(86400)]
+    )
+    plan_generation = models.CharField(max_length=32)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "fleet settings"
+
+    def __str__(self) -> str:
+        return f"fleet settings of {self.project}"
+
+
+class Device(models.Model):
+    """One enrolled device: its configuration as last reported, its token (hashed) and its delivery digest."""
+
+    project = models.ForeignKey("console.Project", on_delete=models.CASCADE, related_name="devices")
+    device_id = models.CharField(max_length=128)
+    token_hash = models.CharField(max_length=64, unique=True)
+    device_type = models.ForeignKey(DeviceType, on_delete=models.PROTECT, related_name="devices")
+    runtime = models.CharField(max_length=64, blank=True)
+    runtime_version = models.CharField(max_length=64, blank=True)
+    os = models.CharField(max_length=64, blank=True)
+    cpu_arch = models.CharField(max_length=64, blank=True)
+    accelerator = models.CharField(max_length=64, blank=True)
+    memory_mb = models.PositiveIntegerField(null=True, blank=True)
+    region = models.CharField(max_length=2, blank=True, help_text="ISO 3166 alpha-2, upper case; blank if unknown")
+    app_version = models.CharField(max_length=64)
+    attributes = models.JSONField(default=dict, blank=True)
+    config = models.JSONField(default=dict, help_text="the configuration exactly as the device sent it")
+    fingerprint = models.CharField(max_length=64)
+    checkin_interval_s = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(86400)],
+        help_text="overrides the project's interval for this device",
+    )
+    # sha256 of what the last check-in resolved and the device reported; unchanged -> nothing to write.
+    delivery_digest = models.CharField(max_length=64, blank=True)
+    enrolled_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["device_id"]
+        constraints = [models.UniqueConstraint(fields=["project", "device_id"], name="unique_device_id_per_project")]
+        indexes = [
+            models.Index(fields=["project", "device_type"], name="device_project_type"),
+            models.Index(fields=["project", "region"], name="device_project_region"),
+            models.Index(fields=["project", "app_version"], name="device_project_app_version"),
+            models.Index(fields=["project", "last_seen_at"], name="device_project_last_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return self.device_id
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class TargetingRule(models.Model):
+    """One targeting rule of a model: conditions (``devices.targeting`` shape) and the version it serves."""
+
+    model = models.ForeignKey("console.Model", on_delete=models.CASCADE, related_name="targeting_rules")
+    priority = models.IntegerField(default=100, help_text="lower is tried first; ties go by id")
+    version = models.ForeignKey("console.ModelVersion", on_delete=models.PROTECT, related_name="targeting_rules")
+    conditions = models.JSONField(default=dict, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model", "priority", "id"]
+
+    def __str__(self) -> str:
+        return f"rule {self.pk} of {self.model}"
+
+
+class Resolution(models.TextChoices):
+    """How a check-in picked (or did not pick) a version for one model (values from devices.resolution)."""
+
+    RULE = resolution.RULE, "Targeting rule"
+    DEFAULT = resolution.DEFAULT, "Model default version"
+    COMPATIBLE_VARIANT = resolution.COMPATIBLE_VARIANT, "Fell back to a compatible variant"
+    KEPT_INSTALLED = resolution.KEPT_INSTALLED, "Nothing compatible: kept the installed version"
+    NOTHING = resolution.NOTHING, "Nothing to serve"
+
+
+class DeviceModelState(models.Model):
+    """Desired vs actual for one device and one model: what the last check-in resolved and what is installed."""
+
+    class Status(models.TextChoices):  # the protocol's words
+        ASSIGNED = resolution.ASSIGNED, "Assigned"
+        FALLBACK = resolution.FALLBACK, "Fallback"
+        NONE = resolution.NONE, "None"
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="model_states")
+    model = models.ForeignKey("console.Model", on_delete=models.CASCADE, related_name="device_states")
+    desired_version = models.ForeignKey(
+        "console.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices)
+    resolution = models.CharField(max_length=32, choices=Resolution.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    installed_version = models.ForeignKey(
+        "console.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    installed_sha256 = models.CharField(max_length=64, blank=True)
+    installed_state = models.CharField(max_length=16, blank=True, help_text="running or failed, as reported")
+    resolved_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["model__name"]
+        constraints = [models.UniqueConstraint(fields=["device", "model"], name="one_state_per_device_and_model")]
+        indexes = [
+            models.Index(fields=["model", "installed_version"], name="state_model_installed"),
+            models.Index(fields=["model", "desired_version"], name="state_model_desired"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device} / {self.model}"
+
+    @property
+    def fell_back(self) -> bool:
+        return self.resolution in (Resolution.COMPATIBLE_VARIANT, Resolution.KEPT_INSTALLED)
+
+    @property
+    def up_to_date(self) -> bool:
+        return (
+            self.desired_version_id is not None
+            and self.desired_version_id == self.installed_version_id
+            and self.installed_state == "running"
+        )
+
+
+class DeviceEvent(models.Model):
+    """One entry of a device's history: an event the device reported, or one the server recorded."""
+
+    class Type(models.TextChoices):
+        DOWNLOAD_STARTED = "download_started", "Download started"
+        DOWNLOAD_COMPLETED = "download_completed", "Download completed"
+        DOWNLOAD_FAILED = "download_failed", "Download failed"
+        INSTALL_SUCCEEDED = "install_succeeded", "Install succeeded"
+        INSTALL_FAILED = "install_failed", "Install failed"
+        ROLLBACK = "rollback", "Rollback"
+        INFERENCE_STATS = "inference_stats", "Inference stats"
+        # Recorded by the server, never sent by a device.
+        ENROLLED = "enrolled", "Enrolled"
+        CONFIG_CHANGED = "config_changed", "Configuration changed"
+        ASSIGNMENT_CHANGED = "assignment_changed", "Assignment changed"
+        REVOKED = "revoked", "Revoked"
+
+    project = models.ForeignKey("console.Project", on_delete=models.CASCADE, related_name="device_events")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events")
+    event_id = models.CharField(max_length=64, help_text="the device's id for it (server events: 'server:<uuid>')")
+    type = models.CharField(max_length=32, choices=Type.choices)
+    model = models.ForeignKey("console.Model", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    version = models.ForeignKey(
+        "console.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="device_events"
+    )
+    reported_version_id = models.BigIntegerField(null=True, blank=True, help_text="version id as the device sent it")
+    at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    reason = models.TextField(blank=True)
+    stats = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["device", "event_id"], name="event_id_unique_per_device")]
+        indexes = [models.Index(fields=["device", "-at"], name="device_event_history")]
+
+    def __str__(self) -> str:
+        return f"{self.type} of {self.device}"
+
+
+class DailyRollup(models.Model):
+    """Device events counted per day, version, device type and region; updated as events arrive."""
+
+    project = models.ForeignKey("console.Project", on_delete=models.CASCADE, related_name="daily_rollups")
+    day = models.DateField()
+    model = models.ForeignKey("console.Model", on_delete=models.CASCADE, related_name="daily_rollups")
+    version = models.ForeignKey("console.ModelVersion", on_delete=models.CASCADE, related_name="daily_rollups")
+    device_type = models.ForeignKey(DeviceType, on_delete=models.CASCADE, related_name="daily_rollups")
+    region = models.CharField(max_length=2, blank=True)
+    download_started = models.PositiveIntegerField(default=0)
+    download_completed = models.PositiveIntegerField(default=0)
+    download_failed = models.PositiveIntegerField(default=0)
+    install_succeeded = models.PositiveIntegerField(default=0)
+    install_failed = models.PositiveIntegerField(default=0)
+    rollback = models.PositiveIntegerField(default=0)
+    inference_count = models.BigIntegerField(default=0)
+    # Sums weighted by inference count; divide by latency_count (accuracy: by accuracy_count) to read them.
+    latency_count = models.BigIntegerField(default=0)
+    latency_p50_weighted = models.FloatField(default=0)
+    latency_p90_weighted = models.FloatField(default=0)
+    accuracy_weighted = models.FloatField(default=0)
+    accuracy_count = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["day", "version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "version", "device_type", "region"], name="one_rollup_per_day_version_type_region"
+            )
+        ]
+        indexes = [models.Index(fields=["project", "model", "day"], name="rollup_project_model_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.version} {self.device_type} {self.region}"
+
+    @property
+    def latency_p50_ms(self) -> float | None:
+        return self.latency_p50_weighted / self.latency_count if self.latency_count else None
+
+    @property
+    def latency_p90_ms(self) -> float | None:
+        return self.latency_p90_weighted / self.latency_count if self.latency_count else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.accuracy_weighted / self.accuracy_count if self.accuracy_count else None

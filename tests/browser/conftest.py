@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import celery_worker_process  # noqa: F401  (re-exported fixture)
+from tests.integration.conftest import celery_worker_process, worker_environment  # noqa: F401  (re-exported fixtures)
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

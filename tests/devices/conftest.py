@@ -51,3 +51,55 @@ def enrolled_agent(server: FakeDeviceServer, make_agent: Callable[..., Agent]) -
     config = default_config(device_type="kiosk-x86", region="DE", app_version="2.3.1", attributes={"tier": "pro"})
     agent.enroll(server.url, server.enrollment_key, config, models=[MODEL])
     return agent
+
+
+# --- the Django side of delivery ---------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def fresh_delivery_caches(settings) -> Iterator[None]:
+    """Plans, throttles and last-seen notes are per process: start every test from scratch."""
+    from django.core.cache import cache
+
+    from devices import plans
+
+    settings.DEVICE_LAST_SEEN_FLUSH_S = 0
+    plans.clear_cache()
+    cache.clear()
+    yield
+    plans.clear_cache()
+
+
+@pytest.fixture
+def enrollment_key(project) -> str:
+    from devices import services
+
+    _, raw = services.rotate_enrollment_key(project=project)
+    return raw
+
+
+@pytest.fixture
+def enrolled(enrollment_key, model):
+    """A device enrolled in ``project`` (x86-gateway, DE, app 2.3.1): (device row, token, config)."""
+    from devices.models import Device
+    from tests.devices.fleet_helpers import enroll
+
+    response, config = enroll(enrollment_key)
+    assert response.status_code == 201, response.content
+    return Device.objects.get(device_id="device-1"), response.json()["device_token"], config
+
+
+@pytest.fixture
+def ready_v1(model):
+    """Version 1 of ``model``, checked (ready): every built-in device type can run it."""
+    from tests.devices.fleet_helpers import ready_version
+
+    return ready_version(model)
+
+
+@pytest.fixture
+def device_api(enrolled):
+    """An API client authenticated as the enrolled device."""
+    from tests.devices.fleet_helpers import device_client
+
+    return device_client(enrolled[1])

@@ -1,0 +1,162 @@
+"""The device-facing API: the server half of devices/agent/PROTOCOL.md."""
+
+from __future__ import annotations
+
+import time
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, permissions, status
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView, exception_handler
+
+from devices.signing import check_download_token
+
+from . import conf, keys, services
+from .auth import DeviceRateThrottle, DeviceTokenAuthentication, EnrollRateThrottle, IsEnrolledDevice
+from .constants import MAX_EVENTS_REQUEST_BYTES, MAX_REQUEST_BYTES
+from .downloads import package_response
+from .manifests import etag_matches
+from .models import DeviceModelState
+from .serializers import CheckinSerializer, EnrollSerializer, EventBatchSerializer
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
+def _flatten(errors, path: str = "") -> list[str]:
+    if isinstance(errors, dict):
+        return [line for key, value in errors.items()
+                for line in _flatten(value, key if not path else f"{path}.{key}")]
+    if isinstance(errors, list):
+        if all(isinstance(item, str) for item in errors):
+            return [f"{path}: {item}" if path else str(item) for item in errors]
+        return [line for index, item in enumerate(errors)
+                for line in _flatten(item, f"{path}[{index}]" if path else f"[{index}]")]
+    return [f"{path}: {errors}" if path else str(errors)]
+
+
+def device_exception_handler(exc, context):
+    """The protocol's error shape: ``{"detail": "<human text>"}`` (field errors kept under ``errors``)."""
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(exc, exceptions.ValidationError):
+        response.data = {"detail": "; ".join(_flatten(response.data)), "errors": response.data}
+    return response
+
+
+def known_device_type(project_id: int, slug: str):
+    """The device type a configuration names, or a 400: built-in types and the project's own only."""
+    device_type = services.device_type_for(project_id, slug)
+    if device_type is None:
+        raise exceptions.ValidationError({"config": {"device_type": [
+            f"unknown device type {slug!r}: use a built-in type or one of this project's."]}})
+    return device_type
+
+
+class DeviceEndpoint(APIView):
+    authentication_classes = [DeviceTokenAuthentication]
+    permission_classes = [IsEnrolledDevice]
+    throttle_classes = [DeviceRateThrottle]
+    parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
+    max_body_bytes = MAX_REQUEST_BYTES
+
+    def get_exception_handler(self):
+        return device_exception_handler
+
+    def initial(self, request, *args, **kwargs):
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            raise RequestTooLarge(f"The request body is {length} bytes; this endpoint takes at most "
+                                  f"{self.max_body_bytes}.")
+        super().initial(request, *args, **kwargs)
+
+    def valid_body(self, serializer_class):
+        if not isinstance(self.request.data, dict):
+            raise exceptions.ValidationError({"detail": "The body must be a JSON object."})
+        serializer = serializer_class(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+
+class EnrollView(DeviceEndpoint):
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes = [EnrollRateThrottle]
+
+    @extend_schema(request=EnrollSerializer, responses={201: dict, 400: dict, 403: dict}, tags=["device"])
+    def post(self, request):
+        data = self.valid_body(EnrollSerializer)
+        fleet = services.fleet_for_enrollment_key(data["enrollment_key"])
+        if fleet is None:
+            raise exceptions.PermissionDenied("Unknown enrollment key: ask the project owner for the current one.")
+        config = data["config"]
+        device_type = known_device_type(fleet.project_id, config["device_type"])
+        try:
+            device, token = services.enroll_device(fleet=fleet, device_id=data["device_id"], config=config,
+                                                   device_type=device_type)
+        except services.DeviceRevoked:
+            raise exceptions.PermissionDenied(
+                f"Device {data['device_id']} was revoked by the project; it cannot enroll again under that id."
+            ) from None
+        return Response({
+            "device_token": token,
+            "device_id": device.device_id,
+            "project": fleet.project.slug,
+            "public_key": fleet.public_key,
+            "checkin_interval_s": device.checkin_interval_s or fleet.checkin_interval_s,
+        }, status=status.HTTP_201_CREATED)
+
+
+class CheckinView(DeviceEndpoint):
+    @extend_schema(request=CheckinSerializer, responses={200: dict, 304: None, 400: dict, 401: dict, 409: dict},
+                   tags=["device"])
+    def post(self, request):
+        device = request.auth
+        data = self.valid_body(CheckinSerializer)
+        now = timezone.now()
+        config = data.get("config")
+        if config is not None:
+            device_type = known_device_type(device.project_id, config["device_type"])
+            services.apply_config(device=device, config=config, device_type=device_type, now=now)
+        elif data["fingerprint"] != device.fingerprint:
+            return Response({"detail": "The server does not know this configuration fingerprint; send the config.",
+                             "need_config": True}, status=status.HTTP_409_CONFLICT)
+        answer = services.checkin(device=device, fleet=device.fleet, models=data["models"],
+                                  installed=data["installed"], now=now)
+        if etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), answer.etag):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": answer.etag})
+        body = answer.body(device_id=device.device_id, now=now, ttl_s=conf.download_token_ttl_s())
+        return Response(body, headers={"ETag": answer.etag})
+
+
+class EventsView(DeviceEndpoint):
+    max_body_bytes = MAX_EVENTS_REQUEST_BYTES
+
+    @extend_schema(request=EventBatchSerializer, responses={200: dict, 400: dict, 401: dict}, tags=["device"])
+    def post(self, request):
+        data = self.valid_body(EventBatchSerializer)
+        accepted, duplicates = services.record_events(device=request.auth, events=data["events"])
+        return Response({"accepted": accepted, "duplicates": duplicates})
+
+
+class DownloadView(DeviceEndpoint):
+    @extend_schema(responses={200: OpenApiResponse(description="the package bytes"), 206: None, 403: dict, 416: None},
+                   tags=["device"])
+    def get(self, request, version_id: int):
+        device = request.auth
+        problem = check_download_token(keys.download_secret(), request.query_params.get("token", ""),
+                                       version_id=version_id, device_id=device.device_id, now=int(time.time()))
+        if problem:
+            raise exceptions.PermissionDenied(f"download token {problem}: check in again for a fresh download URL.")
+        state = (DeviceModelState.objects.select_related("desired_version__model")
+                 .filter(device=device, desired_version_id=version_id).first())
+        if state is None:
+            raise exceptions.PermissionDenied(
+                f"Version {version_id} is not assigned to this device: check in again for a fresh download URL.")
+        return package_response(state.desired_version, range_header=request.META.get("HTTP_RANGE"),
+                                if_range=request.META.get("HTTP_IF_RANGE"))

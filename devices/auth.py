@@ -1,0 +1,118 @@
+"""How devices authenticate (``Authorization: Device <token>``) and how fast they may call."""
+
+from __future__ import annotations
+
+import functools
+
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions, permissions, throttling
+
+from . import keys
+from .models import Device, DeviceType, FleetSettings
+
+# What device requests read; the rest (stored config, runtime details...) loads on access, which only a
+# configuration change does (services.apply_config reloads the row).
+_DEVICE_FIELDS = [field for field in Device._meta.concrete_fields if field.name in {
+    "id", "project", "device_id", "device_type", "region", "app_version", "attributes", "fingerprint",
+    "checkin_interval_s", "delivery_digest", "last_seen_at", "revoked_at"}]
+
+
+@functools.cache
+def _lookup_sql() -> str:
+    device, device_type, fleet = Device._meta.db_table, DeviceType._meta.db_table, FleetSettings._meta.db_table
+    columns = ", ".join(f'd."{field.column}"' for field in _DEVICE_FIELDS)
+    return (f'SELECT {columns}, (SELECT t."slug" FROM "{device_type}" t WHERE t."id" = d."device_type_id"), '
+            f'f."id", f."plan_generation", f."checkin_interval_s" '
+            f'FROM "{device}" d JOIN "{fleet}" f ON f."project_id" = d."project_id" WHERE d."token_hash" = %s')
+
+
+def device_for_token(raw: str) -> Device | None:
+    """The device holding this token, in one indexed query, with what every check-in needs attached.
+
+    Plain SQL because this runs on every device request: the ORM spent several times longer compiling the
+    query and building the rows than the database spent answering. ``device.device_type`` holds only the
+    slug (its other fields load on access); ``device.fleet`` is the project's FleetSettings with its plan
+    generation and interval (the signing key loads on access, i.e. only when a manifest must be signed).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_lookup_sql(), [keys.hash_token(raw)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    count = len(_DEVICE_FIELDS)
+    values = [field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+              for field, value in zip(_DEVICE_FIELDS, row[:count], strict=True)]
+    device = Device.from_db(connection.alias, [field.attname for field in _DEVICE_FIELDS], values)
+    type_slug, fleet_id, generation, interval = row[count:]
+    device.device_type = _partial(DeviceType, id=device.device_type_id, slug=type_slug)
+    device.fleet = _partial(FleetSettings, id=fleet_id, project_id=device.project_id, plan_generation=generation,
+                            checkin_interval_s=interval)
+    return device
+
+
+def _partial(model, **loaded):
+    """An instance with only ``loaded`` fields; the others load from the database on first access."""
+    names = [field.attname for field in model._meta.concrete_fields if field.attname in loaded]
+    return model.from_db(connection.alias, names, [loaded[name] for name in names])
+
+
+class DeviceTokenAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Device <token>``; see ``device_for_token``."""
+
+    keyword = "Device"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("The Authorization header must be 'Device <device token>'.")
+        raw = header[1].decode(errors="replace")
+        device = device_for_token(raw)
+        if device is None:
+            raise exceptions.AuthenticationFailed("Unknown device token; enroll the device again.")
+        if device.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("This device was revoked by its project; its token no longer works.")
+        return AnonymousUser(), device
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
+
+
+class IsEnrolledDevice(permissions.BasePermission):
+    message = "Send the device token: Authorization: Device <device token>."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, Device)
+
+
+class DeviceRateThrottle(throttling.SimpleRateThrottle):
+    """Per device, not per address: a whole fleet behind one NAT must not share one budget."""
+
+    scope = "device"
+
+    def get_cache_key(self, request, view):
+        ident = request.auth.pk if isinstance(request.auth, Device) else self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class EnrollRateThrottle(throttling.SimpleRateThrottle):
+    """Per address: guessing enrollment keys stays slow."""
+
+    scope = "enroll"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class DeviceTokenScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes the device token."""
+
+    target_class = "devices.auth.DeviceTokenAuthentication"
+    name = "deviceToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "`Device <device token>`, as returned by enrollment"}

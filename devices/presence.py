@@ -1,0 +1,74 @@
+"""Last-seen times, written behind: a check-in notes the time, and each web process writes its notes in one
+statement at most ``DEVICE_LAST_SEEN_FLUSH_S`` seconds later (a timer thread, so a burst's tail is not left
+waiting for the next check-in) and when it exits.
+
+So a steady stream of check-ins costs reads only, whatever the fleet size; the price is that ``last_seen_at``
+lags by up to the flush interval and a killed process loses its last few seconds of notes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+from datetime import datetime, timedelta
+
+from django.db import DatabaseError, connection
+
+from . import conf
+from .constants import LAST_SEEN_RESOLUTION_S
+from .models import Device
+
+_lock = threading.Lock()
+_pending: dict[int, datetime] = {}
+_last_flush = time.monotonic()
+
+
+def note_seen(device: Device, now: datetime) -> None:
+    """Remember that ``device`` checked in at ``now``, unless its stored time is recent enough already."""
+    if device.last_seen_at is not None and now - device.last_seen_at < timedelta(seconds=LAST_SEEN_RESOLUTION_S):
+        return
+    delay = conf.last_seen_flush_s()
+    with _lock:
+        start_timer = not _pending and delay > 0
+        _pending[device.pk] = now
+    if time.monotonic() - _last_flush >= delay:
+        flush()
+    elif start_timer:
+        timer = threading.Timer(delay, _flush_in_background)
+        timer.daemon = True
+        timer.start()
+
+
+def _flush_in_background() -> None:
+    try:
+        flush()
+    except DatabaseError:
+        pass  # the notes are lost; the next check-in of each device notes it again
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def flush() -> int:
+    """Write every pending note; returns how many devices were updated."""
+    global _last_flush
+    with _lock:
+        pending = dict(_pending)
+        _pending.clear()
+        _last_flush = time.monotonic()
+    if not pending:
+        return 0
+    Device.objects.bulk_update(
+        [Device(pk=pk, last_seen_at=seen) for pk, seen in pending.items()], ["last_seen_at"], batch_size=500
+    )
+    return len(pending)
+
+
+def _flush_at_exit() -> None:
+    try:
+        flush()
+    except DatabaseError:
+        pass  # the database is gone already; a few seconds of last-seen times are lost
+
+
+atexit.register(_flush_at_exit)

@@ -1,0 +1,308 @@
+"""POST /api/device/v1/checkin: resolution, compatibility fallback, ETags, desired vs installed, bad input."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from console import services as console_services
+from devices import services
+from devices.keys import download_secret
+from devices.models import Device, DeviceEvent, DeviceModelState, FleetSettings
+from devices.signing import check_download_token, verify_manifest
+from tests.devices.fleet_helpers import API, checkin, device_client, enroll, ready_version
+
+pytestmark = pytest.mark.django_db
+
+
+def answer_for(response, model: str = "digit-classifier") -> dict:
+    assert response.status_code == 200, response.content
+    return response.json()["models"][model]
+
+
+def test_checkin__matching_rule__answers_a_signed_manifest_with_a_short_lived_download_url(
+    enrolled, device_api, model, ready_v1, project
+):
+    device, _, config = enrolled
+    rule = services.create_rule(model=model, version=ready_v1, conditions={"regions": ["DE"]})
+
+    response = checkin(device_api, config)
+
+    entry = answer_for(response)
+    manifest = entry["manifest"]
+    assert entry["status"] == "assigned"
+    assert entry["reason"] == f"rule {rule.pk} (region DE in [DE])"
+    assert (manifest["model"], manifest["version_id"], manifest["version"]) == ("digit-classifier", ready_v1.pk, "1")
+    assert (manifest["sha256"], manifest["size"], manifest["format"]) == (ready_v1.sha256, ready_v1.size_bytes, "onnx")
+    assert manifest["runtime"] == {"name": "onnxruntime", "opset": 17, "min_version": "1.12"}
+    assert verify_manifest(FleetSettings.objects.get(project=project).public_key, manifest)
+    assert manifest["download_url"].startswith(f"{API}/download/{ready_v1.pk}?token=")
+    token = manifest["download_url"].split("token=")[1]
+    assert check_download_token(download_secret(), token, version_id=ready_v1.pk, device_id="device-1",
+                                now=int(time.time())) is None
+    assert 0 < manifest["expires_at"] - time.time() <= 600
+    assert response.json()["checkin_interval_s"] == 300
+    assert response["ETag"].startswith('"')
+
+
+def test_checkin__unchanged_answer__is_304_and_keeps_its_etag_across_fresh_urls(enrolled, device_api, model, ready_v1):
+    _, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    first, second = checkin(device_api, config), checkin(device_api, config)
+    assert first["ETag"] == second["ETag"]
+
+    response = checkin(device_api, config, HTTP_IF_NONE_MATCH=first["ETag"])
+
+    assert response.status_code == 304
+    assert response["ETag"] == first["ETag"]
+
+
+def test_checkin__rule_edited__changes_the_answer_and_the_etag(enrolled, device_api, model, ready_v1):
+    _, _, config = enrolled
+    rule = services.create_rule(model=model, version=ready_v1)
+    first = checkin(device_api, config)
+    v2 = ready_version(model, seed=1)
+
+    services.update_rule(rule=rule, version=v2)
+    response = checkin(device_api, config, HTTP_IF_NONE_MATCH=first["ETag"])
+
+    assert answer_for(response)["manifest"]["version_id"] == v2.pk
+    assert response["ETag"] != first["ETag"]
+
+
+def test_checkin__unknown_fingerprint_without_config__is_409_need_config(enrolled, device_api, model):
+    _, _, config = enrolled
+
+    response = checkin(device_api, {**config, "region": "FR"})
+
+    assert response.status_code == 409
+    assert response.json()["need_config"] is True
+
+
+def test_checkin__new_configuration__is_taken_and_resolved_again(enrolled, device_api, model, ready_v1):
+    device, _, config = enrolled
+    v2 = ready_version(model, seed=1)
+    services.create_rule(model=model, version=v2, conditions={"app_version": ">=3"}, priority=1)
+    services.create_rule(model=model, version=ready_v1, priority=2)
+    assert answer_for(checkin(device_api, config))["manifest"]["version_id"] == ready_v1.pk
+
+    upgraded = {**config, "app_version": "3.0.1"}
+    response = checkin(device_api, upgraded, send_config=True)
+
+    assert answer_for(response)["manifest"]["version_id"] == v2.pk
+    device.refresh_from_db()
+    assert device.app_version == "3.0.1"
+    assert checkin(device_api, upgraded).status_code == 200  # the new fingerprint is known now
+    changed = DeviceEvent.objects.get(device=device, type="config_changed")
+    assert "app_version '2.3.1' -> '3.0.1'" in changed.reason
+
+
+def test_checkin__config_not_matching_its_fingerprint__is_400(enrolled, device_api):
+    _, _, config = enrolled
+    body = {"fingerprint": "a" * 64, "config": config, "models": ["digit-classifier"]}
+
+    response = device_api.post(f"{API}/checkin", body, format="json")
+
+    assert response.status_code == 400
+    assert "does not match the config" in response.json()["detail"]
+
+
+def test_checkin__new_configuration_with_unknown_device_type__is_400_and_keeps_the_old_one(enrolled, device_api):
+    device, _, config = enrolled
+
+    response = checkin(device_api, {**config, "device_type": "toaster"}, send_config=True)
+
+    assert response.status_code == 400
+    assert "unknown device type 'toaster'" in response.json()["detail"]
+    device.refresh_from_db()
+    assert device.device_type.slug == "x86-gateway"
+
+
+def test_checkin__version_device_cannot_run__falls_back_to_compatible_child(enrollment_key, model):
+    parent = ready_version(model, opset=21)  # onnxruntime 1.16 on the Pi only goes to opset 19
+    child = ready_version(model, opset=17, parent=parent)
+    services.create_rule(model=model, version=parent)
+    response, config = enroll(enrollment_key, device_type="raspberry-pi-4")
+    device_api = device_client(response.json()["device_token"])
+
+    entry = answer_for(checkin(device_api, config))
+
+    assert entry["status"] == "fallback"
+    assert entry["manifest"]["version_id"] == child.pk
+    assert "cannot run on raspberry-pi-4" in entry["reason"] and "opset 21" in entry["reason"]
+    state = DeviceModelState.objects.get(device__device_id="device-1")
+    assert (state.desired_version, state.resolution, state.fell_back) == (child, "compatible_variant", True)
+
+
+def test_checkin__version_device_cannot_run_and_no_variant__keeps_the_installed_version(
+    enrollment_key, model, ready_v1
+):
+    too_new = ready_version(model, seed=1, opset=21)
+    services.create_rule(model=model, version=too_new)
+    response, config = enroll(enrollment_key, device_type="raspberry-pi-4")
+    device_api = device_client(response.json()["device_token"])
+    installed = {"digit-classifier": {"version_id": ready_v1.pk, "sha256": ready_v1.sha256, "state": "running"}}
+
+    entry = answer_for(checkin(device_api, config, installed=installed))
+
+    assert entry["status"] == "none" and entry["manifest"] is None
+    assert "keeping the installed version" in entry["reason"]
+    state = DeviceModelState.objects.get(device__device_id="device-1")
+    assert (state.resolution, state.installed_version, state.fell_back) == ("kept_installed", ready_v1, True)
+
+
+def test_checkin__no_rule_matches__default_version_is_served_as_fallback(enrolled, device_api, model, ready_v1):
+    _, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1, conditions={"regions": ["FR"]})
+    services.set_default_version(model=model, version=ready_v1)
+
+    entry = answer_for(checkin(device_api, config))
+
+    assert (entry["status"], entry["manifest"]["version_id"]) == ("fallback", ready_v1.pk)
+    assert "default version" in entry["reason"]
+
+
+def test_checkin__model_without_rule_or_default__is_none_with_the_reason(enrolled, device_api, model, ready_v1):
+    _, _, config = enrolled
+
+    entry = answer_for(checkin(device_api, config))
+
+    assert entry == {"status": "none", "reason": "no rule matches and the model has no default version",
+                     "manifest": None}
+
+
+def test_checkin__model_of_another_project__looks_exactly_like_no_model(enrolled, device_api, other_project, outsider):
+    _, _, config = enrolled
+    theirs = console_services.create_model(project=other_project, name="secret-model", user=outsider)
+    services.set_default_version(model=theirs, version=ready_version(theirs))
+
+    response = checkin(device_api, config, models=["secret-model", "no-such-model"])
+
+    models = response.json()["models"]
+    assert models["secret-model"] == {"status": "none", "manifest": None,
+                                      "reason": "this project has no model named secret-model"}
+    assert models["no-such-model"]["reason"] == "this project has no model named no-such-model"
+
+
+def test_checkin__installed_report__is_recorded_as_desired_vs_actual(enrolled, device_api, model, ready_v1):
+    device, _, config = enrolled
+    v2 = ready_version(model, seed=1)
+    services.create_rule(model=model, version=v2)
+    installed = {"digit-classifier": {"version_id": ready_v1.pk, "sha256": ready_v1.sha256, "state": "running"}}
+
+    checkin(device_api, config, installed=installed)
+    state = DeviceModelState.objects.get(device=device)
+    assert (state.desired_version, state.installed_version, state.up_to_date) == (v2, ready_v1, False)
+
+    installed["digit-classifier"] = {"version_id": v2.pk, "sha256": v2.sha256, "state": "running"}
+    checkin(device_api, config, installed=installed)
+    state.refresh_from_db()
+    assert (state.installed_version, state.up_to_date) == (v2, True)
+    assert DeviceEvent.objects.filter(device=device, type="assignment_changed").count() == 1
+
+
+def test_checkin__steady_state__is_one_query(enrolled, device_api, model, ready_v1, django_assert_max_num_queries):
+    _, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed = {"digit-classifier": {"version_id": ready_v1.pk, "sha256": ready_v1.sha256, "state": "running"}}
+    checkin(device_api, config, installed=installed)
+
+    with django_assert_max_num_queries(1):
+        assert checkin(device_api, config, installed=installed).status_code == 200
+
+
+def test_checkin__first_answer_for_many_models__does_not_grow_with_rules_or_models(
+    enrolled, device_api, model, ready_v1, project, owner, django_assert_max_num_queries
+):
+    _, _, config = enrolled
+    names = []
+    for index in range(5):
+        other = console_services.create_model(project=project, name=f"model-{index}", user=owner)
+        for priority in range(20):
+            services.create_rule(model=other, version=ready_v1, priority=priority,
+                                 conditions={"regions": ["FR"]} if priority < 19 else {})
+        names.append(other.name)
+
+    with django_assert_max_num_queries(14):
+        assert checkin(device_api, config, models=names).status_code == 200
+
+
+def test_checkin__interval__is_the_projects_unless_the_device_has_its_own(enrolled, device_api, project):
+    device, _, config = enrolled
+    services.set_project_checkin_interval(fleet=FleetSettings.objects.get(project=project), seconds=120)
+    assert checkin(device_api, config).json()["checkin_interval_s"] == 120
+
+    services.set_device_checkin_interval(device=device, seconds=30)
+    assert checkin(device_api, config).json()["checkin_interval_s"] == 30
+
+
+def test_checkin__records_last_seen(enrolled, device_api):
+    device, _, config = enrolled
+    assert device.last_seen_at is None
+
+    checkin(device_api, config)
+
+    device.refresh_from_db()
+    assert device.last_seen_at is not None
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "Authentication credentials were not provided"),
+        ({"HTTP_AUTHORIZATION": "Device dev_wrong"}, "Unknown device token"),
+        ({"HTTP_AUTHORIZATION": "Device a b"}, "must be 'Device <device token>'"),
+    ],
+)
+def test_checkin__missing_or_wrong_token__is_401(enrolled, headers, message):
+    from rest_framework.test import APIClient
+
+    response = APIClient().post(f"{API}/checkin", {"fingerprint": "0" * 64}, format="json", **headers)
+
+    assert response.status_code == 401
+    assert message in response.json()["detail"]
+    assert response["WWW-Authenticate"] == "Device"
+
+
+def test_checkin__revoked_device__is_401(enrolled, device_api):
+    device, _, config = enrolled
+    services.revoke_device(device=device)
+
+    response = checkin(device_api, config)
+
+    assert response.status_code == 401
+    assert "revoked" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "JSON parse error"),
+        (b'"a string"', "JSON object"),
+        (b'{"fingerprint": "xyz"}', "fingerprint"),
+        (b'{"fingerprint": "' + b"0" * 64 + b'", "models": ["Bad Name"]}', "models"),
+        (b'{"fingerprint": "' + b"0" * 64 + b'", "models": [' + b",".join([b'"m"'] * 51) + b"]}", "at most 50 per check-in"),
+        (b'{"fingerprint": "' + b"0" * 64 + b'", "installed": {"m": {"version_id": "x"}}}', "m.version_id must be a positive integer"),
+    ],
+)
+def test_checkin__bad_body__is_400_and_changes_nothing(enrolled, device_api, body, message):
+    device, _, _ = enrolled
+
+    response = device_api.post(f"{API}/checkin", data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+    assert not DeviceModelState.objects.exists()
+    assert Device.objects.get(pk=device.pk).fingerprint == device.fingerprint
+
+
+def test_checkin__is_throttled_per_device(enrolled, device_api, monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    _, _, config = enrolled
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"device": "2/min", "enroll": "60/min"})
+
+    statuses = [checkin(device_api, config).status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 429]

@@ -1,0 +1,109 @@
+"""POST /api/device/v1/events: batches, replayed ids, daily rollups and bad input."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from devices.models import DailyRollup, DeviceEvent
+from tests.devices.fleet_helpers import API, device_client, ready_version
+
+pytestmark = pytest.mark.django_db
+
+AT = "2025-01-31T12:00:00.123Z"
+
+
+def event(event_type: str, version_id: int | None, **extra) -> dict:
+    return {"id": str(uuid.uuid4()), "type": event_type, "model": "digit-classifier", "version_id": version_id,
+            "at": AT, **extra}
+
+
+def test_events__batch__is_stored_and_rolled_up_per_day_version_type_and_region(enrolled, device_api, ready_v1):
+    batch = [
+        event("download_started", ready_v1.pk), event("download_completed", ready_v1.pk), event("install_succeeded", ready_v1.pk),
+        event("download_failed", ready_v1.pk, reason="sha256 mismatch"),
+        event("inference_stats", ready_v1.pk, stats={"count": 100, "latency_ms_p50": 2.0, "latency_ms_p90": 4.0,
+                                               "accuracy": 0.9}),
+        event("inference_stats", ready_v1.pk, stats={"count": 300, "latency_ms_p50": 1.0, "latency_ms_p90": 2.0}),
+    ]
+
+    response = device_api.post(f"{API}/events", {"events": batch}, format="json")
+
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 6, "duplicates": 0}
+    rollup = DailyRollup.objects.get()
+    assert (str(rollup.day), rollup.version, rollup.device_type.slug, rollup.region) == (
+        "2025-01-31", ready_v1, "x86-gateway", "DE")
+    assert (rollup.download_started, rollup.download_completed, rollup.download_failed,
+            rollup.install_succeeded) == (1, 1, 1, 1)
+    assert rollup.inference_count == 400
+    assert rollup.latency_p50_ms == pytest.approx(1.25)
+    assert rollup.latency_p90_ms == pytest.approx(2.5)
+    assert rollup.accuracy == pytest.approx(0.9)
+    failed = DeviceEvent.objects.get(type="download_failed")
+    assert failed.reason == "sha256 mismatch" and failed.version == ready_v1
+
+
+def test_events__replayed_batch__counts_as_duplicates_and_not_twice(enrolled, device_api, ready_v1):
+    batch = [event("download_started", ready_v1.pk), event("install_succeeded", ready_v1.pk)]
+    device_api.post(f"{API}/events", {"events": batch}, format="json")
+
+    response = device_api.post(f"{API}/events", {"events": [*batch, event("rollback", ready_v1.pk, reason="x")]},
+                           format="json")
+
+    assert response.json() == {"accepted": 1, "duplicates": 2}
+    rollup = DailyRollup.objects.get()
+    assert (rollup.download_started, rollup.install_succeeded, rollup.rollback) == (1, 1, 1)
+    assert DeviceEvent.objects.filter(type__in=["download_started", "install_succeeded", "rollback"]).count() == 3
+
+
+def test_events__same_id_twice_in_one_batch__counts_once(enrolled, device_api, ready_v1):
+    first = event("download_started", ready_v1.pk)
+
+    response = device_api.post(f"{API}/events", {"events": [first, first]}, format="json")
+
+    assert response.json() == {"accepted": 1, "duplicates": 1}
+
+
+def test_events__version_of_another_project__is_kept_in_history_but_counted_nowhere(
+    enrolled, device_api, other_project, outsider
+):
+    from console import services as console_services
+
+    theirs = ready_version(console_services.create_model(project=other_project, name="digit-classifier",
+                                                         user=outsider))
+
+    response = device_api.post(f"{API}/events", {"events": [event("install_failed", theirs.pk, reason="no")]},
+                           format="json")
+
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    stored = DeviceEvent.objects.get(type="install_failed")
+    assert (stored.version, stored.reported_version_id) == (None, theirs.pk)
+    assert not DailyRollup.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("events", "message"),
+    [
+        ([{"id": "a", "type": "exploded", "at": AT}], "events.0.type"),
+        ([{"id": "a", "type": "rollback"}], "events.0.at"),
+        ([{"type": "rollback", "at": AT}], "events.0.id"),
+        ([{"id": "a" * 65, "type": "rollback", "at": AT}], "events.0.id"),
+        ([{"id": "a", "type": "rollback", "at": AT, "reason": "r" * 2001}], "events.0.reason"),
+        ([{"id": "a", "type": "inference_stats", "at": AT, "stats": {"count": -1}}], "stats.count"),
+        ([{"id": "a", "type": "inference_stats", "at": AT, "stats": {"count": 1, "accuracy": 3}}], "accuracy"),
+        ([{"id": str(i), "type": "rollback", "at": AT} for i in range(101)], "no more than 100"),
+    ],
+)
+def test_events__malformed_batch__is_400_and_stores_nothing(enrolled, device_api, events, message):
+    response = device_api.post(f"{API}/events", {"events": events}, format="json")
+
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+    assert not DeviceEvent.objects.exclude(type="enrolled").exists()
+
+
+def test_events__wrong_token__is_401(enrolled):
+    response = device_client("dev_nope").post(f"{API}/events", {"events": []}, format="json")
+    assert response.status_code == 401
