@@ -38,7 +38,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script from a checkout without an editable install
 
 from jobs.tooling import reference_models  # noqa: E402
-from jobs.tooling.benchmark import download_size, generated_feeds, measure_latency  # noqa: E402
+from jobs.tooling.benchmark import download_size, paired_latency_ratio  # noqa: E402
 from jobs.tooling.choose import choose_variant  # noqa: E402
 from jobs.tooling.errors import TransformError  # noqa: E402
 from jobs.tooling.evaluate import agreement, evaluate, verify_variant  # noqa: E402
@@ -156,17 +156,6 @@ def quality(reference: Reference, variant: Path, rows: int) -> float:
     return 100.0 * agreement(reference.path, variant, rows=rows)["top1_agreement"]
 
 
-def latency_ratio(parent: Path, variant: Path, runs: int, warmup: int, rounds: int = 5) -> float:
-    """Median over alternating rounds of variant/parent medians, so drifting machine load hits both alike."""
-    feeds = generated_feeds(parent)
-    ratios = []
-    for _ in range(rounds):
-        parent_ms = measure_latency(parent, feeds, threads=1, runs=runs // rounds, warmup=warmup)["median_ms"]
-        variant_ms = measure_latency(variant, feeds, threads=1, runs=runs // rounds, warmup=warmup)["median_ms"]
-        ratios.append(variant_ms / parent_ms)
-    return float(np.median(ratios))
-
-
 def bench_reference(reference: Reference, workdir: Path, runs: int, warmup: int, rows: int) -> list[dict[str, Any]]:
     parent_size, parent_download = reference.path.stat().st_size, download_size(reference.path)
     parent_quality = quality(reference, reference.path, rows)
@@ -191,7 +180,7 @@ def bench_reference(reference: Reference, workdir: Path, runs: int, warmup: int,
         row |= {
             "size_ratio": dst.stat().st_size / parent_size,
             "download_size_ratio": download_size(dst) / parent_download,
-            "latency_ratio": latency_ratio(reference.path, dst, runs, warmup),
+            "latency_ratio": paired_latency_ratio(reference.path, dst, runs=runs, warmup=warmup),
             "accuracy_delta": variant_quality - parent_quality,
             "vs_library_size_ratio": None,
             "vs_library_accuracy_delta": None,

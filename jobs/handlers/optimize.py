@@ -17,7 +17,7 @@ from django.core.files import File
 from ..files import local_path
 from ..registry import QUEUE_HEAVY, JobKind, PermanentJobError, register
 from ..tooling import compat, live_runtime, runtimes
-from ..tooling.benchmark import benchmark
+from ..tooling.benchmark import benchmark, paired_latency_ratio
 from ..tooling.choose import choose_variant
 from ..tooling.errors import TransformError
 from ..tooling.evaluate import evaluate, verify_variant
@@ -72,7 +72,7 @@ def measure(path: Path, data_path: Path | None, has_labels: bool, runs: int = LA
     return figures
 
 
-def summarize(parent: dict, child: dict, verification: dict) -> dict:
+def summarize(parent: dict, child: dict, verification: dict, latency_ratio: float | None = None) -> dict:
     """The figures a person compares: ratios variant/parent and accuracy delta in points."""
 
     def ratio(key: str, sub: str | None = None) -> float | None:
@@ -83,7 +83,8 @@ def summarize(parent: dict, child: dict, verification: dict) -> dict:
     summary = {
         "size_ratio": ratio("size_bytes"),
         "download_size_ratio": ratio("download_bytes"),
-        "latency_ratio": ratio("latency_1_thread", "median_ms"),
+        # Paired (alternating) measurement when available: separate runs drift with machine load.
+        "latency_ratio": round(latency_ratio, 4) if latency_ratio else ratio("latency_1_thread", "median_ms"),
         "latency_ratio_default_threads": ratio("latency_default_threads", "median_ms"),
         "top1_agreement": verification.get("top1_agreement"),
         "max_abs_diff": verification.get("max_abs_diff"),
@@ -150,9 +151,11 @@ def run_optimize(job, progress):
             parent_figures = measure(parent_path, data_path, has_labels)
             progress(65, "benchmarking the variant")
             child_figures = measure(out, data_path, has_labels)
+            progress(80, "timing parent and variant side by side")
+            paired = paired_latency_ratio(parent_path, out)
         except TransformError as exc:
             raise PermanentJobError(str(exc)) from exc
-        summary = summarize(parent_figures, child_figures, verification)
+        summary = summarize(parent_figures, child_figures, verification, paired)
         metrics = {
             "benchmark": child_figures, "parent_benchmark": parent_figures, "verification": verification,
             "vs_parent": summary, "transform_report": report.as_dict(),
@@ -230,15 +233,18 @@ def run_optimize_for_device(job, progress):
                 out, report, verification, cleaned, transform = make_variant(name, params, parent_path, data_path,
                                                                              Path(tmp))
                 figures = measure(out, data_path, has_labels)
+                paired = paired_latency_ratio(parent_path, out)
                 facts = inspect_model(load_model(out)) if transform.suffix == ".onnx" else parent.metadata
             except (TransformError, ModelFileError) as exc:
                 rows.append({"name": label, "transform": name, "params": params, "error": str(exc)})
                 continue
             row = _candidate_row(label, figures, verification, profile, facts, figures["size_bytes"])
-            row.update({"transform": name, "params": cleaned, "vs_parent": summarize(parent_figures, figures,
-                                                                                     verification)})
+            # The chooser compares latencies: use the side-by-side ratio against the parent's figure.
+            row["latency_ms"] = baseline["latency_ms"] * paired
+            row.update({"transform": name, "params": cleaned,
+                        "vs_parent": summarize(parent_figures, figures, verification, paired)})
             rows.append(row)
-            made[label] = (out, name, cleaned, figures, verification, report, transform)
+            made[label] = (out, name, cleaned, figures, verification, report, transform, paired)
             names.append(label)
         measured = [row for row in rows if "error" not in row]
         decision = choose_variant(baseline, measured, objective=objective, budget_points=budget)
@@ -251,12 +257,12 @@ def run_optimize_for_device(job, progress):
         }
         child = None
         if decision["choice"]:
-            out, name, cleaned, figures, verification, report, transform = made[decision["choice"]]
+            out, name, cleaned, figures, verification, report, transform, paired = made[decision["choice"]]
             progress(90, f"registering {decision['choice']} as a new version")
             metrics = {
                 "benchmark": figures, "parent_benchmark": parent_figures, "verification": verification,
-                "vs_parent": summarize(parent_figures, figures, verification), "transform_report": report.as_dict(),
-                "dataset": dataset.pk if dataset else None, "chosen_for": slug,
+                "vs_parent": summarize(parent_figures, figures, verification, paired),
+                "transform_report": report.as_dict(), "dataset": dataset.pk if dataset else None, "chosen_for": slug,
             }
             child, _ = register_variant(job, parent, out, name, cleaned, metrics,
                                         "ort" if transform.suffix == ".ort" else "onnx")

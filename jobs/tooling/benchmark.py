@@ -95,6 +95,20 @@ def measure_latency(
     }
 
 
+def paired_latency_ratio(parent: PathLike, variant: PathLike, *, runs: int = 100, warmup: int = 5,
+                         rounds: int = 5) -> float:
+    """variant/parent latency at 1 thread: the median of per-round ratios over rounds that alternate the two,
+    so drifting machine load (another job, a browser) weighs on both alike. Each model gets its own
+    generated inputs (same seed), so an fp16-input variant is fed fp16."""
+    parent_feeds, variant_feeds = generated_feeds(parent), generated_feeds(variant)
+    ratios = []
+    for _ in range(rounds):
+        parent_ms = measure_latency(parent, parent_feeds, threads=1, runs=max(1, runs // rounds), warmup=warmup)
+        variant_ms = measure_latency(variant, variant_feeds, threads=1, runs=max(1, runs // rounds), warmup=warmup)
+        ratios.append(variant_ms["median_ms"] / parent_ms["median_ms"])
+    return float(np.median(ratios))
+
+
 def measure_peak_memory(path: PathLike, feeds: dict[str, np.ndarray], *, runs: int = 3, timeout: float = 300) -> int:
     """Bytes the resident set grew by while creating a session and running it ``runs`` times, in a fresh process."""
     with tempfile.TemporaryDirectory() as workdir:

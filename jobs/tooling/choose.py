@@ -10,6 +10,8 @@ from typing import Any
 OBJECTIVES = ("size", "latency")
 # Latency measured on a busy 2-core box jitters by a few percent; within this a variant counts as "not slower".
 LATENCY_TOLERANCE = 0.05
+# Below this many milliseconds a difference is timer and scheduler noise, not the model (tiny models run in µs).
+LATENCY_NOISE_FLOOR_MS = 0.01
 
 
 def accuracy_drop_points(parent: dict[str, Any], candidate: dict[str, Any]) -> float | None:
@@ -70,6 +72,11 @@ def choose_variant(
     return {"choice": choice, "reasons": reasons}
 
 
+def is_slower(candidate_ms: float, parent_ms: float) -> bool:
+    """Slower beyond measurement noise: by more than LATENCY_TOLERANCE and more than LATENCY_NOISE_FLOOR_MS."""
+    return candidate_ms > parent_ms * (1 + LATENCY_TOLERANCE) and candidate_ms - parent_ms > LATENCY_NOISE_FLOOR_MS
+
+
 def _rejection(parent: dict[str, Any], candidate: dict[str, Any], objective: str, budget_points: float) -> str | None:
     if not candidate.get("runnable_on_device", False):
         return "does not run on this device type"
@@ -78,7 +85,7 @@ def _rejection(parent: dict[str, Any], candidate: dict[str, Any], objective: str
         return "no accuracy or agreement measured, so its accuracy drop is unknown"
     if drop > budget_points:
         return f"loses {drop:.2f} accuracy points, over the {budget_points:g}-point budget"
-    if candidate["latency_ms"] > parent["latency_ms"] * (1 + LATENCY_TOLERANCE):
+    if is_slower(candidate["latency_ms"], parent["latency_ms"]):
         # A slower variant is never the default pick, whatever it saves in size (measured, not assumed).
         return f"slower than its parent ({candidate['latency_ms']:.3g} ms vs {parent['latency_ms']:.3g} ms)"
     if objective == "latency" and candidate["latency_ms"] == parent["latency_ms"]:

@@ -20,7 +20,7 @@ document.querySelectorAll("form.upload-form").forEach(function (form) {
     data.delete("csrfmiddlewaretoken");
     for (const [key, value] of Array.from(data.entries())) if (value === "") data.delete(key);
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", form.dataset.url);
+    xhr.open("POST", form.getAttribute("data-url"));
     xhr.setRequestHeader("X-CSRFToken", form.querySelector("[name=csrfmiddlewaretoken]").value);
     xhr.setRequestHeader("Accept", "application/json");
     box.hidden = false;
@@ -39,7 +39,7 @@ document.querySelectorAll("form.upload-form").forEach(function (form) {
       if (xhr.status === 201) {
         bar.style.width = "100%";
         label.textContent = "100%";
-        if (form.dataset.after === "version") {
+        if (form.getAttribute("data-after") === "version") {
           show("Uploaded as v" + body.number + ". Checking it now…", false);
           window.location.href = window.location.pathname + "v/" + body.number + "/";
         } else {

@@ -61,6 +61,7 @@
 })();
 
 // Queue optimization jobs through the API, then reload to follow the job live.
+// (getAttribute, not form.dataset: a form's control named "dataset" shadows that property.)
 document.querySelectorAll("form.job-form").forEach(function (form) {
   form.addEventListener("submit", function (event) {
     event.preventDefault();
@@ -79,7 +80,7 @@ document.querySelectorAll("form.job-form").forEach(function (form) {
     }
     if (body.dataset) body.dataset = parseInt(body.dataset, 10);
     if (body.accuracy_budget) body.accuracy_budget = parseFloat(body.accuracy_budget);
-    fetch(form.dataset.url, { method: "POST", credentials: "same-origin",
+    fetch(form.getAttribute("data-url"), { method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", Accept: "application/json",
         "X-CSRFToken": form.querySelector("[name=csrfmiddlewaretoken]").value },
       body: JSON.stringify(body) })

@@ -81,3 +81,9 @@ def test_choose_variant__nothing_measured__is_rejected_as_unknown():
 def test_choose_variant__unknown_objective__is_refused():
     with pytest.raises(ValueError, match="objective"):
         choose_variant(PARENT, [], objective="energy")
+
+
+def test_choose_variant__microsecond_differences_on_tiny_models__are_noise_not_slowness():
+    tiny_parent = {"size_bytes": 1000, "latency_ms": 0.017, "accuracy": 0.95}
+    decision = choose_variant(tiny_parent, [variant("int8", 300, 0.019, accuracy=0.95)])
+    assert decision["choice"] == "int8"
