@@ -40,7 +40,8 @@ MAX_DEVICES = 2000
 MAX_DURATION_S = 3600
 MAX_ERRORS_KEPT = 20
 
-DEFAULT_DEVICE_TYPES = ("phone-arm64", "kiosk-x86", "camera-armv7")
+# The console's built-in device type catalog (devices/migrations/0002_builtin_device_types.py).
+DEFAULT_DEVICE_TYPES = ("android-arm64-phone", "raspberry-pi-4", "jetson-orin", "x86-gateway")
 DEFAULT_REGIONS = ("US", "DE", "FR", "IN", "BR", "JP")
 DEFAULT_APP_VERSIONS = ("2.2.0", "2.3.1", "2.4.0", "3.0.0-beta.1")
 DEFAULT_ATTRIBUTES: dict[str, tuple[Any, ...]] = {"tier": ("free", "pro"), "beta": (True, False)}

@@ -1,7 +1,7 @@
 """``model-agent``: enroll, check in once, run the check-in loop, show status.
 
     model-agent --state-dir /var/lib/model-agent enroll --server http://127.0.0.1:8000 \\
-        --key $KEY --model digit-classifier --device-type kiosk-x86 --region DE --app-version 2.3.1 --attr tier=pro
+        --key $KEY --model digit-classifier --device-type raspberry-pi-4 --region DE --app-version 2.3.1 --attr tier=pro
     model-agent --state-dir /var/lib/model-agent checkin [--app-version 2.4.0]
     model-agent --state-dir /var/lib/model-agent run [--max-cycles N]
     model-agent --state-dir /var/lib/model-agent status
