@@ -76,7 +76,7 @@ def model_page(request, project, model):
     versions = model_obj.versions.select_related("parent").annotate(
         compatible_count=Count("compatibility", filter=Q(compatibility__compatible=True)),
         checked_count=Count("compatibility"),
-    )
+    ).order_by("-number")
     return render(request, "console/model.html", {
         "project": model_obj.project, "model": model_obj, "versions": versions, "membership": membership,
         "datasets": datasets,
