@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint worker beat bench setup services migrate
+.PHONY: run test lint worker beat bench bench-checkin setup services migrate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,3 +41,9 @@ beat: setup
 
 bench: setup
 	$(BIN)/python bench/optimize.py
+
+# Check-in and download throughput under gunicorn, PostgreSQL and Redis (wrk and nginx from Debian).
+bench-checkin: setup
+	command -v wrk >/dev/null && command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nginx)
+	bash .ci/services
+	$(BIN)/python bench/checkin.py $(BENCH_ARGS)
