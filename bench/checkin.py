@@ -10,13 +10,23 @@ console under gunicorn (DEBUG=false, 127.0.0.1 only) and drives it with wrk from
 - download throughput of a 50 MB package through Django, from nginx directly, and through Django handing
   the file to nginx with X-Accel-Redirect.
 
-Every check-in is a full 200 answer (no If-None-Match) for a random device in the steady state: the device
-reports the version it was assigned, as it does between rule changes. Devices spread over the four built-in
-device types and 8 regions; rules spread over the same 32 segments, each with an app-version range and a
-sticky percentage, plus a catch-all last rule (so ~15 candidate rules per device with 500 rules). Devices and
-their desired/installed rows are bulk-inserted. Needs ``wrk`` and ``nginx`` (``apt-get install -y wrk nginx``),
-PostgreSQL (DATABASE_URL's server, default postgres://postgres@127.0.0.1:5432) and Redis (REDIS_URL).
-Load loops are bounded in time; everything listens on 127.0.0.1 only.
+Two check-in figures per row, each for a random device that installed what it was assigned (as a fleet
+does between changes) and each divided by the trivial endpoint's rate measured just before and after:
+
+- **steady** (``checkin_rps``, ``ratio``, ``p50_ms``, ``p99_ms``): the device sends ``If-None-Match`` with
+  the ETag of its current answer, as the agent does, and gets ``304``: token lookup, throttle, body check and
+  the ETag comparison against the device row; nothing resolved, signed or written.
+- **full** (``full_rps``, ``full_ratio``, ``full_p50_ms``, ``full_p99_ms``): the same request without
+  ``If-None-Match``, answered ``200`` with the resolved answer from the cached plans, the (cached) signed
+  manifest and a fresh HMAC download URL; nothing written either (the device row already holds its state).
+
+Devices spread over the four built-in device types and 8 regions; rules spread over the same 32 segments,
+each with an app-version range and a sticky percentage, plus a catch-all last rule (so ~15 candidate rules
+per device with 500 rules). Devices, their desired/installed rows and their stored digests (holding the ETag
+of their current answer, computed with ``devices.services.resolve_checkin`` as a check-in would) are
+bulk-inserted; before each row a sample of devices is checked to really get 304 with those ETags. Needs
+``wrk`` and ``nginx`` (``apt-get install -y wrk nginx``), PostgreSQL (DATABASE_URL's server, default
+postgres://postgres@127.0.0.1:5432) and Redis (REDIS_URL). Load loops are bounded in time; everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -133,7 +144,7 @@ def seed_project() -> dict[str, Any]:
     big_version = ready_version(big, os.urandom(BIG_BYTES), 1)
     services.set_default_version(model=big, version=big_version)
     services.fleet_settings_for(project)
-    return {"project": project, "model": model, "version": version, "big_version": big_version}
+    return {"project": project, "model": model, "version": version, "big_version": big_version, "etags": []}
 
 
 def set_rules(seed: dict[str, Any], count: int) -> None:
@@ -165,21 +176,23 @@ def installed_report(version) -> dict[str, Any]:
 
 
 def add_devices(seed: dict[str, Any], start: int, stop: int) -> None:
-    """Bulk-insert devices start..stop-1 in the steady state for the current rules (states and digests)."""
+    """Bulk-insert devices start..stop-1 in the steady state for the current rules (states, digests, and the
+    ETag of each one's current answer in ``seed["etags"]``)."""
     from django.utils import timezone
 
     from devices import services
     from devices.fingerprint import config_fingerprint
     from devices.keys import hash_token
-    from devices.models import Device, DeviceModelState, DeviceType
+    from devices.manifests import answer_etag
+    from devices.models import Device, DeviceModelState, DeviceType, FleetSettings
     from devices.plans import load_model_plans
-    from devices.resolution import resolve_model
 
-    project, version = seed["project"], seed["version"]
-    plan = load_model_plans(project.pk, [MODEL])[MODEL]
+    project = seed["project"]
+    fleet = FleetSettings.objects.get(project=project)
+    plans = load_model_plans(project.pk, [MODEL])
     types = {t.slug: t for t in DeviceType.objects.filter(project=None)}
     configs = segment_configs()
-    report = installed_report(version)[MODEL]
+    installed = installed_report(seed["version"])
     now = timezone.now()
     for chunk_start in range(start, stop, 5000):
         devices, rows = [], []
@@ -191,11 +204,14 @@ def add_devices(seed: dict[str, Any], start: int, stop: int) -> None:
                             runtime="onnxruntime", runtime_version="1.17.3", os="linux", cpu_arch="arm64",
                             accelerator="none", memory_mb=4096, fingerprint=config_fingerprint(config),
                             enrolled_at=now, last_seen_at=now)
-            outcome = resolve_model(plan, services.device_facts(device), installed_version_id=version.pk)
-            row = services.state_row(plan, outcome, report)
-            device.delivery_digest = services.delivery_digest([row])
+            stable, states = services.resolve_checkin(device=device, fleet=fleet, plans=plans, models=[MODEL],
+                                                      installed=installed)
+            etag = answer_etag(stable)
+            inputs = services.inputs_key(device=device, fleet=fleet, models=[MODEL], installed=installed)
+            device.delivery_digest = services.delivery_digest(states, inputs=inputs, etag=etag)
+            seed["etags"].append(etag)
             devices.append(device)
-            rows.append(row)
+            rows.append(states[0])
         Device.objects.bulk_create(devices, batch_size=2500)
         DeviceModelState.objects.bulk_create(
             [DeviceModelState(device=device, resolved_at=now, **row) for device, row in zip(devices, rows, strict=True)],
@@ -219,6 +235,7 @@ def clear_devices(seed: dict[str, Any]) -> None:
 
     DeviceModelState.objects.filter(device__project=seed["project"]).delete()
     Device.objects.filter(project=seed["project"]).delete()
+    seed["etags"] = []
 
 
 # -- load -----------------------------------------------------------------------------------------------------
@@ -237,12 +254,16 @@ CHECKIN_LUA = """
 local devices = {devices}
 local fingerprints = {{{fingerprints}}}
 local installed = '{installed}'
+local etags = {{}}
+for line in io.lines("{etags}") do etags[#etags + 1] = line end
+local steady = {steady}
 math.randomseed(os.time())
 request = function()
   local i = math.random(0, devices - 1)
   local body = '{{"fingerprint":"' .. fingerprints[(i % {segments}) + 1] .. '","models":["{model}"],"installed":' .. installed .. '}}'
-  return wrk.format("POST", "/api/device/v1/checkin",
-    {{["Authorization"] = "Device dev_bench_" .. i, ["Content-Type"] = "application/json"}}, body)
+  local headers = {{["Authorization"] = "Device dev_bench_" .. i, ["Content-Type"] = "application/json"}}
+  if steady then headers["If-None-Match"] = etags[i + 1] end
+  return wrk.format("POST", "/api/device/v1/checkin", headers, body)
 end
 """
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -267,31 +288,59 @@ def wrk(url: str, *, seconds: float, connections: int = 16, script: Path | None 
             "errors": int(errors[1]) if errors else 0}
 
 
-def measure_point(base: str, scripts: tuple[Path, Path], seconds: float) -> dict[str, float]:
-    checkin_script, trivial_script = scripts
+def measure_point(base: str, scripts: tuple[Path, Path, Path], seconds: float) -> dict[str, float]:
+    steady_script, full_script, trivial_script = scripts
     wrk(base, seconds=2, script=trivial_script)  # warm every worker: connections, imports
-    wrk(base, seconds=3, script=checkin_script)  # and its cached plans, and the database's caches
+    wrk(base, seconds=3, script=full_script)  # and its cached plans, and the database's caches
     # The trivial endpoint is measured before and after, so drift on a shared machine hits both sides alike.
     before = wrk(base, seconds=seconds / 2, script=trivial_script)
-    checkin = wrk(base, seconds=seconds, script=checkin_script)
+    steady = wrk(base, seconds=seconds, script=steady_script)
+    full = wrk(base, seconds=seconds, script=full_script)
     after = wrk(base, seconds=seconds / 2, script=trivial_script)
-    trivial = {"rps": (before["rps"] + after["rps"]) / 2}
-    if checkin["errors"]:
-        raise RuntimeError(f"{checkin['errors']} check-ins failed; the benchmark would be meaningless")
-    return {"checkin_rps": round(checkin["rps"], 1), "trivial_rps": round(trivial["rps"], 1),
-            "ratio": round(checkin["rps"] / trivial["rps"], 3), "p50_ms": round(checkin["p50_ms"], 2),
-            "p99_ms": round(checkin["p99_ms"], 2)}
+    trivial = (before["rps"] + after["rps"]) / 2
+    if steady["errors"] or full["errors"]:
+        raise RuntimeError(f"{steady['errors'] + full['errors']} check-ins failed; the benchmark would be meaningless")
+    return {"checkin_rps": round(steady["rps"], 1), "trivial_rps": round(trivial, 1),
+            "ratio": round(steady["rps"] / trivial, 3), "p50_ms": round(steady["p50_ms"], 2),
+            "p99_ms": round(steady["p99_ms"], 2), "full_rps": round(full["rps"], 1),
+            "full_ratio": round(full["rps"] / trivial, 3), "full_p50_ms": round(full["p50_ms"], 2),
+            "full_p99_ms": round(full["p99_ms"], 2)}
 
 
-def write_scripts(tmp: Path, devices: int, version) -> tuple[Path, Path]:
+def check_steady(base: str, etags: list[str], version) -> None:
+    """A few devices sending their ETag must get 304, else the steady figure would measure something else."""
+    for i in range(0, len(etags), max(1, len(etags) // 10)):
+        body = json.dumps({"fingerprint": _fingerprint_of(i), "models": [MODEL],
+                           "installed": installed_report(version)}).encode()
+        request = urllib.request.Request(f"{base}/api/device/v1/checkin", data=body, method="POST", headers={
+            "Authorization": f"Device dev_bench_{i}", "Content-Type": "application/json",
+            "If-None-Match": etags[i]})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        if status != 304:
+            raise RuntimeError(f"device {i} with its current ETag got {status}, not 304")
+
+
+def write_scripts(tmp: Path, devices: int, seed: dict[str, Any]) -> tuple[Path, Path, Path]:
     from devices.fingerprint import config_fingerprint
 
     fingerprints = ",".join(f'"{config_fingerprint(c)}"' for c in segment_configs())
-    checkin, trivial = tmp / f"checkin-{devices}.lua", tmp / f"trivial-{devices}.lua"
-    checkin.write_text(CHECKIN_LUA.format(devices=devices, fingerprints=fingerprints, segments=SEGMENTS, model=MODEL,
-                                          installed=json.dumps(installed_report(version), separators=(",", ":"))))
+    etags = tmp / f"etags-{devices}.txt"
+    etags.write_text("\n".join(seed["etags"][:devices]) + "\n")
+    scripts = []
+    for kind in ("steady", "full"):
+        script = tmp / f"checkin-{kind}-{devices}.lua"
+        script.write_text(CHECKIN_LUA.format(
+            devices=devices, fingerprints=fingerprints, segments=SEGMENTS, model=MODEL, etags=etags,
+            steady="true" if kind == "steady" else "false",
+            installed=json.dumps(installed_report(seed["version"]), separators=(",", ":"))))
+        scripts.append(script)
+    trivial = tmp / f"trivial-{devices}.lua"
     trivial.write_text(TRIVIAL_LUA.format(devices=devices))
-    return checkin, trivial
+    return scripts[0], scripts[1], trivial
 
 
 # -- processes ------------------------------------------------------------------------------------------------
@@ -461,13 +510,15 @@ def main(argv: list[str] | None = None) -> int:
             for devices in device_counts:
                 add_devices(seed, enrolled, devices)
                 enrolled = devices
-                scripts = write_scripts(tmp, devices, seed["version"])
+                scripts = write_scripts(tmp, devices, seed)
+                check_steady(base, seed["etags"][:devices], seed["version"])
                 row = {"devices": devices, "rules": rules, **measure_point(base, scripts, seconds)}
                 results["rows"].append(row)
                 if not args.json:
-                    print(f"{devices:>7} devices {rules:>4} rules: check-in {row['checkin_rps']:>7.1f}/s "
-                          f"(p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms), trivial {row['trivial_rps']:>7.1f}/s, "
-                          f"ratio {row['ratio']}", file=sys.stderr, flush=True)
+                    print(f"{devices:>7} devices {rules:>4} rules: steady {row['checkin_rps']:>7.1f}/s "
+                          f"(p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, ratio {row['ratio']}), "
+                          f"full {row['full_rps']:>7.1f}/s (ratio {row['full_ratio']}), "
+                          f"trivial {row['trivial_rps']:>7.1f}/s", file=sys.stderr, flush=True)
         results["download"] = measure_downloads(processes, env, tmp, media, base, seed, min(seconds, 5.0))
     finally:
         processes.stop_all()
@@ -484,11 +535,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(f"\ncheck-in under gunicorn ({WORKERS} sync workers), wrk 2 threads x 16 connections, loopback")
-    print(f"{'devices':>8} {'rules':>6} {'checkin/s':>10} {'trivial/s':>10} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}")
+    print(f"\ncheck-in under gunicorn ({WORKERS} sync workers), wrk 2 threads x 16 connections, loopback;")
+    print("steady = If-None-Match with the current ETag (304), full = no If-None-Match (200); ratio = / trivial")
+    print(f"{'devices':>8} {'rules':>6} {'trivial/s':>10} {'steady/s':>9} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'full/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}")
     for row in results["rows"]:
-        print(f"{row['devices']:>8} {row['rules']:>6} {row['checkin_rps']:>10.1f} {row['trivial_rps']:>10.1f} "
-              f"{row['ratio']:>6.3f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f}")
+        print(f"{row['devices']:>8} {row['rules']:>6} {row['trivial_rps']:>10.1f} {row['checkin_rps']:>9.1f} "
+              f"{row['ratio']:>6.3f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['full_rps']:>8.1f} "
+              f"{row['full_ratio']:>6.3f} {row['full_p50_ms']:>7.2f} {row['full_p99_ms']:>7.2f}")
     download = results["download"]
     print(f"\ndownload of a {BIG_BYTES // 1024**2} MB package, wrk 4 connections (MB/s)")
     print(f"  Django (FileResponse, sendfile): {download['django_mb_s']:>8.1f}")

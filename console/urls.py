@@ -34,6 +34,8 @@ api_patterns = [
 ]
 
 urlpatterns = [
+    # Device traffic (check-ins by the thousand) first, so it is resolved before the developer patterns.
+    path("", include("devices.urls")),
     path("", views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -43,5 +45,4 @@ urlpatterns = [
     path("p/<slug:project>/device-types/", views.device_types_page, name="device-types"),
     path("p/<slug:project>/m/<slug:model>/", views.model_page, name="model"),
     path("p/<slug:project>/m/<slug:model>/v/<int:number>/", views.version_page, name="version"),
-    path("", include("devices.urls")),
 ]

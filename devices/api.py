@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, permissions, status
 from rest_framework.parsers import JSONParser
@@ -20,7 +23,7 @@ from .constants import MAX_EVENTS_REQUEST_BYTES, MAX_REQUEST_BYTES
 from .downloads import package_response
 from .manifests import etag_matches
 from .models import DeviceModelState
-from .serializers import CheckinSerializer, EnrollSerializer, EventBatchSerializer
+from .serializers import CheckinSerializer, EnrollSerializer, EventBatchSerializer, common_checkin
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -112,7 +115,29 @@ class EnrollView(DeviceEndpoint):
         }, status=status.HTTP_201_CREATED)
 
 
+NEED_CONFIG = {"detail": "The server does not know this configuration fingerprint; send the config.",
+               "need_config": True}
+
+
+def checkin_answer(device, data: dict, if_none_match: str, now) -> tuple[int, dict | None, dict[str, str]]:
+    """(status, body, headers) of a valid check-in whose config, if any, is taken: 409, 304 or 200."""
+    if data.get("config") is None and data["fingerprint"] != device.fingerprint:
+        return status.HTTP_409_CONFLICT, NEED_CONFIG, {}
+    fleet = device.fleet
+    etag = services.steady_checkin(device=device, fleet=fleet, models=data["models"], installed=data["installed"],
+                                   if_none_match=if_none_match, now=now)
+    if etag is not None:  # the steady state: nothing resolved, signed or written
+        return status.HTTP_304_NOT_MODIFIED, None, {"ETag": etag}
+    answer = services.checkin(device=device, fleet=fleet, models=data["models"], installed=data["installed"], now=now)
+    if etag_matches(if_none_match, answer.etag):  # something changed, but not the answer
+        return status.HTTP_304_NOT_MODIFIED, None, {"ETag": answer.etag}
+    body = answer.body(device_id=device.device_id, now=now, ttl_s=conf.download_token_ttl_s())
+    return status.HTTP_200_OK, body, {"ETag": answer.etag}
+
+
 class CheckinView(DeviceEndpoint):
+    """The whole check-in through DRF: what ``checkin`` hands over for anything but the usual body."""
+
     @extend_schema(request=CheckinSerializer, responses={200: dict, 304: None, 400: dict, 401: dict, 409: dict},
                    tags=["device"])
     def post(self, request):
@@ -123,15 +148,76 @@ class CheckinView(DeviceEndpoint):
         if config is not None:
             device_type = known_device_type(device.project_id, config["device_type"])
             services.apply_config(device=device, config=config, device_type=device_type, now=now)
-        elif data["fingerprint"] != device.fingerprint:
-            return Response({"detail": "The server does not know this configuration fingerprint; send the config.",
-                             "need_config": True}, status=status.HTTP_409_CONFLICT)
-        answer = services.checkin(device=device, fleet=device.fleet, models=data["models"],
-                                  installed=data["installed"], now=now)
-        if etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), answer.etag):
-            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": answer.etag})
-        body = answer.body(device_id=device.device_id, now=now, ttl_s=conf.download_token_ttl_s())
-        return Response(body, headers={"ETag": answer.etag})
+        code, body, headers = checkin_answer(device, data, request.META.get("HTTP_IF_NONE_MATCH", ""), now)
+        return Response(body, status=code, headers=headers)
+
+
+_full_checkin = CheckinView.as_view()
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # as DRF's strict JSONParser: NaN and Infinity are refused
+
+
+def _common_body(request: HttpRequest) -> dict | None:
+    """The usual check-in body, parsed and checked without DRF; None when CheckinView must take the request."""
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if (request.method != "POST" or request.content_type != "application/json" or not length.isdigit()
+            or int(length) > MAX_REQUEST_BYTES):
+        return None
+    try:
+        return common_checkin(json.loads(request.body, parse_constant=_reject_constant))
+    except ValueError:
+        return None
+
+
+def _json(data, code: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+    return HttpResponse(json.dumps(data, ensure_ascii=False, separators=(",", ":")), status=code, headers=headers,
+                        content_type="application/json")
+
+
+def _problem(exc: exceptions.APIException) -> HttpResponse:
+    """What DRF answers for a 401 or 429 (``{"detail": ...}``, WWW-Authenticate, Retry-After), without DRF."""
+    headers = {}
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        headers["WWW-Authenticate"] = DeviceTokenAuthentication.keyword
+    if getattr(exc, "wait", None) is not None:
+        headers["Retry-After"] = str(exc.wait)
+    return _json({"detail": exc.detail}, exc.status_code, headers)
+
+
+@csrf_exempt
+def checkin(request: HttpRequest) -> HttpResponse:
+    """``POST /api/device/v1/checkin`` as a plain Django view, for the body every device sends every interval.
+
+    DRF's dispatch, negotiation, parsing and serializer cost more than the check-in itself, so the usual body
+    (no config) is checked by ``serializers.common_checkin`` and answered here with the same authentication,
+    throttle (DeviceRateThrottle's own ``allow_request``) and answers as CheckinView. Anything else (a config,
+    an invalid or oversized body, another method or content type) goes to CheckinView unchanged, so every 4xx
+    message about a body still comes from CheckinSerializer.
+    """
+    data = _common_body(request)
+    if data is None:
+        return _full_checkin(request)
+    try:
+        found = DeviceTokenAuthentication().authenticate(request)
+        if found is None:
+            raise exceptions.NotAuthenticated()
+        device = request.auth = found[1]  # DeviceRateThrottle keys on request.auth, as in a DRF view
+        throttle = DeviceRateThrottle()
+        if not throttle.allow_request(request, None):
+            raise exceptions.Throttled(throttle.wait())
+    except exceptions.APIException as exc:
+        return _problem(exc)
+    code, body, headers = checkin_answer(device, data, request.META.get("HTTP_IF_NONE_MATCH", ""), timezone.now())
+    if body is None:
+        return HttpResponse(status=code, headers=headers)
+    return _json(body, code, headers)
+
+
+# drf-spectacular documents URL callbacks whose ``cls`` is an APIView: describe this one as CheckinView.
+checkin.cls = CheckinView  # type: ignore[attr-defined]
+checkin.initkwargs = {}  # type: ignore[attr-defined]
 
 
 class EventsView(DeviceEndpoint):

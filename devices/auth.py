@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+from datetime import timezone as dt_timezone
 
 from django.contrib.auth.models import AnonymousUser
-from django.db import connection
+from django.db import connection, models
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
@@ -42,14 +44,23 @@ def device_for_token(raw: str) -> Device | None:
     if row is None:
         return None
     count = len(_DEVICE_FIELDS)
-    values = [field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-              for field, value in zip(_DEVICE_FIELDS, row[:count], strict=True)]
+    values = [_from_db(field, value) for field, value in zip(_DEVICE_FIELDS, row[:count], strict=True)]
     device = Device.from_db(connection.alias, [field.attname for field in _DEVICE_FIELDS], values)
     type_slug, fleet_id, generation, interval = row[count:]
     device.device_type = _partial(DeviceType, id=device.device_type_id, slug=type_slug)
     device.fleet = _partial(FleetSettings, id=fleet_id, project_id=device.project_id, plan_generation=generation,
                             checkin_interval_s=interval)
     return device
+
+
+def _from_db(field, value):
+    """What the ORM's converters would give: raw SQL skips them, and SQLite returns naive datetime text."""
+    if hasattr(field, "from_db_value"):
+        return field.from_db_value(value, None, connection)
+    if isinstance(field, models.DateTimeField) and value is not None:
+        value = field.to_python(value)
+        return timezone.make_aware(value, dt_timezone.utc) if timezone.is_naive(value) else value
+    return value
 
 
 def _partial(model, **loaded):

@@ -40,8 +40,9 @@ def with_download_url(manifest: dict[str, Any], *, secret: bytes, device_id: str
 
 
 def answer_etag(stable_answer: dict[str, Any]) -> str:
-    """ETag of a check-in answer built *without* download URLs, so an unchanged assignment keeps its ETag."""
-    return '"' + hashlib.sha256(canonical_json(stable_answer)).hexdigest()[:32] + '"'
+    """ETag of a check-in answer built *without* download URLs, so an unchanged assignment keeps its ETag.
+    24 hex digits: the device row stores it in ``delivery_digest`` (see ``services.delivery_digest``)."""
+    return '"' + hashlib.sha256(canonical_json(stable_answer)).hexdigest()[:24] + '"'
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:

@@ -122,6 +122,57 @@ class EnrollSerializer(serializers.Serializer):
 INSTALLED_STATES = ("running", "failed")
 
 
+def clean_models(value: Any) -> list[str]:
+    """The check-in's ``models``, without duplicates (shared by CheckinSerializer and ``common_checkin``)."""
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise serializers.ValidationError("models must be a list of model names.")
+    if len(value) > MAX_MODELS_PER_CHECKIN:
+        raise serializers.ValidationError(f"{len(value)} models; at most {MAX_MODELS_PER_CHECKIN} per check-in.")
+    bad = [name for name in value if not MODEL_NAME_RE.match(name)]
+    if bad:
+        raise serializers.ValidationError(f"{bad[0][:80]!r} is not a model name (lowercase letters, digits, -).")
+    return list(dict.fromkeys(value))
+
+
+def clean_installed(value: Any) -> dict[str, dict[str, Any]]:
+    """The check-in's ``installed`` report (shared by CheckinSerializer and ``common_checkin``)."""
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("installed must be an object: model name -> install.")
+    if len(value) > MAX_MODELS_PER_CHECKIN:
+        raise serializers.ValidationError(f"at most {MAX_MODELS_PER_CHECKIN} installed models.")
+    for name, install in value.items():
+        if not isinstance(install, dict):
+            raise serializers.ValidationError(f"{name}: give version_id, sha256 and state.")
+        version_id, sha256, state = install.get("version_id"), install.get("sha256"), install.get("state")
+        if isinstance(version_id, bool) or not isinstance(version_id, int) or version_id < 1:
+            raise serializers.ValidationError(f"{name}.version_id must be a positive integer.")
+        if not isinstance(sha256, str) or not SHA256_RE.match(sha256):
+            raise serializers.ValidationError(f"{name}.sha256 must be 64 lowercase hex digits.")
+        if state not in INSTALLED_STATES:
+            raise serializers.ValidationError(f"{name}.state must be running or failed.")
+    return {name: {"version_id": i["version_id"], "sha256": i["sha256"], "state": i["state"]}
+            for name, i in value.items()}
+
+
+def common_checkin(data: Any) -> dict[str, Any] | None:
+    """The usual check-in body (fingerprint, models, installed; no config) validated without DRF, or None.
+
+    None means "anything unusual": a config, a missing or malformed field. The caller then runs
+    CheckinSerializer, so every 400 message still comes from one place; this only saves DRF's per-request
+    field set-up on the body every device sends every interval.
+    """
+    if not isinstance(data, dict) or "config" in data:
+        return None
+    fingerprint = data.get("fingerprint")
+    if not isinstance(fingerprint, str) or not SHA256_RE.fullmatch(fingerprint):
+        return None
+    try:
+        return {"fingerprint": fingerprint, "models": clean_models(data.get("models", [])),
+                "installed": clean_installed(data.get("installed", {}))}
+    except serializers.ValidationError:
+        return None
+
+
 class CheckinSerializer(serializers.Serializer):
     """The check-in body. Every check-in of every device runs through this, so the nested parts are plain
     JSON fields checked by the validate_* methods: DRF deep-copies declared fields per instance, and nested
@@ -140,32 +191,10 @@ class CheckinSerializer(serializers.Serializer):
         return config.validated_data
 
     def validate_models(self, value: Any) -> list[str]:
-        if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
-            raise serializers.ValidationError("models must be a list of model names.")
-        if len(value) > MAX_MODELS_PER_CHECKIN:
-            raise serializers.ValidationError(f"{len(value)} models; at most {MAX_MODELS_PER_CHECKIN} per check-in.")
-        bad = [name for name in value if not MODEL_NAME_RE.match(name)]
-        if bad:
-            raise serializers.ValidationError(f"{bad[0][:80]!r} is not a model name (lowercase letters, digits, -).")
-        return list(dict.fromkeys(value))
+        return clean_models(value)
 
     def validate_installed(self, value: Any) -> dict[str, dict[str, Any]]:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("installed must be an object: model name -> install.")
-        if len(value) > MAX_MODELS_PER_CHECKIN:
-            raise serializers.ValidationError(f"at most {MAX_MODELS_PER_CHECKIN} installed models.")
-        for name, install in value.items():
-            if not isinstance(install, dict):
-                raise serializers.ValidationError(f"{name}: give version_id, sha256 and state.")
-            version_id, sha256, state = install.get("version_id"), install.get("sha256"), install.get("state")
-            if isinstance(version_id, bool) or not isinstance(version_id, int) or version_id < 1:
-                raise serializers.ValidationError(f"{name}.version_id must be a positive integer.")
-            if not isinstance(sha256, str) or not SHA256_RE.match(sha256):
-                raise serializers.ValidationError(f"{name}.sha256 must be 64 lowercase hex digits.")
-            if state not in INSTALLED_STATES:
-                raise serializers.ValidationError(f"{name}.state must be running or failed.")
-        return {name: {"version_id": i["version_id"], "sha256": i["sha256"], "state": i["state"]}
-                for name, i in value.items()}
+        return clean_installed(value)
 
     def validate(self, data: dict) -> dict:
         config = data.get("config")

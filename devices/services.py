@@ -16,7 +16,7 @@ from console.models import Model, ModelVersion, Project
 from devices.signing import canonical_json, generate_keypair
 
 from . import keys, presence, rollups
-from .manifests import answer_etag, signed_manifest, with_download_url
+from .manifests import answer_etag, etag_matches, signed_manifest, with_download_url
 from .models import Device, DeviceEvent, DeviceModelState, DeviceType, FleetSettings, TargetingRule
 from .plans import model_plans, new_generation
 from .resolution import DeviceFacts, ModelPlan, Outcome, resolve_model
@@ -189,11 +189,25 @@ def checkin(
 ) -> CheckinAnswer:
     """Resolve every model the device asks for, remember desired vs installed, and build the answer.
 
-    Reads the cached plans of the fleet's current generation; writes only when the resolution or the
-    installed report changed since the last check-in.
+    Reads the cached plans of the fleet's current generation; writes only when the resolution, the installed
+    report or what decides the answer (``inputs_key``) changed since the last check-in.
     """
     now = now or timezone.now()
     plans = model_plans(device.project_id, fleet.plan_generation, models)
+    stable, states = resolve_checkin(device=device, fleet=fleet, plans=plans, models=models, installed=installed)
+    etag = answer_etag(stable)
+    inputs = inputs_key(device=device, fleet=fleet, models=models, installed=installed)
+    _remember_states(device, states, now, delivery_digest(states, inputs=inputs, etag=etag))
+    presence.note_seen(device, now)
+    return CheckinAnswer(stable=stable, etag=etag)
+
+
+def resolve_checkin(
+    *, device: Device, fleet: FleetSettings, plans: dict[str, ModelPlan | None], models: list[str],
+    installed: dict[str, dict[str, Any]],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The answer without download URLs and the state rows to remember; reads nothing but the signing key
+    (once per version and plan)."""
     facts = device_facts(device)
     entries: dict[str, dict[str, Any]] = {}
     states: list[dict[str, Any]] = []
@@ -211,10 +225,34 @@ def checkin(
                                        lambda: keys.decrypt_private_key(fleet.signing_key_encrypted))
         entries[name] = {"status": outcome.status, "reason": outcome.reason, "manifest": manifest}
         states.append(state_row(plan, outcome, report))
-    _remember_states(device, states, now)
-    presence.note_seen(device, now)
     stable = {"checkin_interval_s": device.checkin_interval_s or fleet.checkin_interval_s, "models": entries}
-    return CheckinAnswer(stable=stable, etag=answer_etag(stable))
+    return stable, states
+
+
+def inputs_key(*, device: Device, fleet: FleetSettings, models: list[str], installed: dict[str, dict[str, Any]]
+               ) -> str:
+    """A digest of everything the answer and the state rows are a function of: the plans of the project's
+    generation (bumped on any change to rules, default versions, versions, compatibility rows or device
+    types, see devices.signals), the device's configuration and interval, and the request's models and
+    installed report."""
+    key = [fleet.plan_generation, device.fingerprint, device.device_type_id,
+           device.checkin_interval_s or fleet.checkin_interval_s, models, installed]
+    return hashlib.sha256(canonical_json(key)).hexdigest()[:20]
+
+
+def steady_checkin(*, device: Device, fleet: FleetSettings, models: list[str], installed: dict[str, dict[str, Any]],
+                   if_none_match: str, now: datetime) -> str | None:
+    """The ETag to answer 304 with when the last check-in had the same inputs and the device's If-None-Match
+    holds that answer's ETag: nothing to resolve, sign or write (the device is noted as seen). Else None."""
+    stored = device.delivery_digest
+    if len(stored) != 64 or stored[20:40] != inputs_key(device=device, fleet=fleet, models=models,
+                                                        installed=installed):
+        return None
+    etag = f'"{stored[40:]}"'
+    if not etag_matches(if_none_match, etag):
+        return None
+    presence.note_seen(device, now)
+    return etag
 
 
 def state_row(plan: ModelPlan, outcome: Outcome, report: dict[str, Any] | None) -> dict[str, Any]:
@@ -233,14 +271,20 @@ def state_row(plan: ModelPlan, outcome: Outcome, report: dict[str, Any] | None) 
     }
 
 
-def delivery_digest(rows: list[dict[str, Any]]) -> str:
-    return hashlib.sha256(canonical_json(rows)).hexdigest()
+def delivery_digest(rows: list[dict[str, Any]], *, inputs: str, etag: str) -> str:
+    """What the device row keeps of its last check-in, in 64 characters: a digest of the state rows (so an
+    unchanged check-in writes nothing), its ``inputs_key`` and its ETag (so the next check-in with the same
+    inputs can answer 304 at once, see ``steady_checkin``)."""
+    return hashlib.sha256(canonical_json(rows)).hexdigest()[:20] + inputs + etag.strip('"')
 
 
-def _remember_states(device: Device, rows: list[dict[str, Any]], now: datetime) -> None:
-    digest = delivery_digest(rows)
+def _remember_states(device: Device, rows: list[dict[str, Any]], now: datetime, digest: str) -> None:
     if digest == device.delivery_digest:
         return  # the usual case: nothing changed since the last check-in
+    if digest[:20] == device.delivery_digest[:20]:  # same rows, new inputs (e.g. a plan change elsewhere)
+        Device.objects.filter(pk=device.pk).update(delivery_digest=digest)
+        device.delivery_digest = digest
+        return
     created, changed, history = [], [], []
     with transaction.atomic():
         existing = {state.model_id: state for state in DeviceModelState.objects.select_for_update()

@@ -11,7 +11,7 @@ MODEL_API = PROJECT_API + "models/<slug:model>/"
 urlpatterns = [
     # Device-facing: devices/agent/PROTOCOL.md (no trailing slashes, as the protocol writes them).
     path(DEVICE_API + "enroll", api.EnrollView.as_view(), name="device-enroll"),
-    path(DEVICE_API + "checkin", api.CheckinView.as_view(), name="device-checkin"),
+    path(DEVICE_API + "checkin", api.checkin, name="device-checkin"),
     path(DEVICE_API + "events", api.EventsView.as_view(), name="device-events"),
     path(DEVICE_API + "download/<int:version_id>", api.DownloadView.as_view(), name="device-download"),
     # Developer-facing.

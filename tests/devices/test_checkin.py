@@ -306,3 +306,142 @@ def test_checkin__is_throttled_per_device(enrolled, device_api, monkeypatch):
     statuses = [checkin(device_api, config).status_code for _ in range(3)]
 
     assert statuses == [200, 200, 429]
+
+
+# -- the steady state: If-None-Match answered before resolving ------------------------------------------------
+
+
+def _steady(device_api, model, ready_v1, config):
+    """A device that installed what it was assigned and holds the ETag of its last answer."""
+    installed = {"digit-classifier": {"version_id": ready_v1.pk, "sha256": ready_v1.sha256, "state": "running"}}
+    etag = checkin(device_api, config, installed=installed)["ETag"]
+    assert checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag).status_code == 304
+    return installed, etag
+
+
+def test_checkin__steady_304__resolves_signs_and_writes_nothing(
+    enrolled, device_api, model, ready_v1, django_assert_max_num_queries, monkeypatch
+):
+    _, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+    monkeypatch.setattr(services, "checkin", None)  # would fail if called
+
+    with django_assert_max_num_queries(1):
+        response = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag)
+
+    assert (response.status_code, response["ETag"]) == (304, etag)
+
+
+def test_checkin__rule_changed__is_not_304(enrolled, device_api, model, ready_v1):
+    _, _, config = enrolled
+    rule = services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+    v2 = ready_version(model, seed=1)
+
+    services.update_rule(rule=rule, version=v2)
+    response = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag)
+
+    assert answer_for(response)["manifest"]["version_id"] == v2.pk
+
+
+def test_checkin__default_version_changed__is_not_304(enrolled, device_api, model, ready_v1):
+    _, _, config = enrolled
+    services.set_default_version(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+    v2 = ready_version(model, seed=1)
+
+    services.set_default_version(model=model, version=v2)
+    response = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag)
+
+    assert answer_for(response)["manifest"]["version_id"] == v2.pk
+
+
+def test_checkin__configuration_changed__is_not_304(enrolled, device_api, model, ready_v1):
+    device, _, config = enrolled
+    v2 = ready_version(model, seed=1)
+    services.create_rule(model=model, version=v2, conditions={"app_version": ">=3"}, priority=1)
+    services.create_rule(model=model, version=ready_v1, priority=2)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+
+    upgraded = {**config, "app_version": "3.0.1"}
+    response = checkin(device_api, upgraded, installed=installed, send_config=True, HTTP_IF_NONE_MATCH=etag)
+
+    assert answer_for(response)["manifest"]["version_id"] == v2.pk
+
+
+def test_checkin__new_install_report__is_recorded_and_then_steady_again(enrolled, device_api, model, ready_v1):
+    device, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+    failed = {"digit-classifier": {**installed["digit-classifier"], "state": "failed"}}
+
+    response = checkin(device_api, config, installed=failed, HTTP_IF_NONE_MATCH=etag)
+
+    # The answer is the same (so still 304), but the report was taken rather than answered from the row.
+    assert (response.status_code, response["ETag"]) == (304, etag)
+    assert DeviceModelState.objects.get(device=device).installed_state == "failed"
+    again = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304
+    assert DeviceModelState.objects.get(device=device).installed_state == "running"
+
+
+def test_checkin__interval_changed__is_not_304(enrolled, device_api, model, ready_v1, project):
+    _, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+
+    services.set_project_checkin_interval(fleet=FleetSettings.objects.get(project=project), seconds=120)
+    response = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag)
+
+    assert response.status_code == 200
+    assert response.json()["checkin_interval_s"] == 120
+
+
+def test_checkin__enrolled_again__resolves_again_before_answering_304(enrollment_key, enrolled, device_api, model,
+                                                                     ready_v1, monkeypatch):
+    device, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+    token = enroll(enrollment_key)[0].json()["device_token"]
+    resolved = []
+    real_checkin = services.checkin
+    monkeypatch.setattr(services, "checkin", lambda **kw: resolved.append(1) or real_checkin(**kw))
+
+    response = checkin(device_client(token), config, installed=installed, HTTP_IF_NONE_MATCH=etag)
+
+    assert (response.status_code, resolved) == (304, [1])  # same answer, but only known after resolving
+    assert len(Device.objects.get(pk=device.pk).delivery_digest) == 64
+
+
+def test_checkin__plain_view_and_drf_fallback__give_the_same_errors(enrolled, device_api):
+    # The usual body goes through the plain view, a body with config through CheckinView: same 401 and 409.
+    from rest_framework.test import APIClient
+
+    _, _, config = enrolled
+    body = {"fingerprint": "0" * 64, "models": [], "installed": {}}
+    for extra in ({}, {"config": config}):
+        response = APIClient().post(f"{API}/checkin", {**body, **extra}, format="json")
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"] == "Device"
+        assert "credentials were not provided" in response.json()["detail"]
+    assert checkin(device_api, {**config, "region": "FR"}).json()["need_config"] is True
+    assert device_api.get(f"{API}/checkin").status_code == 405
+
+
+def test_checkin__throttled__says_when_to_retry(enrolled, device_api, monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    _, _, config = enrolled
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"device": "1/min", "enroll": "60/min"})
+    checkin(device_api, config)
+
+    response = checkin(device_api, config)
+
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert "throttled" in response.json()["detail"]
+
+
+def test_checkin__is_in_the_openapi_schema(client):
+    assert b"/api/device/v1/checkin" in client.get("/api/schema/").content
