@@ -9,6 +9,7 @@ from console.models import ModelVersion
 from jobs.models import Job
 from tests.conftest import api_client_for, make_mlp
 from tests.integration.conftest import wait_for
+from tests.jobs.helpers import unrunnable_model_bytes
 
 pytestmark = pytest.mark.worker
 
@@ -36,21 +37,10 @@ def test_upload_through_api__real_worker_checks_it_to_ready(celery_worker_proces
 
 def test_model_that_cannot_run__real_worker_fails_it_with_the_reason(celery_worker_process, project, model,
                                                                      teammate):
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    shape = numpy_helper.from_array(np.array([3], dtype=np.int64), "shape")
-    graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "bad",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], [shape],
-    )
-    bad = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    bad.ir_version = 8
     client = api_client_for(teammate)
     response = client.post(
         f"/api/projects/{project.slug}/models/{model.name}/versions/",
-        {"file": SimpleUploadedFile("bad.onnx", bad.SerializeToString())}, format="multipart",
+        {"file": SimpleUploadedFile("bad.onnx", unrunnable_model_bytes())}, format="multipart",
     )
     assert response.status_code == 201
     version = ModelVersion.objects.get(model=model, number=1)

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
 from console import services
 from console.models import ModelVersion
 from console.uploads import temporary_upload
 from jobs.models import Job
 from jobs.tasks import execute_job
 from tests.conftest import make_mlp
+
+
+def unrunnable_model_bytes() -> bytes:
+    """Valid ONNX that fails at run time: Reshape to a fixed 3 elements while each input row has 8."""
+    shape = numpy_helper.from_array(np.array([3], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "bad-reshape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], [shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
 
 
 def uploaded_version(model, payload: bytes, user=None) -> ModelVersion:

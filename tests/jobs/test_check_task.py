@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from console.models import CompatibilityResult, ModelVersion
 from devices.models import DeviceType
 from jobs.models import Job
 from jobs.tasks import execute_job
 from tests.conftest import make_mlp
-from tests.jobs.helpers import uploaded_version
+from tests.jobs.helpers import unrunnable_model_bytes, uploaded_version
 
 pytestmark = pytest.mark.django_db
 
@@ -67,16 +65,7 @@ def test_check__project_device_type_with_a_small_size_limit__fails_on_size(model
 
 
 def test_check__model_that_loads_but_fails_to_run__fails_the_job_and_the_version(model):
-    # Reshape to a fixed 3 elements: valid ONNX, but the real input has 8 per row, so running it fails.
-    shape = numpy_helper.from_array(np.array([3], dtype=np.int64), "shape")
-    graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "bad-reshape",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], [shape],
-    )
-    bad = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    bad.ir_version = 8
-    version = uploaded_version(model, bad.SerializeToString())
+    version = uploaded_version(model, unrunnable_model_bytes())
 
     assert execute_job(check_job(version).pk) == "failed"
 
