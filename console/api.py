@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Max, OuterRef, Q, Subquery
+from django.db.models import Count, Max, OuterRef, ProtectedError, Q, Subquery
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, parsers, permissions, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -35,6 +35,11 @@ from .serializers import (
     VersionSerializer,
     VersionUploadSerializer,
 )
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
 
 
 class HealthView(APIView):
@@ -260,7 +265,11 @@ class DeviceTypeDetail(generics.RetrieveUpdateDestroyAPIView):
 
     def perform_destroy(self, instance):
         self._check_change(instance)
-        instance.delete()
+        try:
+            instance.delete()
+        except ProtectedError as exc:
+            raise Conflict(f"Device type {instance.slug!r} is still used by enrolled devices; move or revoke them "
+                           "first.") from exc
 
 
 class DatasetList(generics.ListCreateAPIView):

@@ -134,3 +134,19 @@ def test_services__removing_a_member_keeps_the_project(project, viewer):
     membership = project.memberships.get(user=viewer)
     services.remove_member(membership=membership)
     assert not project.memberships.filter(user=viewer).exists()
+
+
+def test_device_types__one_in_use_by_devices__cannot_be_deleted_and_says_why(project, teammate):
+    from devices import services as device_services
+    from devices.models import DeviceType
+    from tests.devices.fleet_helpers import enroll
+
+    DeviceType.objects.create(project=project, slug="kiosk-v2", name="Kiosk v2", memory_mb=2048, storage_mb=4096,
+                              max_model_mb=50, runtime_version="1.17", precisions=["fp32"])
+    _, key = device_services.rotate_enrollment_key(project=project)
+    assert enroll(key, device_type="kiosk-v2")[0].status_code == 201
+
+    response = api_client_for(teammate).delete(f"/api/projects/{project.slug}/device-types/kiosk-v2/")
+    assert response.status_code == 409
+    assert "still used by enrolled devices" in response.json()["detail"]
+    assert DeviceType.objects.filter(slug="kiosk-v2").exists()
