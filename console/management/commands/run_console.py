@@ -20,6 +20,10 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=2)
 
     def handle(self, *args, **options):
+        # Ctrl-C and a supervisor's SIGTERM both stop the web server and the worker, even when this process
+        # was started with SIGINT ignored (as a shell does for background jobs).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         worker = subprocess.Popen([
             sys.executable, "-m", "celery", "-A", "console", "worker", "--beat", "--loglevel", "INFO",
             "--concurrency", str(options["concurrency"]), "-Q", ",".join(ALL_QUEUES),
