@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Max, OuterRef, ProtectedError, Q, Subquery
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, parsers, permissions, status
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -328,23 +328,17 @@ class _QueueOnVersion(APIView):
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(post=extend_schema(request=OptimizeSerializer, responses={202: JobSerializer}))
 class OptimizeVersion(_QueueOnVersion):
     """Queue one transform of this version; the variant becomes a child version."""
 
     kind = "optimize"
     input_serializer = OptimizeSerializer
 
-    @extend_schema(request=OptimizeSerializer, responses={202: JobSerializer})
-    def post(self, request, project, model, number):
-        return super().post(request, project, model, number)
 
-
+@extend_schema_view(post=extend_schema(request=OptimizeForDeviceSerializer, responses={202: JobSerializer}))
 class OptimizeForDevice(_QueueOnVersion):
     """Try the candidate transforms for a device type and keep the best variant within an accuracy budget."""
 
     kind = "optimize_for_device"
     input_serializer = OptimizeForDeviceSerializer
-
-    @extend_schema(request=OptimizeForDeviceSerializer, responses={202: JobSerializer})
-    def post(self, request, project, model, number):
-        return super().post(request, project, model, number)
