@@ -131,9 +131,14 @@ def reap_stale_jobs(*, now=None) -> dict:
                 failed += fail_job(job.pk, f"the worker running this job stopped responding {job.attempts} time(s)")
             else:
                 requeued += requeue_job(job.pk, "the worker running it stopped responding")
-    for job in Job.objects.filter(state=Job.State.QUEUED, created_at__lt=cutoff, started_at=None):
-        enqueue(job.pk, get_kind(job.kind).queue)
-        resent += 1
+    # heartbeat_at on a queued job marks its last re-send, so a job waiting behind a long queue is re-sent
+    # once per stale period, not on every reaper run.
+    waiting = Job.objects.filter(state=Job.State.QUEUED, created_at__lt=cutoff, started_at=None).filter(
+        Q(heartbeat_at=None) | Q(heartbeat_at__lt=cutoff))
+    for job in waiting:
+        if Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(heartbeat_at=now):
+            enqueue(job.pk, get_kind(job.kind).queue)
+            resent += 1
     if requeued or failed or resent:
         logger.warning("reaped stale jobs: %s requeued, %s failed, %s resent", requeued, failed, resent)
     return {"requeued": requeued, "failed": failed, "resent": resent}

@@ -73,3 +73,16 @@ def test_start_job__sends_to_the_checks_queue_after_commit(project, django_captu
 def test_start_job__unknown_kind__is_refused(project):
     with pytest.raises(ValueError, match="unknown job kind"):
         services.start_job(project=project, kind="teleport")
+
+
+def test_reaper__long_queued_job__is_resent_once_per_stale_period(job, settings, monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "enqueue", lambda job_id, queue: sent.append(job_id))
+    old = timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS + 5)
+    Job.objects.filter(pk=job.pk).update(created_at=old)
+
+    assert services.reap_stale_jobs()["resent"] == 1
+    assert services.reap_stale_jobs()["resent"] == 0  # not again on the next run
+    later = timezone.now() + timedelta(seconds=settings.JOB_STALE_SECONDS + 5)
+    assert services.reap_stale_jobs(now=later)["resent"] == 1
+    assert sent == [job.pk, job.pk]
