@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Max, OuterRef, ProtectedError, Q, Subquery
+from django.db.models import Count, Max, OuterRef, ProtectedError, Subquery
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, parsers, permissions, status
@@ -236,12 +236,12 @@ class DeviceTypeList(generics.ListCreateAPIView):
 
     def get_queryset(self):
         project, _ = access.project_for(self.request.user, self.kwargs["project"])
-        return DeviceType.objects.filter(Q(project=None) | Q(project=project))
+        return DeviceType.objects.visible_to(project)
 
     def perform_create(self, serializer):
         project, _ = access.project_for(self.request.user, self.kwargs["project"], roles.CHANGE)
         slug = serializer.validated_data["slug"]
-        if DeviceType.objects.filter(Q(project=None) | Q(project=project), slug=slug).exists():
+        if DeviceType.objects.visible_to(project).filter(slug=slug).exists():
             raise ValidationError({"slug": f"A device type {slug!r} already exists here."})
         serializer.save(project=project)
 
@@ -252,10 +252,10 @@ class DeviceTypeDetail(generics.RetrieveUpdateDestroyAPIView):
 
     def get_queryset(self):
         project, _ = access.project_for(self.request.user, self.kwargs["project"])
-        return DeviceType.objects.filter(Q(project=None) | Q(project=project))
+        return DeviceType.objects.visible_to(project)
 
     def _check_change(self, device_type):
-        project, _ = access.project_for(self.request.user, self.kwargs["project"], roles.CHANGE)
+        access.project_for(self.request.user, self.kwargs["project"], roles.CHANGE)
         if device_type.project_id is None and not self.request.user.is_staff:
             raise PermissionDenied("Built-in device types are shared by all projects; only staff may change them.")
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from jobs.files import local_path
-from jobs.tooling.datasets import LABELS_KEY, load_dataset
+from jobs.tooling.datasets import LABELS_KEY, is_npz, load_dataset
 from jobs.tooling.errors import DatasetError
 from jobs.tooling.inputs import graph_inputs
 from jobs.tooling.modelfile import load_model
@@ -50,7 +52,7 @@ def attach_dataset(*, model: Model, uploaded, name: str = "", label_column: str 
         dataset = load_dataset(path, specs, label_column=label_column or "label")
     except DatasetError as exc:
         raise DatasetRefused(exc.problems) from exc
-    file_format = "npz" if _zip_magic(path) else "csv"
+    file_format = "npz" if is_npz(Path(path)) else "csv"
     stored = default_storage.save(
         f"projects/{model.project_id}/models/{model.pk}/datasets/{sha256}.{file_format}", File(uploaded)
     )
@@ -79,7 +81,3 @@ def attach_dataset(*, model: Model, uploaded, name: str = "", label_column: str 
             raise DatasetRefused(["this file was attached by someone else a moment ago"]) from exc
         raise
 
-
-def _zip_magic(path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(4) == b"PK\x03\x04"

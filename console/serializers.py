@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q
 from rest_framework import serializers
 
 from devices.models import DeviceType
@@ -211,8 +210,7 @@ class OptimizeForDeviceSerializer(serializers.Serializer):
     def validate(self, attrs):
         model = self.context["model"]
         attrs["dataset"] = _dataset_of(model, attrs.get("dataset"))
-        exists = DeviceType.objects.filter(slug=attrs["device_type"]).filter(
-            Q(project=None) | Q(project=model.project)).exists()
+        exists = DeviceType.objects.visible_to(model.project).filter(slug=attrs["device_type"]).exists()
         if not exists:
             raise serializers.ValidationError({"device_type": f"No device type {attrs['device_type']!r} here."})
         return attrs

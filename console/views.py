@@ -99,7 +99,7 @@ def version_page(request, project, model, number):
         "active_job": next((j for j in jobs if not j.is_finished), None),
         "can_change": access.can(membership, roles.CHANGE),
         "transforms": TRANSFORMS.values(), "datasets": version.model.datasets.all(),
-        "device_types": DeviceType.objects.filter(Q(project=None) | Q(project=version.model.project_id)),
+        "device_types": DeviceType.objects.visible_to(version.model.project_id),
         "device_run": device_run,
         "variants_json": json.dumps(variant_points(version, children, device_run)),
     })
@@ -133,7 +133,7 @@ def variant_points(version, children, device_run) -> dict:
 @login_required
 def device_types_page(request, project):
     project_obj, membership = access.project_for(request.user, project)
-    device_types = DeviceType.objects.filter(Q(project=None) | Q(project=project_obj))
+    device_types = DeviceType.objects.visible_to(project_obj)
     if request.method == "POST":
         messages.info(request, "Add device types through the API or the admin.")
     return render(request, "console/device_types.html", {

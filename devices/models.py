@@ -11,6 +11,12 @@ from . import resolution
 PRECISIONS = ["fp32", "fp16", "int8"]
 
 
+class DeviceTypeQuerySet(models.QuerySet):
+    def visible_to(self, project) -> DeviceTypeQuerySet:
+        """The built-in catalog plus ``project``'s own types (a Project or its id); never another project's."""
+        return self.filter(models.Q(project=None) | models.Q(project=project))
+
+
 class DeviceType(models.Model):
     """A hardware/runtime profile that versions are checked against.
 
@@ -41,6 +47,8 @@ class DeviceType(models.Model):
     precisions = models.JSONField(default=list, help_text="Precisions it runs well: fp32, fp16, int8")
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DeviceTypeQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -9,7 +9,6 @@ import math
 import re
 from typing import Any
 
-from django.db.models import Q
 from rest_framework import serializers
 
 from console.models import ModelVersion, slug_validator
@@ -304,7 +303,7 @@ class RuleSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("salt is at most 64 characters.")
         project = self.context["model"].project
         wanted = set(conditions.get("device_types") or [])
-        known = set(DeviceType.objects.filter(Q(project=None) | Q(project=project), slug__in=wanted)
+        known = set(DeviceType.objects.visible_to(project).filter(slug__in=wanted)
                     .values_list("slug", flat=True))
         if wanted - known:
             raise serializers.ValidationError(f"unknown device type {', '.join(sorted(wanted - known))}.")

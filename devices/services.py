@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from console.models import Model, ModelVersion, Project
@@ -74,7 +73,7 @@ def fleet_for_enrollment_key(raw: str) -> FleetSettings | None:
 
 def device_type_for(project_id: int, slug: str) -> DeviceType | None:
     """A built-in device type or one of this project's own (never another project's)."""
-    return DeviceType.objects.filter(Q(project=None) | Q(project_id=project_id), slug=slug).first()
+    return DeviceType.objects.visible_to(project_id).filter(slug=slug).first()
 
 
 # -- enrollment ------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from datetime import timedelta
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
@@ -32,7 +31,7 @@ def _recent_rollups(**scope):
 
 
 def _device_type_slugs(project) -> list[str]:
-    return list(DeviceType.objects.filter(Q(project=None) | Q(project=project)).order_by("slug")
+    return list(DeviceType.objects.visible_to(project).order_by("slug")
                 .values_list("slug", flat=True))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Q
 
 from ..files import local_path
 from ..registry import QUEUE_CHECKS, JobKind, PermanentJobError, register
@@ -38,7 +37,7 @@ def run_check(job, progress):
             raise PermanentJobError(str(exc)) from exc
     facts["server_runtime"] = live_runtime.capabilities()
 
-    device_types = list(DeviceType.objects.filter(Q(project=None) | Q(project=version.model.project_id)))
+    device_types = list(DeviceType.objects.visible_to(version.model.project_id))
     progress(70, f"checking against {len(device_types)} device type(s)")
     rows = []
     for device_type in device_types:

@@ -8,7 +8,6 @@ compatibility-checked like any upload.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import tempfile
 from pathlib import Path
 
@@ -26,14 +25,6 @@ from ..tooling.modelfile import ModelFileError, load_model
 from ..tooling.transforms import get_transform
 
 LATENCY_RUNS = 50
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _load_parent(job):
@@ -121,14 +112,16 @@ def make_variant(transform_name: str, params: dict, parent_path: Path, data_path
 def register_variant(job, parent, out: Path, transform_name: str, params: dict, metrics: dict, file_format: str):
     """(child version for ``out``, created); an identical file already registered is reused, not stored twice."""
     from console import services
+    from console.uploads import sha256_of
 
-    sha256 = _sha256(out)
-    existing = parent.model.versions.filter(sha256=sha256).first()
-    if existing is not None:
-        return existing, False
     with open(out, "rb") as handle:
+        source = File(handle, name=out.name)
+        sha256 = sha256_of(source)
+        existing = parent.model.versions.filter(sha256=sha256).first()
+        if existing is not None:
+            return existing, False
         return services.register_version(
-            model=parent.model, source=File(handle, name=out.name), sha256=sha256, user=job.created_by,
+            model=parent.model, source=source, sha256=sha256, user=job.created_by,
             filename=out.name, parent=parent, transform=transform_name, transform_params=params,
             file_format=file_format, metrics=metrics,
         ), True
@@ -207,8 +200,7 @@ def run_optimize_for_device(job, progress):
     parent = _load_parent(job)
     dataset = _load_dataset(job, parent)
     slug = job.params.get("device_type", "")
-    device_type = DeviceType.objects.filter(slug=slug, project__in=[None, parent.model.project_id]).first() or \
-        DeviceType.objects.filter(slug=slug, project=None).first()
+    device_type = DeviceType.objects.visible_to(parent.model.project_id).filter(slug=slug).first()
     if device_type is None:
         raise PermanentJobError(f"no device type {slug!r} in this project or the built-in catalog")
     profile = device_type.profile()

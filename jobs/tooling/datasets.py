@@ -38,13 +38,13 @@ def load_dataset(
 ) -> Dataset:
     """Read an NPZ or CSV file and check it against the model's input specs; DatasetError lists every problem."""
     path = Path(path)
-    if _is_npz(path):
+    if is_npz(path):
         inputs, labels = _read_npz(path, specs)
     else:
         inputs, labels = _read_csv(path, specs, label_column)
     problems = check_arrays(inputs, labels, specs)
     if require_labels and labels is None:
-        where = f"an array named '{LABELS_KEY}'" if _is_npz(path) else f"a column named '{label_column}'"
+        where = f"an array named '{LABELS_KEY}'" if is_npz(path) else f"a column named '{label_column}'"
         problems.append(f"no labels: accuracy needs {where}")
     if problems:
         raise DatasetError(problems)
@@ -165,7 +165,8 @@ def _nan_problems(name: str, array: np.ndarray) -> list[str]:
     return [f"'{name}' holds {int(bad.sum())} NaN or infinite values (first in row {first_row})"]
 
 
-def _is_npz(path: Path) -> bool:
+def is_npz(path: Path) -> bool:
+    """NPZ by suffix, else by content (a zip archive); anything else is read as CSV."""
     if path.suffix.lower() in (".npz", ".csv"):
         return path.suffix.lower() == ".npz"
     return zipfile.is_zipfile(path)
