@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from console.models import Project
 
-from .models import Device, DeviceModelState, Resolution
+from .models import FELL_BACK_RESOLUTIONS, RUNNING, Device, DeviceModelState
 
 LAST_SEEN_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 
@@ -42,7 +42,7 @@ def filtered_devices(project: Project, filters: dict[str, Any]) -> QuerySet[Devi
             states = states.exclude(desired_version=None).filter(
                 Q(installed_version=None) | ~Q(installed_version=F("desired_version")))
         elif filters.get("delivery") == "fell_back":
-            states = states.filter(resolution__in=[Resolution.COMPATIBLE_VARIANT, Resolution.KEPT_INSTALLED])
+            states = states.filter(resolution__in=FELL_BACK_RESOLUTIONS)
         devices = devices.filter(pk__in=states.values("device_id"))
     return devices.prefetch_related(Prefetch(
         "model_states", queryset=DeviceModelState.objects.select_related("model", "desired_version",
@@ -51,8 +51,8 @@ def filtered_devices(project: Project, filters: dict[str, Any]) -> QuerySet[Devi
 
 def delivery_summary(project: Project) -> list[dict[str, Any]]:
     """Per model: devices up to date, behind, fell back (for compatibility), failed, with nothing to install."""
-    fell_back = Q(resolution__in=[Resolution.COMPATIBLE_VARIANT, Resolution.KEPT_INSTALLED])
-    in_sync = Q(installed_version=F("desired_version"), installed_state="running")
+    fell_back = Q(resolution__in=FELL_BACK_RESOLUTIONS)
+    in_sync = Q(installed_version=F("desired_version"), installed_state=RUNNING)
     rows = (DeviceModelState.objects.filter(model__project=project, device__revoked_at=None)
             .values("model__name")
             .annotate(

@@ -185,6 +185,11 @@ class Resolution(models.TextChoices):
     NOTHING = resolution.NOTHING, "Nothing to serve"
 
 
+# A device "fell back" when compatibility replaced what rules chose; "running" is what an installed report says.
+FELL_BACK_RESOLUTIONS = (Resolution.COMPATIBLE_VARIANT, Resolution.KEPT_INSTALLED)
+RUNNING = "running"
+
+
 class DeviceModelState(models.Model):
     """Desired vs actual for one device and one model: what the last check-in resolved and what is installed."""
 
@@ -221,14 +226,14 @@ class DeviceModelState(models.Model):
 
     @property
     def fell_back(self) -> bool:
-        return self.resolution in (Resolution.COMPATIBLE_VARIANT, Resolution.KEPT_INSTALLED)
+        return self.resolution in FELL_BACK_RESOLUTIONS
 
     @property
     def up_to_date(self) -> bool:
         return (
             self.desired_version_id is not None
             and self.desired_version_id == self.installed_version_id
-            and self.installed_state == "running"
+            and self.installed_state == RUNNING
         )
 
 
