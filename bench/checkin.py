@@ -11,7 +11,8 @@ console under gunicorn (DEBUG=false, 127.0.0.1 only) and drives it with wrk from
   the file to nginx with X-Accel-Redirect.
 
 Two check-in figures per row, each for a random device that installed what it was assigned (as a fleet
-does between changes) and each divided by the trivial endpoint's rate measured just before and after:
+does between changes) and each divided by the trivial endpoint's rate measured just before and after it, in
+alternating rounds (medians reported, with the spread of the steady ratio):
 
 - **steady** (``checkin_rps``, ``ratio``, ``p50_ms``, ``p99_ms``): the device sends ``If-None-Match`` with
   the ETag of its current answer, as the agent does, and gets ``304``: token lookup, throttle, body check and
@@ -39,6 +40,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -288,23 +290,34 @@ def wrk(url: str, *, seconds: float, connections: int = 16, script: Path | None 
             "errors": int(errors[1]) if errors else 0}
 
 
-def measure_point(base: str, scripts: tuple[Path, Path, Path], seconds: float) -> dict[str, float]:
+def measure_point(base: str, scripts: tuple[Path, Path, Path], rounds: int, seconds: float) -> dict[str, float]:
+    """Alternating rounds trivial, steady, full, ..., trivial: each check-in round is divided by the mean of
+    the trivial rounds either side of it, and the medians are reported, so drift and noise from neighbours
+    on a shared machine hit both sides of each ratio alike. ``ratio_min``/``ratio_max`` show the spread."""
     steady_script, full_script, trivial_script = scripts
     wrk(base, seconds=2, script=trivial_script)  # warm every worker: connections, imports
     wrk(base, seconds=3, script=full_script)  # and its cached plans, and the database's caches
-    # The trivial endpoint is measured before and after, so drift on a shared machine hits both sides alike.
-    before = wrk(base, seconds=seconds / 2, script=trivial_script)
-    steady = wrk(base, seconds=seconds, script=steady_script)
-    full = wrk(base, seconds=seconds, script=full_script)
-    after = wrk(base, seconds=seconds / 2, script=trivial_script)
-    trivial = (before["rps"] + after["rps"]) / 2
-    if steady["errors"] or full["errors"]:
-        raise RuntimeError(f"{steady['errors'] + full['errors']} check-ins failed; the benchmark would be meaningless")
-    return {"checkin_rps": round(steady["rps"], 1), "trivial_rps": round(trivial, 1),
-            "ratio": round(steady["rps"] / trivial, 3), "p50_ms": round(steady["p50_ms"], 2),
-            "p99_ms": round(steady["p99_ms"], 2), "full_rps": round(full["rps"], 1),
-            "full_ratio": round(full["rps"] / trivial, 3), "full_p50_ms": round(full["p50_ms"], 2),
-            "full_p99_ms": round(full["p99_ms"], 2)}
+    trivial = [wrk(base, seconds=seconds, script=trivial_script)]
+    steady, full = [], []
+    for _ in range(rounds):
+        steady.append(wrk(base, seconds=seconds, script=steady_script))
+        full.append(wrk(base, seconds=seconds, script=full_script))
+        trivial.append(wrk(base, seconds=seconds, script=trivial_script))
+    if any(run["errors"] for run in steady + full):
+        raise RuntimeError("some check-ins failed; the benchmark would be meaningless")
+    around = [(trivial[i]["rps"] + trivial[i + 1]["rps"]) / 2 for i in range(rounds)]
+    ratios = [run["rps"] / base_rps for run, base_rps in zip(steady, around, strict=True)]
+    full_ratios = [run["rps"] / base_rps for run, base_rps in zip(full, around, strict=True)]
+
+    def median_of(runs: list[dict[str, float]], key: str) -> float:
+        return round(statistics.median(run[key] for run in runs), 2)
+
+    return {"checkin_rps": median_of(steady, "rps"), "trivial_rps": median_of(trivial, "rps"),
+            "ratio": round(statistics.median(ratios), 3), "ratio_min": round(min(ratios), 3),
+            "ratio_max": round(max(ratios), 3), "p50_ms": median_of(steady, "p50_ms"),
+            "p99_ms": median_of(steady, "p99_ms"), "full_rps": median_of(full, "rps"),
+            "full_ratio": round(statistics.median(full_ratios), 3), "full_p50_ms": median_of(full, "p50_ms"),
+            "full_p99_ms": median_of(full, "p99_ms")}
 
 
 def check_steady(base: str, etags: list[str], version) -> None:
@@ -473,8 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed: apt-get install -y wrk nginx")
-    device_counts, rule_counts, seconds = ([1000], [10], 3.0) if args.quick else ([1000, 10_000, 100_000], [10, 500],
-                                                                                  8.0)
+    device_counts, rule_counts, rounds, seconds = (([1000], [10], 3, 2.0) if args.quick
+                                                   else ([1000, 10_000, 100_000], [10, 500], 5, 3.0))
     database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     if not database_url.startswith("postgres"):
         parser.error("DATABASE_URL must point at a PostgreSQL server")
@@ -512,14 +525,14 @@ def main(argv: list[str] | None = None) -> int:
                 enrolled = devices
                 scripts = write_scripts(tmp, devices, seed)
                 check_steady(base, seed["etags"][:devices], seed["version"])
-                row = {"devices": devices, "rules": rules, **measure_point(base, scripts, seconds)}
+                row = {"devices": devices, "rules": rules, **measure_point(base, scripts, rounds, seconds)}
                 results["rows"].append(row)
                 if not args.json:
                     print(f"{devices:>7} devices {rules:>4} rules: steady {row['checkin_rps']:>7.1f}/s "
                           f"(p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, ratio {row['ratio']}), "
                           f"full {row['full_rps']:>7.1f}/s (ratio {row['full_ratio']}), "
                           f"trivial {row['trivial_rps']:>7.1f}/s", file=sys.stderr, flush=True)
-        results["download"] = measure_downloads(processes, env, tmp, media, base, seed, min(seconds, 5.0))
+        results["download"] = measure_downloads(processes, env, tmp, media, base, seed, 2 * seconds)
     finally:
         processes.stop_all()
         from django.db import connections
@@ -534,15 +547,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def flatness(rows: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """Per rule count: how much lower the steady ratio is at the largest fleet than at the smallest, in %."""
+    by_rules: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_rules.setdefault(row["rules"], []).append(row)
+    return [(rules, round(100 * (1 - group[-1]["ratio"] / group[0]["ratio"]), 1))
+            for rules, group in by_rules.items() if len(group) > 1]
+
+
 def print_table(results: dict[str, Any]) -> None:
     print(f"\ncheck-in under gunicorn ({WORKERS} sync workers), wrk 2 threads x 16 connections, loopback;")
-    print("steady = If-None-Match with the current ETag (304), full = no If-None-Match (200); ratio = / trivial")
-    print(f"{'devices':>8} {'rules':>6} {'trivial/s':>10} {'steady/s':>9} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'full/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}")
+    print("steady = If-None-Match with the current ETag (304), full = no If-None-Match (200); ratio = / trivial,")
+    print("median of alternating rounds (spread = lowest and highest round)")
+    print(f"{'devices':>8} {'rules':>6} {'trivial/s':>10} {'steady/s':>9} {'ratio':>6} {'spread':>12} {'p50 ms':>7} "
+          f"{'p99 ms':>7} {'full/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}")
     for row in results["rows"]:
+        spread = f"{row['ratio_min']:.3f}-{row['ratio_max']:.3f}"
         print(f"{row['devices']:>8} {row['rules']:>6} {row['trivial_rps']:>10.1f} {row['checkin_rps']:>9.1f} "
-              f"{row['ratio']:>6.3f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['full_rps']:>8.1f} "
-              f"{row['full_ratio']:>6.3f} {row['full_p50_ms']:>7.2f} {row['full_p99_ms']:>7.2f}")
+              f"{row['ratio']:>6.3f} {spread:>12} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
+              f"{row['full_rps']:>8.1f} {row['full_ratio']:>6.3f} {row['full_p50_ms']:>7.2f} {row['full_p99_ms']:>7.2f}")
+    for rules, drop in flatness(results["rows"]):
+        print(f"{rules} rules: steady ratio at the largest fleet is {drop:+.1f}% lower than at the smallest")
     download = results["download"]
     print(f"\ndownload of a {BIG_BYTES // 1024**2} MB package, wrk 4 connections (MB/s)")
     print(f"  Django (FileResponse, sendfile): {download['django_mb_s']:>8.1f}")

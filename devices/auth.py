@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from datetime import timezone as dt_timezone
 
+import psycopg
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection, models
 from django.utils import timezone
@@ -38,9 +39,7 @@ def device_for_token(raw: str) -> Device | None:
     slug (its other fields load on access); ``device.fleet`` is the project's FleetSettings with its plan
     generation and interval (the signing key loads on access, i.e. only when a manifest must be signed).
     """
-    with connection.cursor() as cursor:
-        cursor.execute(_lookup_sql(), [keys.hash_token(raw)])
-        row = cursor.fetchone()
+    row = _fetch_one(_lookup_sql(), [keys.hash_token(raw)])
     if row is None:
         return None
     count = len(_DEVICE_FIELDS)
@@ -51,6 +50,23 @@ def device_for_token(raw: str) -> Device | None:
     device.fleet = _partial(FleetSettings, id=fleet_id, project_id=device.project_id, plan_generation=generation,
                             checkin_interval_s=interval)
     return device
+
+
+def _fetch_one(sql: str, params: list) -> tuple | None:
+    """One row. On PostgreSQL through a server-binding cursor, which psycopg turns into a prepared
+    statement after a few calls on a connection (``prepare_threshold``, see DB_PREPARED_STATEMENTS in
+    console/settings.py): Django's own cursors bind parameters on the client, so the server would parse and
+    plan this query on every check-in, which was most of its cost. Wrapped as Django wraps its cursors, so
+    query logging, execute wrappers and error translation still apply."""
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        raw = psycopg.Cursor(connection.connection)
+        cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    else:
+        cursor = connection.cursor()
+    with cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
 
 
 def _from_db(field, value):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.db import connection
 
 from console import services as console_services
 from devices import services
@@ -210,6 +211,20 @@ def test_checkin__steady_state__is_one_query(enrolled, device_api, model, ready_
 
     with django_assert_max_num_queries(1):
         assert checkin(device_api, config, installed=installed).status_code == 200
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
+def test_checkin__token_lookup__becomes_a_prepared_statement_on_postgresql(enrolled, device_api):
+    """The lookup every check-in makes is planned once per connection, not on every request."""
+    _, _, config = enrolled
+    for _ in range(6):
+        assert checkin(device_api, config).status_code == 200
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s", ["%token_hash%"])
+        statements = [row[0] for row in cursor.fetchall()]
+    assert len(statements) == 1
+    assert 'FROM "devices_device" d' in statements[0]
 
 
 def test_checkin__first_answer_for_many_models__does_not_grow_with_rules_or_models(
