@@ -10,13 +10,16 @@ console under gunicorn (DEBUG=false, 127.0.0.1 only) and drives it with wrk from
 - download throughput of a 50 MB package through Django, from nginx directly, and through Django handing
   the file to nginx with X-Accel-Redirect.
 
-Two check-in figures per row, each for a random device that installed what it was assigned (as a fleet
+Three check-in figures per row, each for a random device that installed what it was assigned (as a fleet
 does between changes) and each divided by the trivial endpoint's rate measured just before and after it, in
 alternating rounds (medians reported, with the spread of the steady ratio):
 
 - **steady** (``checkin_rps``, ``ratio``, ``p50_ms``, ``p99_ms``): the device sends ``If-None-Match`` with
-  the ETag of its current answer, as the agent does, and gets ``304``: token lookup, throttle, body check and
-  the ETag comparison against the device row; nothing resolved, signed or written.
+  the ETag of its current answer, a check-in ticket (devices.tickets), as the agent does, and gets ``304``:
+  body check, the ticket's MAC against the token and the request, the project's plan generation (cached for
+  a second), throttle; no device row read, nothing resolved, signed or written.
+- **row** (``row_rps``, ``row_ratio``): the same with an ETag that is not a valid ticket (e.g. expired): the
+  device row is read by its token and its stored digest answers ``304``.
 - **full** (``full_rps``, ``full_ratio``, ``full_p50_ms``, ``full_p99_ms``): the same request without
   ``If-None-Match``, answered ``200`` with the resolved answer from the cached plans, the (cached) signed
   manifest and a fresh HMAC download URL; nothing written either (the device row already holds its state).
@@ -24,8 +27,9 @@ alternating rounds (medians reported, with the spread of the steady ratio):
 Devices spread over the four built-in device types and 8 regions; rules spread over the same 32 segments,
 each with an app-version range and a sticky percentage, plus a catch-all last rule (so ~15 candidate rules
 per device with 500 rules). Devices, their desired/installed rows and their stored digests (holding the ETag
-of their current answer, computed with ``devices.services.resolve_checkin`` as a check-in would) are
-bulk-inserted; before each row a sample of devices is checked to really get 304 with those ETags. Needs
+of their current answer, computed with ``devices.services.resolve_checkin`` as a check-in would, and the
+ticket a check-in would issue for it) are bulk-inserted; before each row a sample of devices is checked to
+really get 304 with those ETags. Needs
 ``wrk`` and ``nginx`` (``apt-get install -y wrk nginx``), PostgreSQL (DATABASE_URL's server, default
 postgres://postgres@127.0.0.1:5432) and Redis (REDIS_URL). Load loops are bounded in time; everything listens on 127.0.0.1 only.
 """
@@ -146,7 +150,8 @@ def seed_project() -> dict[str, Any]:
     big_version = ready_version(big, os.urandom(BIG_BYTES), 1)
     services.set_default_version(model=big, version=big_version)
     services.fleet_settings_for(project)
-    return {"project": project, "model": model, "version": version, "big_version": big_version, "etags": []}
+    return {"project": project, "model": model, "version": version, "big_version": big_version, "etags": [],
+            "tickets": []}
 
 
 def set_rules(seed: dict[str, Any], count: int) -> None:
@@ -178,13 +183,13 @@ def installed_report(version) -> dict[str, Any]:
 
 
 def add_devices(seed: dict[str, Any], start: int, stop: int) -> None:
-    """Bulk-insert devices start..stop-1 in the steady state for the current rules (states, digests, and the
-    ETag of each one's current answer in ``seed["etags"]``)."""
+    """Bulk-insert devices start..stop-1 in the steady state for the current rules (states, digests, the
+    ETag of each one's current answer in ``seed["etags"]`` and a ticket for it in ``seed["tickets"]``)."""
     from django.utils import timezone
 
-    from devices import services
+    from devices import services, tickets
     from devices.fingerprint import config_fingerprint
-    from devices.keys import hash_token
+    from devices.keys import checkin_ticket_secret, hash_token
     from devices.manifests import answer_etag
     from devices.models import Device, DeviceModelState, DeviceType, FleetSettings
     from devices.plans import load_model_plans
@@ -214,7 +219,13 @@ def add_devices(seed: dict[str, Any], start: int, stop: int) -> None:
             seed["etags"].append(etag)
             devices.append(device)
             rows.append(states[0])
-        Device.objects.bulk_create(devices, batch_size=2500)
+        Device.objects.bulk_create(devices, batch_size=2500)  # sets the primary keys (PostgreSQL)
+        for device, etag in zip(devices, seed["etags"][chunk_start:], strict=False):
+            key = tickets.request_key(generation=fleet.plan_generation, fingerprint=device.fingerprint,
+                                      models=[MODEL], installed=installed)
+            seed["tickets"].append(tickets.issue(checkin_ticket_secret(), answer=etag, project_id=project.pk,
+                                                 device_pk=device.pk, token_hash=device.token_hash, key=key,
+                                                 now=int(time.time())))
         DeviceModelState.objects.bulk_create(
             [DeviceModelState(device=device, resolved_at=now, **row) for device, row in zip(devices, rows, strict=True)],
             batch_size=2500)
@@ -238,6 +249,7 @@ def clear_devices(seed: dict[str, Any]) -> None:
     DeviceModelState.objects.filter(device__project=seed["project"]).delete()
     Device.objects.filter(project=seed["project"]).delete()
     seed["etags"] = []
+    seed["tickets"] = []
 
 
 # -- load -----------------------------------------------------------------------------------------------------
@@ -290,24 +302,27 @@ def wrk(url: str, *, seconds: float, connections: int = 16, script: Path | None 
             "errors": int(errors[1]) if errors else 0}
 
 
-def measure_point(base: str, scripts: tuple[Path, Path, Path], rounds: int, seconds: float) -> dict[str, float]:
-    """Alternating rounds trivial, steady, full, ..., trivial: each check-in round is divided by the mean of
+def measure_point(base: str, scripts: dict[str, Path], rounds: int, seconds: float) -> dict[str, float]:
+    """Alternating rounds trivial, steady, row, full, ..., trivial: each check-in round is divided by the mean of
     the trivial rounds either side of it, and the medians are reported, so drift and noise from neighbours
     on a shared machine hit both sides of each ratio alike. ``ratio_min``/``ratio_max`` show the spread."""
-    steady_script, full_script, trivial_script = scripts
-    wrk(base, seconds=2, script=trivial_script)  # warm every worker: connections, imports
-    wrk(base, seconds=3, script=full_script)  # and its cached plans, and the database's caches
-    trivial = [wrk(base, seconds=seconds, script=trivial_script)]
-    steady, full = [], []
+    wrk(base, seconds=2, script=scripts["trivial"])  # warm every worker: connections, imports
+    wrk(base, seconds=3, script=scripts["full"])  # and its cached plans, and the database's caches
+    trivial = [wrk(base, seconds=seconds, script=scripts["trivial"])]
+    steady, row, full = [], [], []
     for _ in range(rounds):
-        steady.append(wrk(base, seconds=seconds, script=steady_script))
-        full.append(wrk(base, seconds=seconds, script=full_script))
-        trivial.append(wrk(base, seconds=seconds, script=trivial_script))
-    if any(run["errors"] for run in steady + full):
+        steady.append(wrk(base, seconds=seconds, script=scripts["steady"]))
+        row.append(wrk(base, seconds=seconds, script=scripts["row"]))
+        full.append(wrk(base, seconds=seconds, script=scripts["full"]))
+        trivial.append(wrk(base, seconds=seconds, script=scripts["trivial"]))
+    if any(run["errors"] for run in steady + row + full):
         raise RuntimeError("some check-ins failed; the benchmark would be meaningless")
     around = [(trivial[i]["rps"] + trivial[i + 1]["rps"]) / 2 for i in range(rounds)]
-    ratios = [run["rps"] / base_rps for run, base_rps in zip(steady, around, strict=True)]
-    full_ratios = [run["rps"] / base_rps for run, base_rps in zip(full, around, strict=True)]
+
+    def ratios_of(runs: list[dict[str, float]]) -> list[float]:
+        return [run["rps"] / base_rps for run, base_rps in zip(runs, around, strict=True)]
+
+    ratios, row_ratios, full_ratios = ratios_of(steady), ratios_of(row), ratios_of(full)
 
     def median_of(runs: list[dict[str, float]], key: str) -> float:
         return round(statistics.median(run[key] for run in runs), 2)
@@ -315,7 +330,8 @@ def measure_point(base: str, scripts: tuple[Path, Path, Path], rounds: int, seco
     return {"checkin_rps": median_of(steady, "rps"), "trivial_rps": median_of(trivial, "rps"),
             "ratio": round(statistics.median(ratios), 3), "ratio_min": round(min(ratios), 3),
             "ratio_max": round(max(ratios), 3), "p50_ms": median_of(steady, "p50_ms"),
-            "p99_ms": median_of(steady, "p99_ms"), "full_rps": median_of(full, "rps"),
+            "p99_ms": median_of(steady, "p99_ms"), "row_rps": median_of(row, "rps"),
+            "row_ratio": round(statistics.median(row_ratios), 3), "full_rps": median_of(full, "rps"),
             "full_ratio": round(statistics.median(full_ratios), 3), "full_p50_ms": median_of(full, "p50_ms"),
             "full_p99_ms": median_of(full, "p99_ms")}
 
@@ -337,23 +353,22 @@ def check_steady(base: str, etags: list[str], version) -> None:
             raise RuntimeError(f"device {i} with its current ETag got {status}, not 304")
 
 
-def write_scripts(tmp: Path, devices: int, seed: dict[str, Any]) -> tuple[Path, Path, Path]:
+def write_scripts(tmp: Path, devices: int, seed: dict[str, Any]) -> dict[str, Path]:
     from devices.fingerprint import config_fingerprint
 
     fingerprints = ",".join(f'"{config_fingerprint(c)}"' for c in segment_configs())
-    etags = tmp / f"etags-{devices}.txt"
-    etags.write_text("\n".join(seed["etags"][:devices]) + "\n")
-    scripts = []
-    for kind in ("steady", "full"):
-        script = tmp / f"checkin-{kind}-{devices}.lua"
+    scripts = {}
+    for kind, etags in (("steady", seed["tickets"]), ("row", seed["etags"]), ("full", [])):
+        etags_file = tmp / f"etags-{kind}-{devices}.txt"
+        etags_file.write_text("\n".join(etags[:devices]) + "\n")
+        script = scripts[kind] = tmp / f"checkin-{kind}-{devices}.lua"
         script.write_text(CHECKIN_LUA.format(
-            devices=devices, fingerprints=fingerprints, segments=SEGMENTS, model=MODEL, etags=etags,
-            steady="true" if kind == "steady" else "false",
+            devices=devices, fingerprints=fingerprints, segments=SEGMENTS, model=MODEL, etags=etags_file,
+            steady="true" if etags else "false",
             installed=json.dumps(installed_report(seed["version"]), separators=(",", ":"))))
-        scripts.append(script)
-    trivial = tmp / f"trivial-{devices}.lua"
-    trivial.write_text(TRIVIAL_LUA.format(devices=devices))
-    return scripts[0], scripts[1], trivial
+    scripts["trivial"] = tmp / f"trivial-{devices}.lua"
+    scripts["trivial"].write_text(TRIVIAL_LUA.format(devices=devices))
+    return scripts
 
 
 # -- processes ------------------------------------------------------------------------------------------------
@@ -524,12 +539,14 @@ def main(argv: list[str] | None = None) -> int:
                 add_devices(seed, enrolled, devices)
                 enrolled = devices
                 scripts = write_scripts(tmp, devices, seed)
-                check_steady(base, seed["etags"][:devices], seed["version"])
+                for etags in (seed["tickets"], seed["etags"]):
+                    check_steady(base, etags[:devices], seed["version"])
                 row = {"devices": devices, "rules": rules, **measure_point(base, scripts, rounds, seconds)}
                 results["rows"].append(row)
                 if not args.json:
                     print(f"{devices:>7} devices {rules:>4} rules: steady {row['checkin_rps']:>7.1f}/s "
                           f"(p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, ratio {row['ratio']}), "
+                          f"row {row['row_rps']:>7.1f}/s (ratio {row['row_ratio']}), "
                           f"full {row['full_rps']:>7.1f}/s (ratio {row['full_ratio']}), "
                           f"trivial {row['trivial_rps']:>7.1f}/s", file=sys.stderr, flush=True)
         results["download"] = measure_downloads(processes, env, tmp, media, base, seed, 2 * seconds)
@@ -558,14 +575,16 @@ def flatness(rows: list[dict[str, Any]]) -> list[tuple[int, float]]:
 
 def print_table(results: dict[str, Any]) -> None:
     print(f"\ncheck-in under gunicorn ({WORKERS} sync workers), wrk 2 threads x 16 connections, loopback;")
-    print("steady = If-None-Match with the current ETag (304), full = no If-None-Match (200); ratio = / trivial,")
-    print("median of alternating rounds (spread = lowest and highest round)")
+    print("steady = If-None-Match with its current ETag, a check-in ticket (304 without the device row);")
+    print("row = an ETag that is no ticket (304 from the device row); full = no If-None-Match (200);")
+    print("ratio = / trivial, median of alternating rounds (spread = lowest and highest steady round)")
     print(f"{'devices':>8} {'rules':>6} {'trivial/s':>10} {'steady/s':>9} {'ratio':>6} {'spread':>12} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'full/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}")
+          f"{'p99 ms':>7} {'row/s':>8} {'ratio':>6} {'full/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}")
     for row in results["rows"]:
         spread = f"{row['ratio_min']:.3f}-{row['ratio_max']:.3f}"
         print(f"{row['devices']:>8} {row['rules']:>6} {row['trivial_rps']:>10.1f} {row['checkin_rps']:>9.1f} "
               f"{row['ratio']:>6.3f} {spread:>12} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
+              f"{row['row_rps']:>8.1f} {row['row_ratio']:>6.3f} "
               f"{row['full_rps']:>8.1f} {row['full_ratio']:>6.3f} {row['full_p50_ms']:>7.2f} {row['full_p99_ms']:>7.2f}")
     for rules, drop in flatness(results["rows"]):
         print(f"{rules} rules: steady ratio at the largest fleet is {drop:+.1f}% lower than at the smallest")

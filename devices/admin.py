@@ -3,6 +3,25 @@ from __future__ import annotations
 from django.contrib import admin
 
 from .models import DailyRollup, Device, DeviceEvent, DeviceType, FleetSettings, TargetingRule
+from .plans import bump_plan_generation
+
+
+class NewGenerationOnChange(admin.ModelAdmin):
+    """Edits here (interval, revocation, type...) change answers that check-in tickets (devices.tickets)
+    give without reading these rows: start a new plan generation of the project."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        bump_plan_generation(project_id=obj.project_id)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        bump_plan_generation(project_id=obj.project_id)
+
+    def delete_queryset(self, request, queryset):
+        project_ids = set(queryset.values_list("project_id", flat=True))
+        super().delete_queryset(request, queryset)
+        bump_plan_generation(project_id__in=project_ids)
 
 
 @admin.register(DeviceType)
@@ -12,7 +31,7 @@ class DeviceTypeAdmin(admin.ModelAdmin):
 
 
 @admin.register(FleetSettings)
-class FleetSettingsAdmin(admin.ModelAdmin):
+class FleetSettingsAdmin(NewGenerationOnChange):
     list_display = ["project", "enrollment_key_prefix", "enrollment_key_rotated_at", "checkin_interval_s"]
     # Secrets stay out of the admin: rotate keys from the fleet page.
     exclude = ["enrollment_key_hash", "signing_key_encrypted", "plan_generation"]
@@ -20,7 +39,7 @@ class FleetSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(NewGenerationOnChange):
     list_display = ["device_id", "project", "device_type", "region", "app_version", "last_seen_at", "revoked_at"]
     list_filter = ["project", "device_type", "region"]
     search_fields = ["device_id"]

@@ -17,8 +17,15 @@ from rest_framework.views import APIView, exception_handler
 
 from devices.signing import check_download_token
 
-from . import conf, keys, services
-from .auth import DeviceRateThrottle, DeviceTokenAuthentication, EnrollRateThrottle, IsEnrolledDevice
+from . import conf, keys, plans, presence, services, tickets
+from .auth import (
+    DeviceRateThrottle,
+    DeviceTokenAuthentication,
+    EnrollRateThrottle,
+    IsEnrolledDevice,
+    TicketHolder,
+    device_for_token,
+)
 from .constants import MAX_EVENTS_REQUEST_BYTES, MAX_REQUEST_BYTES
 from .downloads import package_response
 from .manifests import etag_matches
@@ -119,6 +126,15 @@ NEED_CONFIG = {"detail": "The server does not know this configuration fingerprin
                "need_config": True}
 
 
+def ticketed(device, data: dict, answer_etag: str, now) -> str:
+    """The ETag to send for ``answer_etag``: a check-in ticket that lets this device's next check-in with the
+    same request be answered without the database (see devices.tickets)."""
+    key = tickets.request_key(generation=device.fleet.plan_generation, fingerprint=data["fingerprint"],
+                              models=data["models"], installed=data["installed"])
+    return tickets.issue(keys.checkin_ticket_secret(), answer=answer_etag, project_id=device.project_id,
+                         device_pk=device.pk, token_hash=device.token_hash, key=key, now=int(now.timestamp()))
+
+
 def checkin_answer(device, data: dict, if_none_match: str, now) -> tuple[int, dict | None, dict[str, str]]:
     """(status, body, headers) of a valid check-in whose config, if any, is taken: 409, 304 or 200."""
     if data.get("config") is None and data["fingerprint"] != device.fingerprint:
@@ -126,13 +142,35 @@ def checkin_answer(device, data: dict, if_none_match: str, now) -> tuple[int, di
     fleet = device.fleet
     etag = services.steady_checkin(device=device, fleet=fleet, models=data["models"], installed=data["installed"],
                                    if_none_match=if_none_match, now=now)
-    if etag is not None:  # the steady state: nothing resolved, signed or written
-        return status.HTTP_304_NOT_MODIFIED, None, {"ETag": etag}
+    if etag is not None:  # nothing resolved, signed or written
+        return status.HTTP_304_NOT_MODIFIED, None, {"ETag": ticketed(device, data, etag, now)}
     answer = services.checkin(device=device, fleet=fleet, models=data["models"], installed=data["installed"], now=now)
+    headers = {"ETag": ticketed(device, data, answer.etag, now)}
     if etag_matches(if_none_match, answer.etag):  # something changed, but not the answer
-        return status.HTTP_304_NOT_MODIFIED, None, {"ETag": answer.etag}
+        return status.HTTP_304_NOT_MODIFIED, None, headers
     body = answer.body(device_id=device.device_id, now=now, ttl_s=conf.download_token_ttl_s())
-    return status.HTTP_200_OK, body, {"ETag": answer.etag}
+    return status.HTTP_200_OK, body, headers
+
+
+def ticket_checkin(request: HttpRequest, data: dict, raw_token: str) -> tuple[TicketHolder, str] | None:
+    """The device of a check-in whose If-None-Match holds a valid ticket for this token and request: its
+    answer is unchanged and it gets 304 (with that ticket as ETag) without its row being read. None: the
+    database must answer."""
+    found = tickets.parse(request.META.get("HTTP_IF_NONE_MATCH", ""))
+    if not found:
+        return None
+    token_hash = keys.hash_token(raw_token)
+    now = int(time.time())
+    for ticket in found:
+        generation = plans.current_generation(ticket.project_id)
+        if generation is None:
+            continue
+        key = tickets.request_key(generation=generation, fingerprint=data["fingerprint"], models=data["models"],
+                                  installed=data["installed"])
+        if tickets.is_valid(keys.checkin_ticket_secret(), ticket, token_hash=token_hash, key=key, now=now,
+                            ttl_s=conf.checkin_ticket_ttl_s()):
+            return TicketHolder(pk=ticket.device_pk, project_id=ticket.project_id), ticket.etag
+    return None
 
 
 class CheckinView(DeviceEndpoint):
@@ -194,22 +232,32 @@ def checkin(request: HttpRequest) -> HttpResponse:
     (no config) is checked by ``serializers.common_checkin`` and answered here with the same authentication,
     throttle (DeviceRateThrottle's own ``allow_request``) and answers as CheckinView. Anything else (a config,
     an invalid or oversized body, another method or content type) goes to CheckinView unchanged, so every 4xx
-    message about a body still comes from CheckinSerializer.
+    message about a body still comes from CheckinSerializer. A valid check-in ticket in If-None-Match
+    (``ticket_checkin``) is answered 304 before the device row is read.
     """
     data = _common_body(request)
     if data is None:
         return _full_checkin(request)
     try:
-        found = DeviceTokenAuthentication().authenticate(request)
-        if found is None:
+        raw = DeviceTokenAuthentication.raw_token(request)
+        if raw is None:
             raise exceptions.NotAuthenticated()
-        device = request.auth = found[1]  # DeviceRateThrottle keys on request.auth, as in a DRF view
+        steady = ticket_checkin(request, data, raw)
+        if steady is None:
+            device = device_for_token(raw)
+            if device is None or device.revoked_at is not None:
+                DeviceTokenAuthentication.refuse(device)
+        request.auth = steady[0] if steady else device  # DeviceRateThrottle keys on request.auth, as in DRF
         throttle = DeviceRateThrottle()
         if not throttle.allow_request(request, None):
             raise exceptions.Throttled(throttle.wait())
     except exceptions.APIException as exc:
         return _problem(exc)
-    code, body, headers = checkin_answer(device, data, request.META.get("HTTP_IF_NONE_MATCH", ""), timezone.now())
+    now = timezone.now()
+    if steady is not None:
+        presence.note_seen(steady[0].pk, now)
+        return HttpResponse(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": steady[1]})
+    code, body, headers = checkin_answer(device, data, request.META.get("HTTP_IF_NONE_MATCH", ""), now)
     if body is None:
         return HttpResponse(status=code, headers=headers)
     return _json(body, code, headers)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import timezone as dt_timezone
+from typing import NoReturn
 
 import psycopg
 from django.contrib.auth.models import AnonymousUser
@@ -39,7 +41,8 @@ def device_for_token(raw: str) -> Device | None:
     slug (its other fields load on access); ``device.fleet`` is the project's FleetSettings with its plan
     generation and interval (the signing key loads on access, i.e. only when a manifest must be signed).
     """
-    row = _fetch_one(_lookup_sql(), [keys.hash_token(raw)])
+    token_hash = keys.hash_token(raw)
+    row = _fetch_one(_lookup_sql(), [token_hash])
     if row is None:
         return None
     count = len(_DEVICE_FIELDS)
@@ -49,6 +52,7 @@ def device_for_token(raw: str) -> Device | None:
     device.device_type = _partial(DeviceType, id=device.device_type_id, slug=type_slug)
     device.fleet = _partial(FleetSettings, id=fleet_id, project_id=device.project_id, plan_generation=generation,
                             checkin_interval_s=interval)
+    device.token_hash = token_hash  # the row was found by it (check-in tickets are bound to it)
     return device
 
 
@@ -90,22 +94,42 @@ class DeviceTokenAuthentication(authentication.BaseAuthentication):
 
     keyword = "Device"
 
-    def authenticate(self, request):
+    @classmethod
+    def raw_token(cls, request) -> str | None:
+        """The token of a ``Device`` Authorization header (None: no such header; malformed: 401)."""
         header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
+        if not header or header[0].lower() != cls.keyword.lower().encode():
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("The Authorization header must be 'Device <device token>'.")
-        raw = header[1].decode(errors="replace")
+        return header[1].decode(errors="replace")
+
+    def authenticate(self, request):
+        raw = self.raw_token(request)
+        if raw is None:
+            return None
         device = device_for_token(raw)
+        if device is None or device.revoked_at is not None:
+            self.refuse(device)
+        return AnonymousUser(), device
+
+    @staticmethod
+    def refuse(device: Device | None) -> NoReturn:
+        """The 401 for a token that found no device, or a revoked one."""
         if device is None:
             raise exceptions.AuthenticationFailed("Unknown device token; enroll the device again.")
-        if device.revoked_at is not None:
-            raise exceptions.AuthenticationFailed("This device was revoked by its project; its token no longer works.")
-        return AnonymousUser(), device
+        raise exceptions.AuthenticationFailed("This device was revoked by its project; its token no longer works.")
 
     def authenticate_header(self, request) -> str:
         return self.keyword
+
+
+@dataclass(frozen=True)
+class TicketHolder:
+    """The device a valid check-in ticket names (devices.tickets), known without reading its row."""
+
+    pk: int
+    project_id: int
 
 
 class IsEnrolledDevice(permissions.BasePermission):
@@ -121,7 +145,7 @@ class DeviceRateThrottle(throttling.SimpleRateThrottle):
     scope = "device"
 
     def get_cache_key(self, request, view):
-        ident = request.auth.pk if isinstance(request.auth, Device) else self.get_ident(request)
+        ident = request.auth.pk if isinstance(request.auth, Device | TicketHolder) else self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 

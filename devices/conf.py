@@ -32,6 +32,16 @@ def plan_cache_ttl_s() -> float:
     return float(_setting("DEVICE_PLAN_CACHE_TTL_S", "30"))
 
 
+def generation_cache_s() -> float:
+    """How long a web process trusts the plan generation it read when it checks a check-in ticket."""
+    return float(_setting("DEVICE_GENERATION_CACHE_S", "1"))
+
+
+def checkin_ticket_ttl_s() -> int:
+    """How long a check-in ticket (the ETag of an answer) answers 304 without reading the device row."""
+    return int(_setting("DEVICE_CHECKIN_TICKET_TTL_S", "3600"))
+
+
 def last_seen_flush_s() -> float:
     """How often a web process writes the buffered last-seen times (0: at once)."""
     return float(_setting("DEVICE_LAST_SEEN_FLUSH_S", "5"))

@@ -20,7 +20,7 @@ ENROLLMENT_KEY_PREFIX = "enr_"
 DEVICE_TOKEN_PREFIX = "dev_"
 
 __all__ = ["hash_token", "new_enrollment_key", "new_device_token", "encrypt_private_key", "decrypt_private_key",
-           "download_secret"]
+           "download_secret", "checkin_ticket_secret"]
 
 
 def new_enrollment_key() -> str:
@@ -59,3 +59,13 @@ def _download_secret(secret_key: str) -> bytes:
 
 def download_secret() -> bytes:
     return _download_secret(settings.SECRET_KEY)
+
+
+@lru_cache(maxsize=4)
+def _ticket_secret(secret_key: str) -> bytes:
+    return hmac.new(secret_key.encode(), b"devices.checkin-ticket", hashlib.sha256).digest()
+
+
+def checkin_ticket_secret() -> bytes:
+    """What check-in tickets (devices.tickets) are MACed with."""
+    return _ticket_secret(settings.SECRET_KEY)

@@ -10,6 +10,7 @@ from devices.signing import canonical_json, make_download_token, sign_manifest
 
 from .constants import API_PREFIX
 from .resolution import ModelPlan, VersionFacts
+from .tickets import answer_part
 
 
 def signed_manifest(plan: ModelPlan, version: VersionFacts, private_pem: Callable[[], bytes]) -> dict[str, Any]:
@@ -46,5 +47,7 @@ def answer_etag(stable_answer: dict[str, Any]) -> str:
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:
-    candidates = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
-    return etag in candidates or "*" in candidates
+    """Whether If-None-Match names this answer; a check-in ticket (devices.tickets) names the answer it was
+    issued for, whoever issued it and whenever."""
+    wanted = answer_part(etag)
+    return any(candidate in (wanted, "*") for candidate in map(answer_part, if_none_match.split(",")))

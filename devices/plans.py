@@ -6,6 +6,11 @@ services here and the signal receivers in ``devices.signals`` call ``bump_plan_g
 row a check-in loads anyway comes with its project's generation, so a cached plan is used only while the
 generation matches, and for at most ``DEVICE_PLAN_CACHE_TTL_S`` seconds in any case (a backstop for
 changes made behind the ORM's back, e.g. ``QuerySet.update``).
+
+A check-in answered from its ticket (devices.tickets) reads no device row, so it checks the ticket against
+``current_generation``: the generation as this process read it at most ``DEVICE_GENERATION_CACHE_S``
+seconds ago (a change made through another process reaches it that much later; this process drops its
+copies at once).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+
+from django.db import transaction
 
 from console.models import CompatibilityResult, Model, ModelVersion
 from devices.targeting import Rule
@@ -28,6 +35,8 @@ _MAX_CACHED_PLANS = 10_000
 _lock = threading.Lock()
 # (project id, model name) -> (generation, loaded at (monotonic), plan or None for "no such model")
 _cache: dict[tuple[int, str], tuple[str, float, ModelPlan | None]] = {}
+# project id -> (generation or None for "no fleet settings", read at (monotonic))
+_generations: dict[int, tuple[str | None, float]] = {}
 
 
 def new_generation() -> str:
@@ -38,11 +47,29 @@ def bump_plan_generation(**project_filter: object) -> None:
     """Make every process drop its cached plans of the projects matching ``project_filter`` (FleetSettings
     lookups, e.g. ``project_id=3``; none: every project)."""
     FleetSettings.objects.filter(**project_filter).update(plan_generation=new_generation())
+    _generations.clear()
+    transaction.on_commit(_generations.clear)  # a read before the commit saw the old generation
 
 
 def clear_cache() -> None:
     with _lock:
         _cache.clear()
+        _generations.clear()
+
+
+def current_generation(project_id: int) -> str | None:
+    """The project's plan generation, read at most ``DEVICE_GENERATION_CACHE_S`` seconds ago by this process
+    (None when the project has no fleet settings)."""
+    now = time.monotonic()
+    hit = _generations.get(project_id)
+    if hit is not None and now - hit[1] < conf.generation_cache_s():
+        return hit[0]
+    generation = FleetSettings.objects.filter(project_id=project_id).values_list("plan_generation", flat=True).first()
+    with _lock:
+        if len(_generations) >= _MAX_CACHED_PLANS:
+            _generations.clear()
+        _generations[project_id] = (generation, now)
+    return generation
 
 
 def model_plans(project_id: int, generation: str, names: Iterable[str]) -> dict[str, ModelPlan | None]:

@@ -2,8 +2,10 @@
 statement at most ``DEVICE_LAST_SEEN_FLUSH_S`` seconds later (a timer thread, so a burst's tail is not left
 waiting for the next check-in) and when it exits.
 
-So a steady stream of check-ins costs reads only, whatever the fleet size; the price is that ``last_seen_at``
-lags by up to the flush interval and a killed process loses its last few seconds of notes.
+So a steady stream of check-ins costs no write per request, whatever the fleet size; the price is that
+``last_seen_at`` lags by up to the flush interval and a killed process loses its last few seconds of notes.
+A check-in answered from its ticket (devices.tickets) does not read the device row, so the process also
+remembers when it last noted each device, to note it at most once per ``LAST_SEEN_RESOLUTION_S`` itself.
 """
 
 from __future__ import annotations
@@ -21,23 +23,40 @@ from .models import Device
 
 _lock = threading.Lock()
 _pending: dict[int, datetime] = {}
+_noted: dict[int, datetime] = {}  # device pk -> when this process last noted it
+_MAX_NOTED = 200_000
 _last_flush = time.monotonic()
 
 
-def note_seen(device: Device, now: datetime) -> None:
-    """Remember that ``device`` checked in at ``now``, unless its stored time is recent enough already."""
-    if device.last_seen_at is not None and now - device.last_seen_at < timedelta(seconds=LAST_SEEN_RESOLUTION_S):
+def note_seen(device_pk: int, now: datetime, last_seen_at: datetime | None = None) -> None:
+    """Remember that the device checked in at ``now``, unless its stored time (``last_seen_at``, when the
+    caller read the row) or this process's last note of it is recent enough already."""
+    resolution = timedelta(seconds=LAST_SEEN_RESOLUTION_S)
+    if last_seen_at is not None and now - last_seen_at < resolution:
+        return
+    noted = _noted.get(device_pk)
+    if noted is not None and timedelta(0) <= now - noted < resolution:
         return
     delay = conf.last_seen_flush_s()
     with _lock:
+        if len(_noted) >= _MAX_NOTED:
+            _noted.clear()
+        _noted[device_pk] = now
         start_timer = not _pending and delay > 0
-        _pending[device.pk] = now
+        _pending[device_pk] = now
     if time.monotonic() - _last_flush >= delay:
         flush()
     elif start_timer:
         timer = threading.Timer(delay, _flush_in_background)
         timer.daemon = True
         timer.start()
+
+
+def forget() -> None:
+    """Drop this process's pending and remembered notes (tests start from scratch)."""
+    with _lock:
+        _pending.clear()
+        _noted.clear()
 
 
 def _flush_in_background() -> None:

@@ -17,7 +17,7 @@ from devices.signing import canonical_json, generate_keypair
 from . import keys, presence, rollups
 from .manifests import answer_etag, etag_matches, signed_manifest, with_download_url
 from .models import Device, DeviceEvent, DeviceModelState, DeviceType, FleetSettings, TargetingRule
-from .plans import model_plans, new_generation
+from .plans import bump_plan_generation, model_plans, new_generation
 from .resolution import DeviceFacts, ModelPlan, Outcome, resolve_model
 
 CONFIG_COLUMNS = ("runtime", "runtime_version", "os", "cpu_arch", "accelerator", "memory_mb", "region",
@@ -63,6 +63,7 @@ def rotate_enrollment_key(*, project: Project) -> tuple[FleetSettings, str]:
 def set_project_checkin_interval(*, fleet: FleetSettings, seconds: int) -> FleetSettings:
     with transaction.atomic():
         FleetSettings.objects.filter(pk=fleet.pk).update(checkin_interval_s=seconds)
+        bump_plan_generation(pk=fleet.pk)  # every answer states the interval; check-in tickets must not hold
     fleet.checkin_interval_s = seconds
     return fleet
 
@@ -197,7 +198,7 @@ def checkin(
     etag = answer_etag(stable)
     inputs = inputs_key(device=device, fleet=fleet, models=models, installed=installed)
     _remember_states(device, states, now, delivery_digest(states, inputs=inputs, etag=etag))
-    presence.note_seen(device, now)
+    presence.note_seen(device.pk, now, device.last_seen_at)
     return CheckinAnswer(stable=stable, etag=etag)
 
 
@@ -250,7 +251,7 @@ def steady_checkin(*, device: Device, fleet: FleetSettings, models: list[str], i
     etag = f'"{stored[40:]}"'
     if not etag_matches(if_none_match, etag):
         return None
-    presence.note_seen(device, now)
+    presence.note_seen(device.pk, now, device.last_seen_at)
     return etag
 
 
@@ -357,6 +358,8 @@ def revoke_device(*, device: Device, user=None, now: datetime | None = None) -> 
     with transaction.atomic():
         changed = Device.objects.filter(pk=device.pk, revoked_at=None).update(revoked_at=now)
         if changed:
+            # The device's check-in tickets answer without reading its row: a new generation voids them.
+            bump_plan_generation(project_id=device.project_id)
             who = f" by {user.get_username()}" if user is not None else ""
             _server_event(device, DeviceEvent.Type.REVOKED, now, f"revoked{who}").save()
     device.refresh_from_db()
@@ -366,6 +369,7 @@ def revoke_device(*, device: Device, user=None, now: datetime | None = None) -> 
 def set_device_checkin_interval(*, device: Device, seconds: int | None) -> Device:
     with transaction.atomic():
         Device.objects.filter(pk=device.pk).update(checkin_interval_s=seconds)
+        bump_plan_generation(project_id=device.project_id)  # the device's check-in tickets must not hold
     device.checkin_interval_s = seconds
     return device
 

@@ -270,9 +270,11 @@ class Agent:
                 raise TransportError("check-in answer is not a JSON object")
         with self._lock:
             self._state["config_fingerprint_sent"] = fingerprint
+            etag = response.headers.get("ETag")
+            if answer is not None or etag:  # a 304 may carry a re-issued ETag for the same answer
+                self._state["last_etag"] = etag
             if answer is not None:
                 self._state["last_answer"] = answer
-                self._state["last_etag"] = response.headers.get("ETag")
                 self._state["checkin_interval_s"] = _interval(
                     answer.get("checkin_interval_s"), self._state.get("checkin_interval_s", 300)
                 )

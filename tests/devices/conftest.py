@@ -61,13 +61,15 @@ def fresh_delivery_caches(settings) -> Iterator[None]:
     """Plans, throttles and last-seen notes are per process: start every test from scratch."""
     from django.core.cache import cache
 
-    from devices import plans
+    from devices import plans, presence
 
     settings.DEVICE_LAST_SEEN_FLUSH_S = 0
     plans.clear_cache()
+    presence.forget()
     cache.clear()
     yield
     plans.clear_cache()
+    presence.forget()
 
 
 @pytest.fixture

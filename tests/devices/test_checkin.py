@@ -8,10 +8,11 @@ import pytest
 from django.db import connection
 
 from console import services as console_services
-from devices import services
+from devices import presence, services
 from devices.keys import download_secret
 from devices.models import Device, DeviceEvent, DeviceModelState, FleetSettings
 from devices.signing import check_download_token, verify_manifest
+from devices.tickets import answer_part
 from tests.devices.fleet_helpers import API, checkin, device_client, enroll, ready_version
 
 pytestmark = pytest.mark.django_db
@@ -335,17 +336,131 @@ def _steady(device_api, model, ready_v1, config):
 
 
 def test_checkin__steady_304__resolves_signs_and_writes_nothing(
-    enrolled, device_api, model, ready_v1, django_assert_max_num_queries, monkeypatch
+    enrolled, device_api, model, ready_v1, django_assert_num_queries, monkeypatch
 ):
     _, _, config = enrolled
     services.create_rule(model=model, version=ready_v1)
     installed, etag = _steady(device_api, model, ready_v1, config)
     monkeypatch.setattr(services, "checkin", None)  # would fail if called
 
-    with django_assert_max_num_queries(1):
+    with django_assert_num_queries(0):  # the ticket in the ETag stands for the device row
         response = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag)
 
     assert (response.status_code, response["ETag"]) == (304, etag)
+
+
+def test_checkin__steady_304__notes_the_device_as_seen(enrolled, device_api, model, ready_v1):
+    device, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+    Device.objects.filter(pk=device.pk).update(last_seen_at=None)
+    presence.forget()
+
+    assert checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag).status_code == 304
+
+    assert Device.objects.get(pk=device.pk).last_seen_at is not None
+
+
+def test_checkin__revoked_device_holding_a_ticket__is_401(enrolled, device_api, model, ready_v1):
+    device, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+
+    services.revoke_device(device=device)
+    response = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag)
+
+    assert response.status_code == 401
+    assert "revoked" in response.json()["detail"]
+
+
+def test_checkin__ticket_with_a_wrong_token__is_401(enrolled, device_api, model, ready_v1):
+    _, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+
+    response = checkin(device_client("dev_not-a-token"), config, installed=installed, HTTP_IF_NONE_MATCH=etag)
+
+    assert response.status_code == 401
+    assert "Unknown device token" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("tamper", ["device", "project", "issued", "mac"])
+def test_checkin__tampered_ticket__is_answered_from_the_database(enrolled, device_api, model, ready_v1, monkeypatch,
+                                                                  tamper):
+    _, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+    answer, project_id, device_pk, issued, mac = etag.strip('"').split(".")
+    changed = {"device": (answer, project_id, str(int(device_pk) + 1), issued, mac),
+               "project": (answer, str(int(project_id) + 1), device_pk, issued, mac),
+               "issued": (answer, project_id, device_pk, str(int(issued) + 1), mac),
+               "mac": (answer, project_id, device_pk, issued, mac[::-1])}[tamper]
+    resolved = []
+    real_checkin = services.checkin
+    monkeypatch.setattr(services, "checkin", lambda **kw: resolved.append(1) or real_checkin(**kw))
+    monkeypatch.setattr(services, "steady_checkin", lambda **kw: None)
+
+    response = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH='"' + ".".join(changed) + '"')
+
+    assert (response.status_code, resolved) == (304, [1])  # same answer, known only after resolving
+
+
+def test_checkin__expired_ticket__is_answered_from_the_database_with_a_fresh_one(
+    enrolled, device_api, model, ready_v1, settings, django_assert_num_queries
+):
+    _, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+    settings.DEVICE_CHECKIN_TICKET_TTL_S = 0
+    time.sleep(1.1)
+
+    response = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag)
+
+    assert response.status_code == 304
+    assert answer_part(response["ETag"]) == answer_part(etag) and response["ETag"] != etag
+    settings.DEVICE_CHECKIN_TICKET_TTL_S = 3600
+    with django_assert_num_queries(0):
+        assert checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 304
+
+
+def test_checkin__ticket_for_another_request__does_not_answer_this_one(enrolled, device_api, model, ready_v1):
+    _, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+
+    response = checkin(device_api, config, installed=installed, models=["digit-classifier", "other-model"],
+                       HTTP_IF_NONE_MATCH=etag)
+
+    assert response.status_code == 200
+    assert response.json()["models"]["other-model"]["status"] == "none"
+
+
+def test_checkin__device_interval_changed__is_not_304(enrolled, device_api, model, ready_v1):
+    device, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+
+    services.set_device_checkin_interval(device=device, seconds=45)
+    response = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag)
+
+    assert response.status_code == 200
+    assert response.json()["checkin_interval_s"] == 45
+
+
+def test_checkin__ticket_path__is_throttled_too(enrolled, device_api, model, ready_v1, monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    _, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"device": "2/min", "enroll": "60/min"})
+    from django.core.cache import cache
+
+    cache.clear()
+    statuses = [checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag).status_code
+                for _ in range(3)]
+
+    assert statuses == [304, 304, 429]
 
 
 def test_checkin__rule_changed__is_not_304(enrolled, device_api, model, ready_v1):
@@ -393,10 +508,10 @@ def test_checkin__new_install_report__is_recorded_and_then_steady_again(enrolled
 
     response = checkin(device_api, config, installed=failed, HTTP_IF_NONE_MATCH=etag)
 
-    # The answer is the same (so still 304), but the report was taken rather than answered from the row.
-    assert (response.status_code, response["ETag"]) == (304, etag)
+    # The answer is the same (so still 304, with a ticket for the new report), but the report was taken.
+    assert (response.status_code, answer_part(response["ETag"])) == (304, answer_part(etag))
     assert DeviceModelState.objects.get(device=device).installed_state == "failed"
-    again = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag)
+    again = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=response["ETag"])
     assert again.status_code == 304
     assert DeviceModelState.objects.get(device=device).installed_state == "running"
 
