@@ -162,11 +162,11 @@ def ticket_checkin(request: HttpRequest, data: dict, raw_token: str) -> tuple[Ti
     token_hash = keys.hash_token(raw_token)
     now = int(time.time())
     for ticket in found:
-        generation = plans.current_generation(ticket.project_id)
-        if generation is None:
+        state = plans.ticket_state(ticket.project_id)
+        if state is None or token_hash in state.voided:  # a revoked or replaced token: the row path says 401
             continue
-        key = tickets.request_key(generation=generation, fingerprint=data["fingerprint"], models=data["models"],
-                                  installed=data["installed"])
+        key = tickets.request_key(generation=state.generation, fingerprint=data["fingerprint"],
+                                  models=data["models"], installed=data["installed"])
         if tickets.is_valid(keys.checkin_ticket_secret(), ticket, token_hash=token_hash, key=key, now=now,
                             ttl_s=conf.checkin_ticket_ttl_s()):
             return TicketHolder(pk=ticket.device_pk, project_id=ticket.project_id), ticket.etag

@@ -156,6 +156,22 @@ class Device(models.Model):
         return self.revoked_at is not None
 
 
+class VoidedToken(models.Model):
+    """A device token that stopped working (revoked, or replaced by enrolling again) less than a check-in
+    ticket's lifetime ago. A check-in answered from its ticket (devices.tickets) does not read the device
+    row, so it refuses the tokens listed here for the project instead; older rows are pruned."""
+
+    project = models.ForeignKey("console.Project", on_delete=models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64)
+    voided_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "voided_at"], name="voided_token_project_at")]
+
+    def __str__(self) -> str:
+        return f"token {self.token_hash[:8]}… voided {self.voided_at:%Y-%m-%d %H:%M}"
+
+
 class TargetingRule(models.Model):
     """One targeting rule of a model: conditions (``devices.targeting`` shape) and the version it serves."""
 

@@ -8,9 +8,9 @@ generation matches, and for at most ``DEVICE_PLAN_CACHE_TTL_S`` seconds in any c
 changes made behind the ORM's back, e.g. ``QuerySet.update``).
 
 A check-in answered from its ticket (devices.tickets) reads no device row, so it checks the ticket against
-``current_generation``: the generation as this process read it at most ``DEVICE_GENERATION_CACHE_S``
-seconds ago (a change made through another process reaches it that much later; this process drops its
-copies at once).
+``ticket_state``: the generation and the voided tokens as this process read them at most
+``DEVICE_GENERATION_CACHE_S`` seconds ago (a change made through another process reaches it that much
+later; this process drops its copies at once).
 """
 
 from __future__ import annotations
@@ -20,23 +20,26 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
+from django.utils import timezone
 
 from console.models import CompatibilityResult, Model, ModelVersion
 from devices.targeting import Rule
 from jobs.tooling.runtimes import published_runtimes
 
 from . import conf
-from .models import FleetSettings, TargetingRule
+from .models import FleetSettings, TargetingRule, VoidedToken
 from .resolution import ModelPlan, VersionFacts
 
 _MAX_CACHED_PLANS = 10_000
 _lock = threading.Lock()
 # (project id, model name) -> (generation, loaded at (monotonic), plan or None for "no such model")
 _cache: dict[tuple[int, str], tuple[str, float, ModelPlan | None]] = {}
-# project id -> (generation or None for "no fleet settings", read at (monotonic))
-_generations: dict[int, tuple[str | None, float]] = {}
+# project id -> (TicketState or None for "no fleet settings", read at (monotonic))
+_ticket_states: dict[int, tuple[TicketState | None, float]] = {}
 
 
 def new_generation() -> str:
@@ -47,29 +50,48 @@ def bump_plan_generation(**project_filter: object) -> None:
     """Make every process drop its cached plans of the projects matching ``project_filter`` (FleetSettings
     lookups, e.g. ``project_id=3``; none: every project)."""
     FleetSettings.objects.filter(**project_filter).update(plan_generation=new_generation())
-    _generations.clear()
-    transaction.on_commit(_generations.clear)  # a read before the commit saw the old generation
+    forget_ticket_states()
 
 
 def clear_cache() -> None:
     with _lock:
         _cache.clear()
-        _generations.clear()
+        _ticket_states.clear()
 
 
-def current_generation(project_id: int) -> str | None:
-    """The project's plan generation, read at most ``DEVICE_GENERATION_CACHE_S`` seconds ago by this process
+@dataclass(frozen=True)
+class TicketState:
+    """What a check-in ticket is checked against: the project's plan generation and the token hashes that
+    stopped working within a ticket's lifetime (devices.models.VoidedToken)."""
+
+    generation: str
+    voided: frozenset[str]
+
+
+def ticket_state(project_id: int) -> TicketState | None:
+    """The project's ``TicketState``, read at most ``DEVICE_GENERATION_CACHE_S`` seconds ago by this process
     (None when the project has no fleet settings)."""
     now = time.monotonic()
-    hit = _generations.get(project_id)
+    hit = _ticket_states.get(project_id)
     if hit is not None and now - hit[1] < conf.generation_cache_s():
         return hit[0]
     generation = FleetSettings.objects.filter(project_id=project_id).values_list("plan_generation", flat=True).first()
+    state = None
+    if generation is not None:
+        since = timezone.now() - timedelta(seconds=conf.checkin_ticket_ttl_s())
+        state = TicketState(generation, frozenset(VoidedToken.objects.filter(
+            project_id=project_id, voided_at__gte=since).values_list("token_hash", flat=True)))
     with _lock:
-        if len(_generations) >= _MAX_CACHED_PLANS:
-            _generations.clear()
-        _generations[project_id] = (generation, now)
-    return generation
+        if len(_ticket_states) >= _MAX_CACHED_PLANS:
+            _ticket_states.clear()
+        _ticket_states[project_id] = (state, now)
+    return state
+
+
+def forget_ticket_states() -> None:
+    """Read every project's ticket state again at its next use (this process only)."""
+    _ticket_states.clear()
+    transaction.on_commit(_ticket_states.clear)  # a read before the commit saw the old state
 
 
 def model_plans(project_id: int, generation: str, names: Iterable[str]) -> dict[str, ModelPlan | None]:

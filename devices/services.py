@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -14,10 +14,10 @@ from django.utils import timezone
 from console.models import Model, ModelVersion, Project
 from devices.signing import canonical_json, generate_keypair
 
-from . import keys, presence, rollups
+from . import conf, keys, presence, rollups
 from .manifests import answer_etag, etag_matches, signed_manifest, with_download_url
-from .models import Device, DeviceEvent, DeviceModelState, DeviceType, FleetSettings, TargetingRule
-from .plans import bump_plan_generation, model_plans, new_generation
+from .models import Device, DeviceEvent, DeviceModelState, DeviceType, FleetSettings, TargetingRule, VoidedToken
+from .plans import bump_plan_generation, forget_ticket_states, model_plans, new_generation
 from .resolution import DeviceFacts, ModelPlan, Outcome, resolve_model
 
 CONFIG_COLUMNS = ("runtime", "runtime_version", "os", "cpu_arch", "accelerator", "memory_mb", "region",
@@ -117,6 +117,7 @@ def enroll_device(
             )
             _server_event(device, DeviceEvent.Type.ENROLLED, now, f"enrolled as {device_type.slug}").save()
         else:
+            void_token(project_id=device.project_id, token_hash=device.token_hash, now=now)
             for name, value in columns.items():
                 setattr(device, name, value)
             device.token_hash = keys.hash_token(token)
@@ -358,12 +359,20 @@ def revoke_device(*, device: Device, user=None, now: datetime | None = None) -> 
     with transaction.atomic():
         changed = Device.objects.filter(pk=device.pk, revoked_at=None).update(revoked_at=now)
         if changed:
-            # The device's check-in tickets answer without reading its row: a new generation voids them.
-            bump_plan_generation(project_id=device.project_id)
+            token_hash = Device.objects.filter(pk=device.pk).values_list("token_hash", flat=True).get()
+            void_token(project_id=device.project_id, token_hash=token_hash, now=now)
             who = f" by {user.get_username()}" if user is not None else ""
             _server_event(device, DeviceEvent.Type.REVOKED, now, f"revoked{who}").save()
     device.refresh_from_db()
     return device
+
+
+def void_token(*, project_id: int, token_hash: str, now: datetime) -> None:
+    """Refuse this token on the ticket path too (devices.tickets); prunes rows no ticket can need anymore."""
+    VoidedToken.objects.create(project_id=project_id, token_hash=token_hash, voided_at=now)
+    keep = timedelta(seconds=conf.checkin_ticket_ttl_s()) + timedelta(days=1)  # margin for a TTL raised later
+    VoidedToken.objects.filter(project_id=project_id, voided_at__lt=now - keep).delete()
+    forget_ticket_states()
 
 
 def set_device_checkin_interval(*, device: Device, seconds: int | None) -> Device:

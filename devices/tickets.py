@@ -9,12 +9,11 @@ the device row for that was most of a check-in's cost, so the ETag carries what 
 project's plan generation and the request's fingerprint, models and installed report. A later check-in
 whose token, generation and request give the same MAC, within ``DEVICE_CHECKIN_TICKET_TTL_S``, is answered
 ``304`` without the database. Anything that could change an answer without changing the request
-(rules, versions, compatibility, device types, intervals, revocation) starts a new plan generation, which
-every ticket of the project fails against (see ``devices.plans`` and ``devices.signals``).
+(rules, versions, compatibility, device types, intervals) starts a new plan generation, which every ticket
+of the project fails against (see ``devices.plans`` and ``devices.signals``); a token that stopped working
+(revoked, or replaced by enrolling again) is listed per project (``VoidedToken``) and refused.
 
-A ticket is not a credential: the token must come with it, and a ticket answers nothing but ``304``. What a
-ticket cannot see is that its token was replaced by enrolling the device again; the old token then still
-gets ``304`` (no body, no download URL) until the ticket expires or the generation changes.
+A ticket is not a credential: the token must come with it, and a ticket answers nothing but ``304``.
 
 Pure functions; the caller supplies the secret, the generation and the clock.
 """

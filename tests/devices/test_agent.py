@@ -73,6 +73,21 @@ def test_checkin__unchanged_answer__is_a_304_and_nothing_is_fetched(
     assert len(server.downloads) == 1
 
 
+def test_checkin__etag_reissued_with_a_304__is_sent_next_time(
+    server: FakeDeviceServer, enrolled_agent: Agent, v1: FakeVersion
+) -> None:
+    server.assign(v1)
+    server.etag_ticket = "first"
+    enrolled_agent.checkin()
+    server.etag_ticket = "second"
+
+    assert enrolled_agent.checkin().http_status == 304
+    enrolled_agent.checkin()
+
+    sent = [request["headers"]["If-None-Match"] for request in server.requests_to(f"{API}/checkin")[1:]]
+    assert [tag.strip('"').split(".")[1] for tag in sent] == ["first", "second"]
+
+
 def test_checkin__server_without_the_config__gets_it_resent_after_409(
     server: FakeDeviceServer, enrolled_agent: Agent
 ) -> None:

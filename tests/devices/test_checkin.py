@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from console import services as console_services
 from devices import presence, services
 from devices.keys import download_secret
-from devices.models import Device, DeviceEvent, DeviceModelState, FleetSettings
+from devices.models import Device, DeviceEvent, DeviceModelState, FleetSettings, VoidedToken
 from devices.signing import check_download_token, verify_manifest
 from devices.tickets import answer_part
 from tests.devices.fleet_helpers import API, checkin, device_client, enroll, ready_version
@@ -371,6 +373,33 @@ def test_checkin__revoked_device_holding_a_ticket__is_401(enrolled, device_api, 
 
     assert response.status_code == 401
     assert "revoked" in response.json()["detail"]
+
+
+def test_checkin__old_token_of_a_device_enrolled_again__is_401_even_with_its_ticket(
+    enrollment_key, enrolled, device_api, model, ready_v1
+):
+    _, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+    installed, etag = _steady(device_api, model, ready_v1, config)
+    new_token = enroll(enrollment_key)[0].json()["device_token"]
+
+    response = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag)
+
+    assert response.status_code == 401
+    assert checkin(device_client(new_token), config, installed=installed).status_code == 200
+
+
+def test_checkin__voided_tokens__are_kept_for_a_ticket_lifetime_only(enrollment_key, enrolled, project, settings):
+    device, _, _ = enrolled
+    settings.DEVICE_CHECKIN_TICKET_TTL_S = 3600
+    long_ago = timezone.now() - timedelta(days=2)
+    VoidedToken.objects.create(project=project, token_hash="a" * 64, voided_at=long_ago)
+    VoidedToken.objects.create(project=project, token_hash="b" * 64, voided_at=timezone.now() - timedelta(hours=2))
+
+    services.revoke_device(device=device)
+
+    kept = set(VoidedToken.objects.filter(project=project).values_list("token_hash", flat=True))
+    assert kept == {"b" * 64, Device.objects.get(pk=device.pk).token_hash}
 
 
 def test_checkin__ticket_with_a_wrong_token__is_401(enrolled, device_api, model, ready_v1):
