@@ -25,6 +25,7 @@ _lock = threading.Lock()
 _pending: dict[int, datetime] = {}
 _noted: dict[int, datetime] = {}  # device pk -> when this process last noted it
 _MAX_NOTED = 200_000
+_BATCH = 500
 _last_flush = time.monotonic()
 
 
@@ -45,7 +46,7 @@ def note_seen(device_pk: int, now: datetime, last_seen_at: datetime | None = Non
         start_timer = not _pending and delay > 0
         _pending[device_pk] = now
     if time.monotonic() - _last_flush >= delay:
-        flush()
+        _flush_quietly()
     elif start_timer:
         timer = threading.Timer(delay, _flush_in_background)
         timer.daemon = True
@@ -59,27 +60,34 @@ def forget() -> None:
         _noted.clear()
 
 
-def _flush_in_background() -> None:
+def _flush_quietly() -> None:
+    """``flush``, for callers that must not fail because of it (a check-in, a timer)."""
     try:
         flush()
     except DatabaseError:
-        pass  # the notes are lost; the next check-in of each device notes it again
+        pass  # these notes are lost; each device is noted again after LAST_SEEN_RESOLUTION_S
+
+
+def _flush_in_background() -> None:
+    try:
+        _flush_quietly()
     finally:
         connection.close()  # this thread's own connection
 
 
 def flush() -> int:
-    """Write every pending note; returns how many devices were updated."""
+    """Write every pending note; returns how many devices were updated.
+
+    In primary-key order and one transaction per batch, so web processes flushing overlapping devices at the
+    same moment take the row locks in the same order and hold few at a time (no deadlocks)."""
     global _last_flush
     with _lock:
-        pending = dict(_pending)
+        pending = sorted(_pending.items())
         _pending.clear()
         _last_flush = time.monotonic()
-    if not pending:
-        return 0
-    Device.objects.bulk_update(
-        [Device(pk=pk, last_seen_at=seen) for pk, seen in pending.items()], ["last_seen_at"], batch_size=500
-    )
+    for start in range(0, len(pending), _BATCH):
+        Device.objects.bulk_update([Device(pk=pk, last_seen_at=seen) for pk, seen in pending[start:start + _BATCH]],
+                                   ["last_seen_at"])
     return len(pending)
 
 

@@ -265,6 +265,18 @@ def test_checkin__records_last_seen(enrolled, device_api):
     assert device.last_seen_at is not None
 
 
+def test_checkin__last_seen_write_failing__still_answers(enrolled, device_api, monkeypatch):
+    from django.db import OperationalError
+
+    def deadlock(*args, **kwargs):
+        raise OperationalError("deadlock detected")
+
+    _, _, config = enrolled
+    monkeypatch.setattr(Device.objects, "bulk_update", deadlock)
+
+    assert checkin(device_api, config).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("headers", "message"),
     [
