@@ -16,3 +16,23 @@ def test_seed_demo__creates_a_checked_demo_model_with_its_dataset_and_is_idempot
     model = Model.objects.get(project=project, name="digit-classifier")
     assert list(model.versions.values_list("number", "state")) == [(1, "ready")]
     assert model.datasets.get().rows > 100
+
+
+def test_seed_demo__opens_on_a_fleet_that_installed_what_it_can_run(client):
+    from devices.models import DailyRollup, Device, DeviceModelState
+
+    call_command("seed_demo")
+    call_command("seed_demo")
+
+    project = Project.objects.get(slug="demo")
+    assert Device.objects.filter(project=project).count() == 24
+    states = DeviceModelState.objects.filter(device__project=project).select_related("device__device_type")
+    # The demo model fails the phone's mobile runtime: phones are told why and get nothing; the rest run it.
+    phones = [s for s in states if s.device.device_type.slug == "android-arm64-phone"]
+    others = [s for s in states if s.device.device_type.slug != "android-arm64-phone"]
+    assert phones and all(s.desired_version_id is None and "mobile" in s.reason for s in phones)
+    assert others and all(s.up_to_date and s.installed_state == "running" for s in others)
+    totals = [(r.download_completed, r.install_succeeded) for r in DailyRollup.objects.filter(project=project)]
+    assert sum(done for done, _ in totals) == sum(ok for _, ok in totals) == len(others)
+    client.force_login(project.memberships.get(role="viewer").user)
+    assert client.get("/p/demo/fleet/").status_code == 200

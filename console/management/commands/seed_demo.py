@@ -1,4 +1,5 @@
-"""Demo data: users with each role, a demo project, and the digits model uploaded as v1.
+"""Demo data: users with each role, a demo project, the digits model uploaded as v1, and a small demo fleet
+that has it installed.
 
 Idempotent: running it again changes nothing that exists. Passwords come from
 DEMO_PASSWORD (default ``demo-pass-2026``) so the README's login is true.
@@ -17,6 +18,8 @@ from console import roles, services
 from console.datasets import attach_dataset
 from console.models import Model, Project
 from console.uploads import temporary_upload
+from devices import services as delivery
+from devices.demo_fleet import seed_demo_fleet
 from jobs.models import Job
 from jobs.tasks import execute_job
 from jobs.tooling.demo_models import write_digits_demo
@@ -63,6 +66,23 @@ class Command(BaseCommand):
                     attach_dataset(model=model, uploaded=upload, name="digits held-out set", user=users["demo"])
             self.stdout.write(f"demo model trained (held-out accuracy {accuracy:.3f}), uploaded and checked as "
                               f"v{version.number}, with its held-out set attached as a dataset")
+        version = model.versions.filter(state="ready").order_by("number").first()
+        if version is not None:
+            self._demo_delivery(project, model, version, users["demo"])
         self.stdout.write(self.style.SUCCESS(
             f"demo data ready: sign in as demo / {password} (owner); also dev, approver, viewer with the same password"
         ))
+
+    def _demo_delivery(self, project, model, version, owner) -> None:
+        """A default version, one staged rule and a small fleet that installed it (once)."""
+        if model.default_version_id is None:
+            delivery.set_default_version(model=model, version=version)
+        if not model.targeting_rules.exists():
+            delivery.create_rule(model=model, version=version, priority=10, user=owner,
+                                 description="EU pro users first", conditions={
+                                     "regions": ["DE", "FR"], "attributes": [{"key": "tier", "op": "eq",
+                                                                              "value": "pro"}],
+                                     "percentage": 50, "salt": "demo-eu-pro"})
+        enrolled = seed_demo_fleet(project=project, model=model)
+        if enrolled:
+            self.stdout.write(f"demo fleet: {enrolled} devices enrolled, checked in and reporting")
