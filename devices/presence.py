@@ -1,6 +1,6 @@
-"""Last-seen times, written behind: a check-in notes the time, and each web process writes its notes in one
-statement at most ``DEVICE_LAST_SEEN_FLUSH_S`` seconds later (a timer thread, so a burst's tail is not left
-waiting for the next check-in) and when it exits.
+"""Last-seen times, written behind: a check-in notes the time, and each web process writes its notes at most
+``DEVICE_LAST_SEEN_FLUSH_S`` seconds later from a timer thread (never inside a check-in, which would wait
+for it) and when it exits.
 
 So a steady stream of check-ins costs no write per request, whatever the fleet size; the price is that
 ``last_seen_at`` lags by up to the flush interval and a killed process loses its last few seconds of notes.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import threading
-import time
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection
@@ -23,10 +22,9 @@ from .models import Device
 
 _lock = threading.Lock()
 _pending: dict[int, datetime] = {}
-_noted: dict[int, datetime] = {}  # device pk -> when this process last noted it
-_MAX_NOTED = 200_000
+_noted: dict[int, float] = {}  # device pk -> when this process last noted it (POSIX seconds)
+_MAX_NOTED = 100_000  # ~10 MB; forgetting early only means noting a device again
 _BATCH = 500
-_last_flush = time.monotonic()
 
 
 def note_seen(device_pk: int, now: datetime, last_seen_at: datetime | None = None) -> None:
@@ -36,18 +34,18 @@ def note_seen(device_pk: int, now: datetime, last_seen_at: datetime | None = Non
     if last_seen_at is not None and now - last_seen_at < resolution:
         return
     noted = _noted.get(device_pk)
-    if noted is not None and timedelta(0) <= now - noted < resolution:
+    if noted is not None and 0 <= now.timestamp() - noted < LAST_SEEN_RESOLUTION_S:
         return
     delay = conf.last_seen_flush_s()
     with _lock:
         if len(_noted) >= _MAX_NOTED:
             _noted.clear()
-        _noted[device_pk] = now
+        _noted[device_pk] = now.timestamp()
         start_timer = not _pending and delay > 0
         _pending[device_pk] = now
-    if time.monotonic() - _last_flush >= delay:
+    if delay <= 0:
         _flush_quietly()
-    elif start_timer:
+    elif start_timer:  # never in the request: a flush of many devices would hold up this check-in
         timer = threading.Timer(delay, _flush_in_background)
         timer.daemon = True
         timer.start()
@@ -80,11 +78,9 @@ def flush() -> int:
 
     In primary-key order and one transaction per batch, so web processes flushing overlapping devices at the
     same moment take the row locks in the same order and hold few at a time (no deadlocks)."""
-    global _last_flush
     with _lock:
         pending = sorted(_pending.items())
         _pending.clear()
-        _last_flush = time.monotonic()
     for start in range(0, len(pending), _BATCH):
         Device.objects.bulk_update([Device(pk=pk, last_seen_at=seen) for pk, seen in pending[start:start + _BATCH]],
                                    ["last_seen_at"])

@@ -265,6 +265,20 @@ def test_checkin__records_last_seen(enrolled, device_api):
     assert device.last_seen_at is not None
 
 
+@pytest.mark.django_db(transaction=True)  # the write comes from another thread, on its own connection
+def test_checkin__last_seen__is_written_behind_not_during_the_checkin(enrolled, device_api, settings):
+    device, _, config = enrolled
+    settings.DEVICE_LAST_SEEN_FLUSH_S = 0.3
+
+    assert checkin(device_api, config).status_code == 200
+    assert Device.objects.get(pk=device.pk).last_seen_at is None
+
+    deadline = time.monotonic() + 10
+    while Device.objects.get(pk=device.pk).last_seen_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert Device.objects.get(pk=device.pk).last_seen_at is not None
+
+
 def test_checkin__last_seen_write_failing__still_answers(enrolled, device_api, monkeypatch):
     from django.db import OperationalError
 
