@@ -14,7 +14,8 @@ import atexit
 import threading
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 
 from . import conf
 from .constants import LAST_SEEN_RESOLUTION_S
@@ -82,9 +83,25 @@ def flush() -> int:
         pending = sorted(_pending.items())
         _pending.clear()
     for start in range(0, len(pending), _BATCH):
-        Device.objects.bulk_update([Device(pk=pk, last_seen_at=seen) for pk, seen in pending[start:start + _BATCH]],
-                                   ["last_seen_at"])
+        _write(pending[start:start + _BATCH])
     return len(pending)
+
+
+def _write(batch: list[tuple[int, datetime]]) -> None:
+    if connection.vendor != "postgresql":  # the zero-setup SQLite console: small fleets, a statement each
+        with transaction.atomic():
+            for pk, seen in batch:
+                Device.objects.filter(Q(last_seen_at=None) | Q(last_seen_at__lt=seen), pk=pk).update(last_seen_at=seen)
+        return
+    # By hand, one statement over two arrays: Django's bulk_update compiles a CASE branch per row in Python,
+    # which held the web process (and so its check-ins) for tens of milliseconds per batch. GREATEST keeps
+    # the latest time when two processes noted the same device.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{Device._meta.db_table}" AS d SET "last_seen_at" = GREATEST(d."last_seen_at", v.seen) '
+            'FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, seen) WHERE d."id" = v.id',
+            [[pk for pk, _ in batch], [seen for _, seen in batch]],
+        )
 
 
 def _flush_at_exit() -> None:

@@ -286,7 +286,7 @@ def test_checkin__last_seen_write_failing__still_answers(enrolled, device_api, m
         raise OperationalError("deadlock detected")
 
     _, _, config = enrolled
-    monkeypatch.setattr(Device.objects, "bulk_update", deadlock)
+    monkeypatch.setattr(presence, "_write", deadlock)
 
     assert checkin(device_api, config).status_code == 200
 
