@@ -42,6 +42,11 @@ def checkin_ticket_ttl_s() -> int:
     return int(_setting("DEVICE_CHECKIN_TICKET_TTL_S", "3600"))
 
 
+def last_seen_resolution_s() -> float:
+    """How often at most a web process writes one device's last-seen time."""
+    return float(_setting("DEVICE_LAST_SEEN_RESOLUTION_S", "60"))
+
+
 def last_seen_flush_s() -> float:
     """How often a web process writes the buffered last-seen times (0: at once)."""
     return float(_setting("DEVICE_LAST_SEEN_FLUSH_S", "5"))

@@ -14,6 +14,3 @@ MAX_ATTRIBUTE_VALUE_CHARS = 256
 MAX_MODELS_PER_CHECKIN = 50
 MAX_EVENTS_PER_BATCH = 100
 MAX_EVENT_REASON_CHARS = 2000
-
-# last_seen_at is written at most this often per device (see devices.presence).
-LAST_SEEN_RESOLUTION_S = 60

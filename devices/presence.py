@@ -2,10 +2,11 @@
 ``DEVICE_LAST_SEEN_FLUSH_S`` seconds later from a timer thread (never inside a check-in, which would wait
 for it) and when it exits.
 
-So a steady stream of check-ins costs no write per request, whatever the fleet size; the price is that
+So no check-in waits for a write, whatever the fleet size (the writes are batched); the price is that
 ``last_seen_at`` lags by up to the flush interval and a killed process loses its last few seconds of notes.
 A check-in answered from its ticket (devices.tickets) does not read the device row, so the process also
-remembers when it last noted each device, to note it at most once per ``LAST_SEEN_RESOLUTION_S`` itself.
+remembers when it last noted each device, to note it at most once per ``DEVICE_LAST_SEEN_RESOLUTION_S``
+(default 60 s) itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 
 from . import conf
-from .constants import LAST_SEEN_RESOLUTION_S
 from .models import Device
 
 _lock = threading.Lock()
@@ -31,11 +31,11 @@ _BATCH = 500
 def note_seen(device_pk: int, now: datetime, last_seen_at: datetime | None = None) -> None:
     """Remember that the device checked in at ``now``, unless its stored time (``last_seen_at``, when the
     caller read the row) or this process's last note of it is recent enough already."""
-    resolution = timedelta(seconds=LAST_SEEN_RESOLUTION_S)
-    if last_seen_at is not None and now - last_seen_at < resolution:
+    resolution = conf.last_seen_resolution_s()
+    if last_seen_at is not None and now - last_seen_at < timedelta(seconds=resolution):
         return
     noted = _noted.get(device_pk)
-    if noted is not None and 0 <= now.timestamp() - noted < LAST_SEEN_RESOLUTION_S:
+    if noted is not None and 0 <= now.timestamp() - noted < resolution:
         return
     delay = conf.last_seen_flush_s()
     with _lock:
@@ -64,7 +64,7 @@ def _flush_quietly() -> None:
     try:
         flush()
     except DatabaseError:
-        pass  # these notes are lost; each device is noted again after LAST_SEEN_RESOLUTION_S
+        pass  # these notes are lost; each device is noted again after the resolution
 
 
 def _flush_in_background() -> None:

@@ -35,3 +35,15 @@ def test_flush__never_moves_last_seen_backwards(enrolled):
     presence.note_seen(device.pk, later - timedelta(minutes=5))
 
     assert Device.objects.get(pk=device.pk).last_seen_at == later
+
+
+@pytest.mark.parametrize(("resolution_s", "written"), [(60, False), (0, True)])
+def test_note_seen__writes_a_device_at_most_once_per_resolution(enrolled, settings, resolution_s, written):
+    device, _, _ = enrolled
+    settings.DEVICE_LAST_SEEN_RESOLUTION_S = resolution_s
+    first = timezone.now().replace(microsecond=0)
+    presence.note_seen(device.pk, first)
+
+    presence.note_seen(device.pk, first + timedelta(seconds=10))
+
+    assert (Device.objects.get(pk=device.pk).last_seen_at > first) is written
