@@ -571,12 +571,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def flatness(rows: list[dict[str, Any]]) -> list[tuple[int, float]]:
-    """Per rule count: how much lower the steady ratio is at the largest fleet than at the smallest, in %."""
+def flatness(rows: list[dict[str, Any]]) -> list[tuple[int, int, int, float, float]]:
+    """Per rule count: (rules, smallest fleet, largest fleet, steady ratio at each)."""
     by_rules: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
         by_rules.setdefault(row["rules"], []).append(row)
-    return [(rules, round(100 * (1 - group[-1]["ratio"] / group[0]["ratio"]), 1))
+    return [(rules, group[0]["devices"], group[-1]["devices"], group[0]["ratio"], group[-1]["ratio"])
             for rules, group in by_rules.items() if len(group) > 1]
 
 
@@ -593,8 +593,9 @@ def print_table(results: dict[str, Any]) -> None:
               f"{row['ratio']:>6.3f} {spread:>12} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
               f"{row['row_rps']:>8.1f} {row['row_ratio']:>6.3f} "
               f"{row['full_rps']:>8.1f} {row['full_ratio']:>6.3f} {row['full_p50_ms']:>7.2f} {row['full_p99_ms']:>7.2f}")
-    for rules, drop in flatness(results["rows"]):
-        print(f"{rules} rules: steady ratio at the largest fleet is {drop:+.1f}% lower than at the smallest")
+    for rules, small, large, before, after in flatness(results["rows"]):
+        print(f"{rules} rules, {small} -> {large} devices: steady ratio {before:.3f} -> {after:.3f} "
+              f"({100 * (after / before - 1):+.1f}%)")
     download = results["download"]
     print(f"\ndownload of a {BIG_BYTES // 1024**2} MB package, wrk 4 connections (MB/s)")
     print(f"  Django (FileResponse, sendfile): {download['django_mb_s']:>8.1f}")
