@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,17 +68,18 @@ def issue(secret: bytes, *, answer: str, project_id: int, device_pk: int, token_
     return f'"{answer}.{project_id}.{device_pk}.{now}.{mac}"'
 
 
+_TICKET_RE = re.compile(r"([0-9a-f]{24})\.([0-9]{1,18})\.([0-9]{1,18})\.([0-9]{1,12})\.([0-9a-f]{%d})" % _MAC_HEX)
+
+
 def parse(if_none_match: str) -> list[Ticket]:
-    """The well-formed tickets among the If-None-Match candidates (anything else is ignored)."""
+    """The well-formed tickets among the If-None-Match candidates (anything else is ignored). Strictly ASCII
+    digits and hex: the header is the client's, and ``int`` or ``compare_digest`` must never see anything else."""
     tickets = []
     for tag in if_none_match.split(",")[:8]:
-        parts = tag.strip().removeprefix("W/").strip('"').split(".")
-        if (len(parts) != 5 or len(parts[0]) != 24 or len(parts[4]) != _MAC_HEX
-                or not all(p.isdigit() for p in parts[1:4])):
-            continue
-        if len(parts[1]) > 18 or len(parts[2]) > 18 or len(parts[3]) > 12:
-            continue
-        tickets.append(Ticket(parts[0], int(parts[1]), int(parts[2]), int(parts[3]), parts[4]))
+        match = _TICKET_RE.fullmatch(tag.strip().removeprefix("W/").strip('"'))
+        if match:
+            answer, project_id, device_pk, issued_at, mac = match.groups()
+            tickets.append(Ticket(answer, int(project_id), int(device_pk), int(issued_at), mac))
     return tickets
 
 

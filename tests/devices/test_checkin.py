@@ -460,6 +460,17 @@ def test_checkin__tampered_ticket__is_answered_from_the_database(enrolled, devic
     assert (response.status_code, resolved) == (304, [1])  # same answer, known only after resolving
 
 
+@pytest.mark.parametrize("header", ['"' + "a" * 24 + ".\u00b2.1.1." + "0" * 32 + '"',
+                                    '"' + "a" * 24 + ".1.1.1." + "\u00e9" * 32 + '"', "x" * 5000, ", , ,"])
+def test_checkin__garbage_if_none_match__is_answered_normally(enrolled, device_api, model, ready_v1, header):
+    _, _, config = enrolled
+    services.create_rule(model=model, version=ready_v1)
+
+    response = checkin(device_api, config, HTTP_IF_NONE_MATCH=header)
+
+    assert answer_for(response)["manifest"]["version_id"] == ready_v1.pk
+
+
 def test_checkin__expired_ticket__is_answered_from_the_database_with_a_fresh_one(
     enrolled, device_api, model, ready_v1, settings, django_assert_num_queries
 ):

@@ -9,6 +9,7 @@ from devices import tickets
 SECRET = b"s" * 32
 ANSWER = "0123456789abcdef01234567"
 TOKEN = "t" * 64
+NON_ASCII = "\u00e9"  # what a latin-1 header can carry
 KEY = tickets.request_key(generation="g1", fingerprint="f" * 64, models=["m"], installed={})
 
 
@@ -66,7 +67,8 @@ def test_is_valid__refuses_a_ticket_with_any_field_changed(field):
     "header",
     ["", "*", f'"{ANSWER}"', '"a.b.c.d.e"', f'"{ANSWER}.3.42.1000000"', f'"{ANSWER}.3.42.1000000.abc"',
      f'"{ANSWER}.-3.42.1000000.{"0" * 32}"', f'"{ANSWER}.3.{"9" * 40}.1000000.{"0" * 32}"',
-     f'"short.3.42.1000000.{"0" * 32}"', "\x00" * 100],
+     f'"short.3.42.1000000.{"0" * 32}"', "\x00" * 100, f'"{ANSWER}.\u00b2.42.1000000.{"0" * 32}"',
+     f'"{ANSWER}.3.42.1000000.{NON_ASCII * 32}"', f'"{ANSWER.upper()}.3.42.1000000.{"0" * 32}"'],
 )
 def test_parse__ignores_anything_that_is_not_a_well_formed_ticket(header):
     assert tickets.parse(header) == []
