@@ -19,8 +19,9 @@ from console.models import Model, Project
 
 from . import services
 from .serializers import DeviceConfigSerializer, EventBatchSerializer
+from .simulate import DEFAULT_DEVICE_TYPES
 
-DEVICE_TYPES = ("android-arm64-phone", "raspberry-pi-4", "jetson-orin", "x86-gateway")
+DEVICE_TYPES = DEFAULT_DEVICE_TYPES  # the built-in catalog
 REGIONS = ("DE", "FR", "US", "IN", "BR", "JP")
 APP_VERSIONS = ("2.2.0", "2.3.1", "2.4.0")
 
