@@ -33,3 +33,8 @@ def browser_page():
             yield page
         finally:
             browser.close()
+            # ORM calls made while Playwright's sync API drives the page (it switches greenlets) left a
+            # connection Django's own teardown did not close, so the test database could not be dropped.
+            from django.db import connections
+
+            connections.close_all()
