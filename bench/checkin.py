@@ -187,9 +187,10 @@ def add_devices(seed: dict[str, Any], start: int, stop: int) -> None:
     ETag of each one's current answer in ``seed["etags"]`` and a ticket for it in ``seed["tickets"]``)."""
     from django.utils import timezone
 
-    from devices import services, tickets
+    from devices import services
+    from devices.api import ticketed
     from devices.fingerprint import config_fingerprint
-    from devices.keys import checkin_ticket_secret, hash_token
+    from devices.keys import hash_token
     from devices.manifests import answer_etag
     from devices.models import Device, DeviceModelState, DeviceType, FleetSettings
     from devices.plans import load_model_plans
@@ -221,11 +222,9 @@ def add_devices(seed: dict[str, Any], start: int, stop: int) -> None:
             rows.append(states[0])
         Device.objects.bulk_create(devices, batch_size=2500)  # sets the primary keys (PostgreSQL)
         for device, etag in zip(devices, seed["etags"][chunk_start:], strict=False):
-            key = tickets.request_key(generation=fleet.plan_generation, fingerprint=device.fingerprint,
-                                      models=[MODEL], installed=installed)
-            seed["tickets"].append(tickets.issue(checkin_ticket_secret(), answer=etag, project_id=project.pk,
-                                                 device_pk=device.pk, token_hash=device.token_hash, key=key,
-                                                 now=int(time.time())))
+            device.fleet = fleet  # as the token lookup attaches it
+            request = {"fingerprint": device.fingerprint, "models": [MODEL], "installed": installed}
+            seed["tickets"].append(ticketed(device, request, etag, timezone.now()))  # what a check-in issues
         DeviceModelState.objects.bulk_create(
             [DeviceModelState(device=device, resolved_at=now, **row) for device, row in zip(devices, rows, strict=True)],
             batch_size=2500)

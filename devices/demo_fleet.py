@@ -19,15 +19,11 @@ from console.models import Model, Project
 
 from . import services
 from .serializers import DeviceConfigSerializer, EventBatchSerializer
-from .simulate import DEFAULT_DEVICE_TYPES
-
-DEVICE_TYPES = DEFAULT_DEVICE_TYPES  # the built-in catalog
-REGIONS = ("DE", "FR", "US", "IN", "BR", "JP")
-APP_VERSIONS = ("2.2.0", "2.3.1", "2.4.0")
+from .simulate import DEFAULT_APP_VERSIONS, DEFAULT_DEVICE_TYPES, DEFAULT_REGIONS
 
 
 def demo_config(index: int, rng: random.Random) -> dict[str, Any]:
-    device_type = DEVICE_TYPES[index % len(DEVICE_TYPES)]
+    device_type = DEFAULT_DEVICE_TYPES[index % len(DEFAULT_DEVICE_TYPES)]
     return {
         "device_type": device_type, "runtime": "onnxruntime",
         "runtime_version": {"android-arm64-phone": "1.17.3", "raspberry-pi-4": "1.16.3",
@@ -35,8 +31,8 @@ def demo_config(index: int, rng: random.Random) -> dict[str, Any]:
         "os": "android" if device_type.startswith("android") else "linux",
         "cpu_arch": "x86_64" if device_type == "x86-gateway" else "arm64",
         "accelerator": "cuda" if device_type == "jetson-orin" else "none",
-        "memory_mb": rng.choice([2048, 4096, 8192]), "region": REGIONS[index % len(REGIONS)],
-        "app_version": rng.choice(APP_VERSIONS), "attributes": {"tier": rng.choice(["free", "pro"])},
+        "memory_mb": rng.choice([2048, 4096, 8192]), "region": DEFAULT_REGIONS[index % len(DEFAULT_REGIONS)],
+        "app_version": rng.choice(DEFAULT_APP_VERSIONS), "attributes": {"tier": rng.choice(["free", "pro"])},
     }
 
 
