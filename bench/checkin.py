@@ -139,24 +139,26 @@ def ready_version(model, payload: bytes, number: int):
 def seed_project() -> dict[str, Any]:
     from django.contrib.auth import get_user_model
 
-    from console import services as console_services
-    from devices import services
+    from console.catalog import services as catalog_services
+    from console.projects import services as project_services
+    from devices.fleet import services as fleet_services
+    from devices.rules import services as rules_services
 
     owner = get_user_model().objects.create_user("bench-owner", password="bench-pass-2026")
-    project = console_services.create_project(slug="bench", name="Benchmark", owner=owner)
-    model = console_services.create_model(project=project, name=MODEL)
+    project = project_services.create_project(slug="bench", name="Benchmark", owner=owner)
+    model = catalog_services.create_model(project=project, name=MODEL)
     version = ready_version(model, tiny_onnx(), 1)
-    big = console_services.create_model(project=project, name=BIG_MODEL)
+    big = catalog_services.create_model(project=project, name=BIG_MODEL)
     big_version = ready_version(big, os.urandom(BIG_BYTES), 1)
-    services.set_default_version(model=big, version=big_version)
-    services.fleet_settings_for(project)
+    rules_services.set_default_version(model=big, version=big_version)
+    fleet_services.fleet_settings_for(project)
     return {"project": project, "model": model, "version": version, "big_version": big_version, "etags": [],
             "tickets": []}
 
 
 def set_rules(seed: dict[str, Any], count: int) -> None:
+    from devices.delivery.cache import bump_plan_generation
     from devices.models import DeviceType, TargetingRule
-    from devices.plans import bump_plan_generation
 
     types = sorted(DeviceType.objects.filter(project=None).values_list("slug", flat=True))
     model, version = seed["model"], seed["version"]
@@ -187,13 +189,13 @@ def add_devices(seed: dict[str, Any], start: int, stop: int) -> None:
     ETag of each one's current answer in ``seed["etags"]`` and a ticket for it in ``seed["tickets"]``)."""
     from django.utils import timezone
 
-    from devices import services
-    from devices.api import ticketed
-    from devices.fingerprint import config_fingerprint
-    from devices.keys import hash_token
-    from devices.manifests import answer_etag
+    from devices.core.fingerprint import config_fingerprint
+    from devices.core.manifests import answer_etag
+    from devices.delivery import checkin as delivery_checkin
+    from devices.delivery.cache import load_model_plans
+    from devices.delivery.checkin import ticketed
+    from devices.fleet.keys import hash_token
     from devices.models import Device, DeviceModelState, DeviceType, FleetSettings
-    from devices.plans import load_model_plans
 
     project = seed["project"]
     fleet = FleetSettings.objects.get(project=project)
@@ -212,11 +214,11 @@ def add_devices(seed: dict[str, Any], start: int, stop: int) -> None:
                             runtime="onnxruntime", runtime_version="1.17.3", os="linux", cpu_arch="arm64",
                             accelerator="none", memory_mb=4096, fingerprint=config_fingerprint(config),
                             enrolled_at=now, last_seen_at=now)
-            stable, states = services.resolve_checkin(device=device, fleet=fleet, plans=plans, models=[MODEL],
+            stable, states = delivery_checkin.resolve_checkin(device=device, fleet=fleet, plans=plans, models=[MODEL],
                                                       installed=installed)
             etag = answer_etag(stable)
-            inputs = services.inputs_key(device=device, fleet=fleet, models=[MODEL], installed=installed)
-            device.delivery_digest = services.delivery_digest(states, inputs=inputs, etag=etag)
+            inputs = delivery_checkin.inputs_key(device=device, fleet=fleet, models=[MODEL], installed=installed)
+            device.delivery_digest = delivery_checkin.delivery_digest(states, inputs=inputs, etag=etag)
             seed["etags"].append(etag)
             devices.append(device)
             rows.append(states[0])
@@ -353,7 +355,7 @@ def check_steady(base: str, etags: list[str], version) -> None:
 
 
 def write_scripts(tmp: Path, devices: int, seed: dict[str, Any]) -> dict[str, Path]:
-    from devices.fingerprint import config_fingerprint
+    from devices.core.fingerprint import config_fingerprint
 
     fingerprints = ",".join(f'"{config_fingerprint(c)}"' for c in segment_configs())
     scripts = {}
@@ -443,7 +445,7 @@ def download_url(base: str, device_index: int) -> str:
 
 
 def _fingerprint_of(device_index: int) -> str:
-    from devices.fingerprint import config_fingerprint
+    from devices.core.fingerprint import config_fingerprint
 
     return config_fingerprint(segment_configs()[device_index % SEGMENTS])
 

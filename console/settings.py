@@ -152,14 +152,14 @@ STORAGES = {
 # Uploads always go to a temporary file (never held whole in memory) through the
 # hashing handler, which also enforces the size limit while the bytes arrive.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
-FILE_UPLOAD_HANDLERS = ["console.uploads.HashingUploadHandler"]
+FILE_UPLOAD_HANDLERS = ["console.catalog.uploads.HashingUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = str(VAR_DIR / "tmp")
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "console.auth.ApiTokenAuthentication",
+        "console.projects.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],

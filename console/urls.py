@@ -3,30 +3,37 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from . import api, views
+from console import health
+from console.catalog import api as catalog_api
+from console.catalog import views as catalog_views
+from console.jobkinds import api as jobkinds_api
+from console.projects import api as projects_api
+from console.projects import views as project_views
+from devices.catalog import api as device_types_api
+from devices.catalog import views as device_type_views
 
 api_patterns = [
-    path("health/", api.HealthView.as_view(), name="api-health"),
-    path("projects/", api.ProjectList.as_view(), name="api-projects"),
-    path("projects/<slug:project>/", api.ProjectDetail.as_view(), name="api-project"),
-    path("projects/<slug:project>/members/", api.MemberList.as_view(), name="api-members"),
-    path("projects/<slug:project>/members/<str:username>/", api.MemberDetail.as_view(), name="api-member"),
-    path("projects/<slug:project>/models/", api.ModelList.as_view(), name="api-models"),
-    path("projects/<slug:project>/models/<slug:model>/", api.ModelDetail.as_view(), name="api-model"),
-    path("projects/<slug:project>/models/<slug:model>/versions/", api.VersionList.as_view(), name="api-versions"),
-    path("projects/<slug:project>/models/<slug:model>/versions/<int:number>/", api.VersionDetail.as_view(),
+    path("health/", health.HealthView.as_view(), name="api-health"),
+    path("projects/", projects_api.ProjectList.as_view(), name="api-projects"),
+    path("projects/<slug:project>/", projects_api.ProjectDetail.as_view(), name="api-project"),
+    path("projects/<slug:project>/members/", projects_api.MemberList.as_view(), name="api-members"),
+    path("projects/<slug:project>/members/<str:username>/", projects_api.MemberDetail.as_view(), name="api-member"),
+    path("projects/<slug:project>/models/", catalog_api.ModelList.as_view(), name="api-models"),
+    path("projects/<slug:project>/models/<slug:model>/", catalog_api.ModelDetail.as_view(), name="api-model"),
+    path("projects/<slug:project>/models/<slug:model>/versions/", catalog_api.VersionList.as_view(), name="api-versions"),
+    path("projects/<slug:project>/models/<slug:model>/versions/<int:number>/", catalog_api.VersionDetail.as_view(),
          name="api-version"),
-    path("projects/<slug:project>/models/<slug:model>/versions/<int:number>/optimize/", api.OptimizeVersion.as_view(),
+    path("projects/<slug:project>/models/<slug:model>/versions/<int:number>/optimize/", jobkinds_api.OptimizeVersion.as_view(),
          name="api-optimize"),
     path("projects/<slug:project>/models/<slug:model>/versions/<int:number>/optimize-for-device/",
-         api.OptimizeForDevice.as_view(), name="api-optimize-for-device"),
-    path("projects/<slug:project>/models/<slug:model>/datasets/", api.DatasetList.as_view(), name="api-datasets"),
-    path("transforms/", api.TransformList.as_view(), name="api-transforms"),
-    path("projects/<slug:project>/jobs/", api.JobList.as_view(), name="api-jobs"),
-    path("projects/<slug:project>/jobs/<int:job_id>/", api.JobDetail.as_view(), name="api-job"),
-    path("projects/<slug:project>/jobs/<int:job_id>/cancel/", api.JobCancel.as_view(), name="api-job-cancel"),
-    path("projects/<slug:project>/device-types/", api.DeviceTypeList.as_view(), name="api-device-types"),
-    path("projects/<slug:project>/device-types/<slug:slug>/", api.DeviceTypeDetail.as_view(),
+         jobkinds_api.OptimizeForDevice.as_view(), name="api-optimize-for-device"),
+    path("projects/<slug:project>/models/<slug:model>/datasets/", catalog_api.DatasetList.as_view(), name="api-datasets"),
+    path("transforms/", jobkinds_api.TransformList.as_view(), name="api-transforms"),
+    path("projects/<slug:project>/jobs/", jobkinds_api.JobList.as_view(), name="api-jobs"),
+    path("projects/<slug:project>/jobs/<int:job_id>/", jobkinds_api.JobDetail.as_view(), name="api-job"),
+    path("projects/<slug:project>/jobs/<int:job_id>/cancel/", jobkinds_api.JobCancel.as_view(), name="api-job-cancel"),
+    path("projects/<slug:project>/device-types/", device_types_api.DeviceTypeList.as_view(), name="api-device-types"),
+    path("projects/<slug:project>/device-types/<slug:slug>/", device_types_api.DeviceTypeDetail.as_view(),
          name="api-device-type"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -36,13 +43,13 @@ api_patterns = [
 urlpatterns = [
     # Device traffic (check-ins by the thousand) first, so it is resolved before the developer patterns.
     path("", include("devices.urls")),
-    path("", views.home, name="home"),
+    path("", project_views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
-    path("p/<slug:project>/", views.project_page, name="project"),
-    path("p/<slug:project>/device-types/", views.device_types_page, name="device-types"),
-    path("p/<slug:project>/m/<slug:model>/", views.model_page, name="model"),
-    path("p/<slug:project>/m/<slug:model>/v/<int:number>/", views.version_page, name="version"),
+    path("p/<slug:project>/", project_views.project_page, name="project"),
+    path("p/<slug:project>/device-types/", device_type_views.device_types_page, name="device-types"),
+    path("p/<slug:project>/m/<slug:model>/", catalog_views.model_page, name="model"),
+    path("p/<slug:project>/m/<slug:model>/v/<int:number>/", catalog_views.version_page, name="version"),
 ]

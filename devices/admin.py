@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from devices.delivery.cache import bump_plan_generation
+
 from .models import DailyRollup, Device, DeviceEvent, DeviceType, FleetSettings, TargetingRule
-from .plans import bump_plan_generation
 
 
 class NewGenerationOnChange(admin.ModelAdmin):

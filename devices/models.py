@@ -5,8 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from console.models import slug_validator
-
-from . import resolution
+from devices.core import resolution
 
 PRECISIONS = ["fp32", "fp16", "int8"]
 

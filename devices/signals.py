@@ -6,9 +6,9 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from console.models import CompatibilityResult, Model, ModelVersion
+from devices.delivery.cache import bump_plan_generation
 
 from .models import DeviceType, TargetingRule
-from .plans import bump_plan_generation
 
 
 @receiver([post_save, post_delete], sender=TargetingRule)

@@ -2,6 +2,10 @@
 
 Quick checks and heavy optimization have their own queues so a long
 compression job never holds up the check of a fresh upload.
+
+The engine knows no kind: the apps that own the work register theirs from their
+``AppConfig.ready()`` (the console registers check and optimize), so ``jobs``
+imports nothing from them.
 """
 
 from __future__ import annotations
@@ -44,7 +48,6 @@ def register(kind: JobKind) -> JobKind:
 
 
 def get_kind(name: str) -> JobKind:
-    _load_handlers()
     try:
         return _KINDS[name]
     except KeyError:
@@ -52,9 +55,4 @@ def get_kind(name: str) -> JobKind:
 
 
 def kinds() -> dict[str, JobKind]:
-    _load_handlers()
     return dict(_KINDS)
-
-
-def _load_handlers() -> None:
-    from . import handlers  # noqa: F401  (registers the kinds on import)

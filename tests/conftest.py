@@ -10,7 +10,9 @@ from pathlib import Path
 import onnx
 import pytest
 
-from console import roles, services
+from console.catalog import services as catalog_services
+from console.projects import roles
+from console.projects import services as project_services
 from jobs.tooling import reference_models
 
 PASSWORD = "correct-horse-battery"
@@ -105,21 +107,21 @@ def outsider(django_user_model):
 
 @pytest.fixture
 def project(owner, teammate, approver, viewer):
-    project = services.create_project(slug="kiosk", name="Kiosk app", owner=owner)
-    services.set_member(project=project, user=teammate, role=roles.DEVELOPER)
-    services.set_member(project=project, user=approver, role=roles.APPROVER)
-    services.set_member(project=project, user=viewer, role=roles.VIEWER)
+    project = project_services.create_project(slug="kiosk", name="Kiosk app", owner=owner)
+    project_services.set_member(project=project, user=teammate, role=roles.DEVELOPER)
+    project_services.set_member(project=project, user=approver, role=roles.APPROVER)
+    project_services.set_member(project=project, user=viewer, role=roles.VIEWER)
     return project
 
 
 @pytest.fixture
 def other_project(outsider):
-    return services.create_project(slug="other", name="Someone else's app", owner=outsider)
+    return project_services.create_project(slug="other", name="Someone else's app", owner=outsider)
 
 
 @pytest.fixture
 def model(project, owner):
-    return services.create_model(project=project, name="digit-classifier", user=owner)
+    return catalog_services.create_model(project=project, name="digit-classifier", user=owner)
 
 
 def api_client_for(user):

@@ -39,9 +39,9 @@ from devices.agent.outbox import EventOutbox, utc_now_iso
 from devices.agent.storage import ensure_private_dir, read_json, write_private_json
 from devices.agent.store import SHA256_RE, ModelStore
 from devices.agent.transport import Transport, same_origin
-from devices.bucketing import bucket, in_percentage
-from devices.fingerprint import config_fingerprint
-from devices.signing import verify_manifest
+from devices.core.bucketing import bucket, in_percentage
+from devices.core.fingerprint import config_fingerprint
+from devices.core.signing import verify_manifest
 
 log = logging.getLogger(__name__)
 

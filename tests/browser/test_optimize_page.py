@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from console.datasets import attach_dataset
-from console.uploads import temporary_upload
+from console.catalog.datasets import attach_dataset
+from console.catalog.uploads import temporary_upload
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import PASSWORD
 from tests.jobs.helpers import ready_version

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from console import services
+from console.projects import services as project_services
 from tests.conftest import api_client_for
 
 pytestmark = pytest.mark.django_db
@@ -132,18 +132,18 @@ def test_docs__browsable_docs_are_served_without_a_cdn(client):
 
 def test_services__removing_a_member_keeps_the_project(project, viewer):
     membership = project.memberships.get(user=viewer)
-    services.remove_member(membership=membership)
+    project_services.remove_member(membership=membership)
     assert not project.memberships.filter(user=viewer).exists()
 
 
 def test_device_types__one_in_use_by_devices__cannot_be_deleted_and_says_why(project, teammate):
-    from devices import services as device_services
+    from devices.fleet import services as fleet_services
     from devices.models import DeviceType
     from tests.devices.fleet_helpers import enroll
 
     DeviceType.objects.create(project=project, slug="kiosk-v2", name="Kiosk v2", memory_mb=2048, storage_mb=4096,
                               max_model_mb=50, runtime_version="1.17", precisions=["fp32"])
-    _, key = device_services.rotate_enrollment_key(project=project)
+    _, key = fleet_services.rotate_enrollment_key(project=project)
     assert enroll(key, device_type="kiosk-v2")[0].status_code == 201
 
     response = api_client_for(teammate).delete(f"/api/projects/{project.slug}/device-types/kiosk-v2/")

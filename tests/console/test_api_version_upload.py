@@ -118,9 +118,9 @@ def test_upload__same_file_twice__is_409_pointing_at_the_existing_version(projec
 
 
 def test_upload__same_file_to_another_model__is_a_new_version(project, model, teammate, mlp_bytes):
-    from console import services
+    from console.catalog import services as catalog_services
 
-    other = services.create_model(project=project, name="other-model")
+    other = catalog_services.create_model(project=project, name="other-model")
     client = api_client_for(teammate)
     assert upload(client, project, model, mlp_bytes).status_code == 201
     assert upload(client, project, other, mlp_bytes).status_code == 201

@@ -54,13 +54,13 @@ def test_pages__home_lists_projects_and_creates_one(signed_in, project, outsider
 
 
 def test_pages__version_page_shows_matrix_and_facts(signed_in, project, model, teammate, mlp_bytes):
-    from console import services
-    from console.uploads import temporary_upload
+    from console.catalog import services as catalog_services
+    from console.catalog.uploads import temporary_upload
     from jobs.models import Job
     from jobs.tasks import execute_job
 
     with temporary_upload("m.onnx", mlp_bytes) as upload:
-        version = services.upload_version(model=model, uploaded=upload)
+        version = catalog_services.upload_version(model=model, uploaded=upload)
     execute_job(Job.objects.get(input_version=version).pk)
     body = signed_in(teammate).get(f"/p/{project.slug}/m/{model.name}/v/1/").content.decode()
     assert "Raspberry Pi 4" in body and "x86-64 edge gateway" in body

@@ -61,7 +61,8 @@ def fresh_delivery_caches(settings) -> Iterator[None]:
     """Plans, throttles and last-seen notes are per process: start every test from scratch."""
     from django.core.cache import cache
 
-    from devices import plans, presence
+    from devices.delivery import cache as plans
+    from devices.delivery import presence
 
     settings.DEVICE_LAST_SEEN_FLUSH_S = 0
     plans.clear_cache()
@@ -74,9 +75,9 @@ def fresh_delivery_caches(settings) -> Iterator[None]:
 
 @pytest.fixture
 def enrollment_key(project) -> str:
-    from devices import services
+    from devices.fleet import services as fleet_services
 
-    _, raw = services.rotate_enrollment_key(project=project)
+    _, raw = fleet_services.rotate_enrollment_key(project=project)
     return raw
 
 

@@ -21,8 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 import onnx
 from onnx import TensorProto, helper
 
-from devices.fingerprint import config_fingerprint
-from devices.signing import (
+from devices.core.fingerprint import config_fingerprint
+from devices.core.signing import (
     canonical_json,
     check_download_token,
     generate_keypair,

@@ -8,10 +8,10 @@ from typing import Any
 from django.core.files.base import ContentFile
 from rest_framework.test import APIClient
 
-from console import services as console_services
+from console.catalog import services as catalog_services
+from console.catalog.uploads import temporary_upload
 from console.models import ModelVersion
-from console.uploads import temporary_upload
-from devices.fingerprint import config_fingerprint
+from devices.core.fingerprint import config_fingerprint
 from jobs.models import Job
 from jobs.tasks import execute_job
 from tests.conftest import make_mlp
@@ -34,9 +34,9 @@ def ready_version(model, *, seed: int = 0, hidden: int = 16, opset: int = 17, pa
     payload = make_mlp(seed=seed, hidden=hidden, opset=opset).SerializeToString()
     if parent is None:
         with temporary_upload("m.onnx", payload) as upload:
-            version = console_services.upload_version(model=model, uploaded=upload)
+            version = catalog_services.upload_version(model=model, uploaded=upload)
     else:
-        version = console_services.register_version(
+        version = catalog_services.register_version(
             model=model, source=ContentFile(payload, name="variant.onnx"),
             sha256=hashlib.sha256(payload).hexdigest(), parent=parent, transform=transform or "convert_opset",
         )

@@ -11,9 +11,9 @@ import pytest
 from devices.agent.cli import main as agent_main
 from devices.agent.client import Agent, default_config
 from devices.agent.errors import AgentError
-from devices.bucketing import bucket
-from devices.fingerprint import config_fingerprint
-from devices.signing import generate_keypair
+from devices.core.bucketing import bucket
+from devices.core.fingerprint import config_fingerprint
+from devices.core.signing import generate_keypair
 from tests.devices.fake_device_server import API, MODEL, FakeDeviceServer, FakeVersion, make_model_bytes
 
 X = {"x": np.zeros((1, 4), dtype=np.float32)}

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from django.test import Client
 
-from devices import services
 from devices.agent.client import Agent, default_config
+from devices.agent.simulate import FlakyTransport
+from devices.core.signing import verify_manifest
+from devices.fleet import services as fleet_services
 from devices.models import DailyRollup, DeviceEvent, DeviceModelState, FleetSettings
-from devices.signing import verify_manifest
-from devices.simulate import FlakyTransport
+from devices.rules import services as rules_services
 from tests.conftest import PASSWORD
 from tests.devices.fleet_helpers import ready_version
 
@@ -39,8 +40,8 @@ def test_agent__enrolls_checks_in_resumes_download_verifies_reports_and_console_
     live_server, owner, project, model, tmp_path
 ):
     version = ready_version(model)
-    services.create_rule(model=model, version=version, conditions={"regions": ["DE"]})
-    _, key = services.rotate_enrollment_key(project=project)
+    rules_services.create_rule(model=model, version=version, conditions={"regions": ["DE"]})
+    _, key = fleet_services.rotate_enrollment_key(project=project)
     transport = FirstDownloadBreaks(live_server.url)
     agent = Agent(tmp_path / "device", transport=transport, retry_delay_s=0)
 

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from devices.bucketing import BUCKETS, bucket, in_percentage, percent_to_basis_points, pick_allocation
+from devices.core.bucketing import BUCKETS, bucket, in_percentage, percent_to_basis_points, pick_allocation
 
 
 def test_bucket__matches_every_shared_vector(bucketing_vectors: list[dict]) -> None:

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from devices import services
-from devices.keys import download_secret
-from devices.signing import make_download_token
+from devices.core.signing import make_download_token
+from devices.fleet.keys import download_secret
+from devices.rules import services as rules_services
 from tests.devices.fleet_helpers import API, checkin, device_client, enroll, ready_version
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 def assigned(enrolled, model, ready_v1):
     """The enrolled device's client and the download URL of v1 it was just assigned."""
     _, token, config = enrolled
-    services.create_rule(model=model, version=ready_v1)
+    rules_services.create_rule(model=model, version=ready_v1)
     client = device_client(token)
     url = checkin(client, config).json()["models"]["digit-classifier"]["manifest"]["download_url"]
     return client, url
@@ -152,10 +152,10 @@ def test_download__accel_redirect_setting__hands_the_file_to_nginx(assigned, rea
 
 def test_download__valid_token_for_another_projects_version__is_still_refused(assigned, other_project, outsider):
     """Even a correctly signed token (were the secret to leak) does not reach a version never assigned."""
-    from console import services as console_services
+    from console.catalog import services as catalog_services
 
     client, _ = assigned
-    theirs = ready_version(console_services.create_model(project=other_project, name="secret", user=outsider))
+    theirs = ready_version(catalog_services.create_model(project=other_project, name="secret", user=outsider))
     token = make_download_token(download_secret(), version_id=theirs.pk, device_id="device-1",
                                 expires_at=int(time.time()) + 60)
 

@@ -7,8 +7,8 @@ from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
 from console.models import hash_token
-from devices import services
-from devices.fingerprint import config_fingerprint
+from devices.core.fingerprint import config_fingerprint
+from devices.fleet import services as fleet_services
 from devices.models import Device, DeviceEvent, DeviceType, FleetSettings
 from tests.devices.fleet_helpers import API, device_client, enroll
 
@@ -53,7 +53,7 @@ def test_enroll__unknown_key__is_403_and_creates_nothing(enrollment_key):
 
 
 def test_enroll__rotated_key__old_one_stops_working(enrollment_key, project):
-    services.rotate_enrollment_key(project=project)
+    fleet_services.rotate_enrollment_key(project=project)
 
     response, _ = enroll(enrollment_key)
 
@@ -65,7 +65,7 @@ def test_enroll__key_of_another_project__lands_there_and_cannot_use_this_project
 ):
     DeviceType.objects.create(project=project, slug="kiosk-box", name="Kiosk box", memory_mb=1024, storage_mb=1024,
                               max_model_mb=50, runtime_version="1.17", precisions=["fp32"])
-    _, other_key = services.rotate_enrollment_key(project=other_project)
+    _, other_key = fleet_services.rotate_enrollment_key(project=other_project)
 
     refused, _ = enroll(other_key, device_type="kiosk-box")
     accepted, _ = enroll(other_key, device_id="device-9")
@@ -151,7 +151,7 @@ def test_enroll__same_device_again__gets_a_new_token_and_the_old_one_dies(enroll
 
 def test_enroll__revoked_device__cannot_enroll_again(enrollment_key, enrolled):
     device, _, _ = enrolled
-    services.revoke_device(device=device)
+    fleet_services.revoke_device(device=device)
 
     response, _ = enroll(enrollment_key)
 

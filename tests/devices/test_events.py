@@ -69,9 +69,9 @@ def test_events__same_id_twice_in_one_batch__counts_once(enrolled, device_api, r
 def test_events__version_of_another_project__is_kept_in_history_but_counted_nowhere(
     enrolled, device_api, other_project, outsider
 ):
-    from console import services as console_services
+    from console.catalog import services as catalog_services
 
-    theirs = ready_version(console_services.create_model(project=other_project, name="digit-classifier",
+    theirs = ready_version(catalog_services.create_model(project=other_project, name="digit-classifier",
                                                          user=outsider))
 
     response = device_api.post(f"{API}/events", {"events": [event("install_failed", theirs.pk, reason="no")]},

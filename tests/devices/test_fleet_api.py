@@ -41,10 +41,10 @@ def test_fleet_settings__owner_sets_the_checkin_interval(owner, project):
 
 
 def test_devices__list_filters_and_shows_desired_vs_installed(teammate, enrollment_key, model):
-    from devices import services
+    from devices.rules import services as rules_services
 
     v1 = ready_version(model)
-    services.create_rule(model=model, version=v1)
+    rules_services.create_rule(model=model, version=v1)
     response, config = enroll(enrollment_key, device_id="kiosk-de")
     enroll(enrollment_key, device_id="kiosk-fr", region="FR")
     checkin(device_client(response.json()["device_token"]), config)
@@ -85,9 +85,9 @@ def test_devices__viewer_cannot_revoke_and_outsider_sees_nothing(viewer, outside
 
 
 def test_devices__device_of_another_project__is_404(teammate, other_project):
-    from devices import services
+    from devices.fleet import services as fleet_services
 
-    _, other_key = services.rotate_enrollment_key(project=other_project)
+    _, other_key = fleet_services.rotate_enrollment_key(project=other_project)
     enroll(other_key, device_id="theirs")
 
     assert api_client_for(teammate).get(f"{DEVICES}theirs/").status_code == 404

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from devices import services
 from devices.models import Device, TargetingRule
+from devices.rules import services as rules_services
 from tests.conftest import PASSWORD
 from tests.devices.fleet_helpers import API, checkin, device_client, enroll
 
@@ -40,7 +40,7 @@ def test_fleet_page__developer_cannot_rotate_the_key_and_outsider_sees_nothing(t
 
 
 def test_fleet_page__filters_and_shows_desired_vs_installed(viewer, enrollment_key, model, ready_v1):
-    services.create_rule(model=model, version=ready_v1)
+    rules_services.create_rule(model=model, version=ready_v1)
     response, config = enroll(enrollment_key, device_id="kiosk-de")
     enroll(enrollment_key, device_id="kiosk-fr", region="FR", device_type="raspberry-pi-4")
     installed = {"digit-classifier": {"version_id": ready_v1.pk, "sha256": ready_v1.sha256, "state": "running"}}
@@ -57,7 +57,7 @@ def test_fleet_page__filters_and_shows_desired_vs_installed(viewer, enrollment_k
 
 def test_fleet_page__query_count_does_not_grow_with_the_fleet(viewer, enrollment_key, model, ready_v1,
                                                                django_assert_max_num_queries):
-    services.create_rule(model=model, version=ready_v1)
+    rules_services.create_rule(model=model, version=ready_v1)
     for index in range(25):
         response, config = enroll(enrollment_key, device_id=f"d{index:02d}")
         checkin(device_client(response.json()["device_token"]), config)
@@ -70,7 +70,7 @@ def test_fleet_page__query_count_does_not_grow_with_the_fleet(viewer, enrollment
 
 def test_device_page__shows_history_and_a_developer_revokes(teammate, enrolled, model, ready_v1):
     device, token, config = enrolled
-    services.create_rule(model=model, version=ready_v1)
+    rules_services.create_rule(model=model, version=ready_v1)
     checkin(device_client(token), config)
     device_client(token).post(f"{API}/events", {"events": [
         {"id": "e1", "type": "download_failed", "model": "digit-classifier", "version_id": ready_v1.pk,
@@ -117,8 +117,8 @@ def test_rules_page__invalid_rule__shows_why_and_saves_nothing(teammate, ready_v
 
 
 def test_rules_page__marks_shadowed_rules_and_previews_a_sample_device(viewer, model, ready_v1, enrollment_key):
-    everyone = services.create_rule(model=model, version=ready_v1, priority=1)
-    services.create_rule(model=model, version=ready_v1, priority=2, conditions={"regions": ["FR"]})
+    everyone = rules_services.create_rule(model=model, version=ready_v1, priority=1)
+    rules_services.create_rule(model=model, version=ready_v1, priority=2, conditions={"regions": ["FR"]})
     enroll(enrollment_key)
 
     page = browser(viewer).get(RULES, {"preview": "1", "device_type": "x86-gateway", "region": "DE",
@@ -131,7 +131,7 @@ def test_rules_page__marks_shadowed_rules_and_previews_a_sample_device(viewer, m
 
 
 def test_rule_page__developer_edits_and_deletes(teammate, model, ready_v1):
-    rule = services.create_rule(model=model, version=ready_v1, conditions={"regions": ["DE"]})
+    rule = rules_services.create_rule(model=model, version=ready_v1, conditions={"regions": ["DE"]})
     client = browser(teammate)
     url = f"{RULES}rules/{rule.pk}/"
     assert 'value="DE"' in client.get(url).content.decode()

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from devices import presence
+from devices.delivery import presence
 from devices.models import Device
 
 pytestmark = pytest.mark.django_db

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devices.resolution import (
+from devices.core.resolution import (
     ASSIGNED,
     COMPATIBLE_VARIANT,
     FALLBACK,
@@ -15,7 +15,7 @@ from devices.resolution import (
     VersionFacts,
     resolve_model,
 )
-from devices.targeting import Rule
+from devices.core.targeting.rules import Rule
 
 PI, GATEWAY = 1, 2
 DEVICE = DeviceFacts(device_id="d-1", device_type_id=PI, device_type="raspberry-pi-4", region="DE",

@@ -61,12 +61,12 @@ def test_rules__invalid_rule__is_400_with_a_message(teammate, ready_v1, body, me
 
 
 def test_rules__version_still_checking__cannot_be_served(teammate, model, ready_v1):
-    from console import services as console_services
-    from console.uploads import temporary_upload
+    from console.catalog import services as catalog_services
+    from console.catalog.uploads import temporary_upload
     from tests.conftest import make_mlp
 
     with temporary_upload("m.onnx", make_mlp(seed=5).SerializeToString()) as upload:
-        console_services.upload_version(model=model, uploaded=upload)
+        catalog_services.upload_version(model=model, uploaded=upload)
 
     response = api_client_for(teammate).post(RULES, {"version": 2}, format="json")
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from devices.semver import Version, matches, parse_range, parse_version, range_covers
+from devices.core.semver import Version, matches, parse_range, parse_version, range_covers
 
 
 @pytest.mark.parametrize(

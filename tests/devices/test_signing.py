@@ -4,8 +4,8 @@ import base64
 
 import pytest
 
-from devices.fingerprint import config_fingerprint
-from devices.signing import (
+from devices.core.fingerprint import config_fingerprint
+from devices.core.signing import (
     canonical_json,
     check_download_token,
     generate_keypair,

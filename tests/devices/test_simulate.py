@@ -5,7 +5,7 @@ import random
 import pytest
 
 from devices.agent.errors import TransportError
-from devices.simulate import FlakyTransport, FleetProfile, main, simulate
+from devices.agent.simulate import FlakyTransport, FleetProfile, main, simulate
 from tests.devices.fake_device_server import FakeDeviceServer, FakeVersion
 
 

@@ -4,16 +4,11 @@ from typing import Any
 
 import pytest
 
-from devices.bucketing import bucket
-from devices.targeting import (
-    MAX_ATTRIBUTE_CONDITIONS,
-    Rule,
-    ordered_rules,
-    resolve,
-    rule_matches,
-    shadowed_rules,
-    validate_rule,
-)
+from devices.core.bucketing import bucket
+from devices.core.targeting.match import resolve, rule_matches
+from devices.core.targeting.rules import MAX_ATTRIBUTE_CONDITIONS, Rule, ordered_rules
+from devices.core.targeting.shadow import shadowed_rules
+from devices.core.targeting.validate import validate_rule
 
 CONFIG = {
     "device_id": "device-1",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devices import tickets
+from devices.core import tickets
 
 SECRET = b"s" * 32
 ANSWER = "0123456789abcdef01234567"

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from console import services
+from console.jobkinds import services as jobkind_services
 from jobs import services as job_services
 from jobs.models import Job
 from tests.conftest import make_mlp
@@ -22,7 +22,7 @@ def test_worker_killed_mid_job__reaper_requeues_it_and_another_worker_finishes(w
     parent = ready_version(model, make_mlp(hidden=8192).SerializeToString())
     first = start_worker(tmp_path / "first.log", name="doomed", pool="solo")
     try:
-        job = services.queue_optimization(version=parent, kind="optimize_for_device",
+        job = jobkind_services.queue_optimization(version=parent, kind="optimize_for_device",
                                           params={"device_type": "x86-gateway", "objective": "size",
                                                   "accuracy_budget": 1.0})
         wait_for(lambda: Job.objects.get(pk=job.pk).progress >= 10, timeout=60, message="the job to get going")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from console import services
+from console.catalog import services as catalog_services
+from console.catalog.uploads import temporary_upload
 from console.models import ModelVersion
-from console.uploads import temporary_upload
 from jobs.models import Job
 from jobs.tasks import execute_job
 from tests.conftest import make_mlp
@@ -28,7 +28,7 @@ def unrunnable_model_bytes() -> bytes:
 
 def uploaded_version(model, payload: bytes, user=None) -> ModelVersion:
     with temporary_upload("m.onnx", payload) as upload:
-        return services.upload_version(model=model, uploaded=upload, user=user)
+        return catalog_services.upload_version(model=model, uploaded=upload, user=user)
 
 
 def ready_version(model, payload: bytes | None = None) -> ModelVersion:

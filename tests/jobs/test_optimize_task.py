@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from console import services
-from console.datasets import attach_dataset
+from console.catalog.datasets import attach_dataset
+from console.catalog.uploads import temporary_upload
+from console.jobkinds import services as jobkind_services
 from console.models import ModelVersion
-from console.uploads import temporary_upload
 from jobs.models import Job
 from jobs.tasks import execute_job
 from tests.conftest import make_mlp
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 
 def optimize(version, transform, params=None, dataset=None):
-    job = services.queue_optimization(version=version, kind="optimize",
+    job = jobkind_services.queue_optimization(version=version, kind="optimize",
                                       params={"transform": transform, "params": params or {}}, dataset=dataset)
     outcome = execute_job(job.pk)
     job.refresh_from_db()
@@ -85,7 +85,7 @@ def test_convert_opset__unreachable_target__fails_with_the_reason(model):
 
 def test_optimize__runs_twice__second_run_does_nothing(model):
     parent = ready_version(model, wide_mlp())
-    job = services.queue_optimization(version=parent, kind="optimize", params={"transform": "fp16", "params": {}})
+    job = jobkind_services.queue_optimization(version=parent, kind="optimize", params={"transform": "fp16", "params": {}})
     assert execute_job(job.pk) == "succeeded"
     assert execute_job(job.pk) == "skipped"
     assert ModelVersion.objects.filter(model=model).count() == 2
@@ -120,7 +120,7 @@ def test_optimize_for_device__measures_candidates_and_keeps_only_a_smaller_not_s
     parent = ready_version(model, model_path.read_bytes())
     with temporary_upload("digits.npz", data_path.read_bytes()) as upload:
         dataset = attach_dataset(model=model, uploaded=upload)
-    job = services.queue_optimization(
+    job = jobkind_services.queue_optimization(
         version=parent, kind="optimize_for_device",
         params={"device_type": "raspberry-pi-4", "objective": "size", "accuracy_budget": 1.0}, dataset=dataset)
     assert execute_job(job.pk) == "succeeded"

@@ -14,12 +14,14 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from console import roles, services
-from console.datasets import attach_dataset
+from console.catalog import services as catalog_services
+from console.catalog.datasets import attach_dataset
+from console.catalog.uploads import temporary_upload
 from console.models import Model, Project
-from console.uploads import temporary_upload
-from devices import services as delivery
-from devices.demo_fleet import seed_demo_fleet
+from console.projects import roles
+from console.projects import services as project_services
+from devices.fleet.demo import seed_demo_fleet
+from devices.rules import services as rules_services
 from jobs.models import Job
 from jobs.tasks import execute_job
 from jobs.tooling.demo_models import write_digits_demo
@@ -43,15 +45,15 @@ class Command(BaseCommand):
             users[username] = user
         project = Project.objects.filter(slug="demo").first()
         if project is None:
-            project = services.create_project(
+            project = project_services.create_project(
                 slug="demo", name="Demo app", owner=users["demo"],
                 description="Handwritten digit recognition shipped to phones, Pis and gateways.",
             )
         for username, role in DEMO_USERS:
-            services.set_member(project=project, user=users[username], role=role)
+            project_services.set_member(project=project, user=users[username], role=role)
         model = Model.objects.filter(project=project, name="digit-classifier").first()
         if model is None:
-            model = services.create_model(
+            model = catalog_services.create_model(
                 project=project, name="digit-classifier", user=users["demo"],
                 description="8x8 handwritten digits, MLP trained on scikit-learn's bundled data.",
             )
@@ -59,7 +61,7 @@ class Command(BaseCommand):
             with tempfile.TemporaryDirectory() as tmp:
                 model_path, data_path, accuracy = write_digits_demo(Path(tmp))
                 with temporary_upload("digit-classifier.onnx", model_path.read_bytes()) as upload:
-                    version = services.upload_version(model=model, uploaded=upload, user=users["demo"])
+                    version = catalog_services.upload_version(model=model, uploaded=upload, user=users["demo"])
                 # Check it now, in this process, so the demo opens on a checked version with its dataset.
                 execute_job(Job.objects.get(input_version=version, kind="check").pk)
                 with temporary_upload("digits-eval.npz", data_path.read_bytes()) as upload:
@@ -76,9 +78,9 @@ class Command(BaseCommand):
     def _demo_delivery(self, project, model, version, owner) -> None:
         """A default version, one staged rule and a small fleet that installed it (once)."""
         if model.default_version_id is None:
-            delivery.set_default_version(model=model, version=version)
+            rules_services.set_default_version(model=model, version=version)
         if not model.targeting_rules.exists():
-            delivery.create_rule(model=model, version=version, priority=10, user=owner,
+            rules_services.create_rule(model=model, version=version, priority=10, user=owner,
                                  description="EU pro users first", conditions={
                                      "regions": ["DE", "FR"], "attributes": [{"key": "tier", "op": "eq",
                                                                               "value": "pro"}],

@@ -1,0 +1,135 @@
+"""Developer REST API for models, versions and datasets."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Max
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, parsers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from console.catalog import services as catalog_services
+from console.catalog.datasets import DatasetRefused, attach_dataset
+from console.catalog.serializers import (
+    DatasetSerializer,
+    DatasetUploadSerializer,
+    ModelSerializer,
+    VersionDetailSerializer,
+    VersionSerializer,
+    VersionUploadSerializer,
+)
+from console.models import ModelVersion
+from console.projects import access, roles
+from jobs.tooling.modelfile import ModelFileError
+
+
+class ModelList(generics.ListCreateAPIView):
+    serializer_class = ModelSerializer
+
+    def get_queryset(self):
+        project, _ = access.project_for(self.request.user, self.kwargs["project"])
+        return project.models.annotate(version_count=Count("versions"), latest_version=Max("versions__number"))
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if "project" in self.kwargs and self.request.method == "POST":
+            context["project"], _ = access.project_for(self.request.user, self.kwargs["project"], roles.CHANGE)
+        return context
+
+    def perform_create(self, serializer):
+        project = serializer.context["project"]
+        data = serializer.validated_data
+        serializer.instance = catalog_services.create_model(
+            project=project, name=data["name"], description=data.get("description", ""), user=self.request.user
+        )
+
+
+class ModelDetail(generics.RetrieveAPIView):
+    serializer_class = ModelSerializer
+
+    def get_object(self):
+        model, _ = access.model_for(self.request.user, self.kwargs["project"], self.kwargs["model"])
+        return model
+
+
+def upload_error_response(request):
+    """413 when the upload handler stopped at the size limit; None otherwise."""
+    message = getattr(request, "upload_error", None) or getattr(getattr(request, "_request", None), "upload_error", None)
+    if message:
+        return Response({"detail": message}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    return None
+
+
+class VersionList(generics.ListCreateAPIView):
+    serializer_class = VersionSerializer
+    parser_classes = [parsers.MultiPartParser, parsers.FormParser]
+
+    def get_queryset(self):
+        model, _ = access.model_for(self.request.user, self.kwargs["project"], self.kwargs["model"])
+        return model.versions.select_related("model", "parent")
+
+    @extend_schema(request=VersionUploadSerializer, responses={201: VersionSerializer})
+    def post(self, request, *args, **kwargs):
+        model, _ = access.model_for(request.user, kwargs["project"], kwargs["model"], roles.CHANGE)
+        files = request.FILES  # parses the body, running the size-limited upload handler
+        too_large = upload_error_response(request)
+        if too_large is not None:
+            return too_large
+        upload = files.get("file")
+        if upload is None:
+            raise ValidationError({"file": "Attach the model as multipart/form-data field 'file'."})
+        try:
+            version = catalog_services.upload_version(model=model, uploaded=upload, user=request.user, filename=upload.name)
+        except ModelFileError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except catalog_services.DuplicateVersion as exc:
+            existing = exc.existing
+            return Response(
+                {
+                    "detail": str(exc),
+                    "existing_version": existing.number,
+                    "url": f"/api/projects/{model.project.slug}/models/{model.name}/versions/{existing.number}/",
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(VersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class VersionDetail(generics.RetrieveAPIView):
+    serializer_class = VersionDetailSerializer
+
+    def get_object(self):
+        version, _ = access.version_for(
+            self.request.user, self.kwargs["project"], self.kwargs["model"], self.kwargs["number"]
+        )
+        return ModelVersion.objects.prefetch_related("compatibility__device_type").select_related(
+            "model", "parent").get(pk=version.pk)
+
+
+class DatasetList(generics.ListCreateAPIView):
+    serializer_class = DatasetSerializer
+    parser_classes = [parsers.MultiPartParser, parsers.FormParser]
+
+    def get_queryset(self):
+        model, _ = access.model_for(self.request.user, self.kwargs["project"], self.kwargs["model"])
+        return model.datasets.all()
+
+    @extend_schema(request=DatasetUploadSerializer, responses={201: DatasetSerializer})
+    def post(self, request, *args, **kwargs):
+        model, _ = access.model_for(request.user, kwargs["project"], kwargs["model"], roles.CHANGE)
+        request.FILES  # noqa: B018  (parse the body through the size-limited upload handler)
+        too_large = upload_error_response(request)
+        if too_large is not None:
+            return too_large
+        data = DatasetUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        try:
+            dataset = attach_dataset(
+                model=model, uploaded=upload, name=data.validated_data.get("name", ""), user=request.user,
+                label_column=data.validated_data["label_column"], version_number=data.validated_data.get("version"),
+            )
+        except DatasetRefused as exc:
+            return Response({"detail": "The dataset does not fit the model.", "problems": exc.problems},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)

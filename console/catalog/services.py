@@ -1,0 +1,104 @@
+"""State changes of models and versions: create, upload, register; and which versions may be served."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from console.catalog.uploads import sha256_of
+from console.models import Model, ModelVersion, Project
+from jobs.services import start_job
+from jobs.tooling.modelfile import ModelFileError, load_model
+
+logger = logging.getLogger(__name__)
+
+
+class DuplicateVersion(Exception):
+    def __init__(self, existing: ModelVersion):
+        self.existing = existing
+        super().__init__(
+            f"This file is already version {existing.number} of {existing.model.name} (same sha256 {existing.sha256})."
+        )
+
+
+def create_model(*, project: Project, name: str, description: str = "", user=None) -> Model:
+    return Model.objects.create(project=project, name=name, description=description, created_by=user)
+
+
+def version_storage_name(model: Model, sha256: str, suffix: str = ".onnx") -> str:
+    return f"projects/{model.project_id}/models/{model.pk}/{sha256}{suffix}"
+
+
+def _check_duplicate(model: Model, sha256: str) -> None:
+    existing = model.versions.filter(sha256=sha256).first()
+    if existing is not None:
+        raise DuplicateVersion(existing)
+
+
+def upload_version(*, model: Model, uploaded, user=None, filename: str = "") -> ModelVersion:
+    """Validate an uploaded file, store it, create a version in ``checking`` and queue its check.
+
+    Raises ModelFileError (not a model we accept) or DuplicateVersion; either
+    way nothing is stored. If anything fails after the file is stored, the
+    stored file is removed again.
+    """
+    sha256 = sha256_of(uploaded)
+    _check_duplicate(model, sha256)
+    path = uploaded.temporary_file_path() if hasattr(uploaded, "temporary_file_path") else None
+    if path is None:
+        raise ModelFileError("The upload did not arrive as a file; send it as multipart/form-data field 'file'.")
+    load_model(path)  # raises ModelFileError with the reason
+    return register_version(model=model, source=uploaded, sha256=sha256, user=user,
+                            filename=filename or uploaded.name or "")
+
+
+def register_version(
+    *, model: Model, source, sha256: str, user=None, filename: str = "", parent: ModelVersion | None = None,
+    transform: str = "", transform_params: dict | None = None, file_format: str = "onnx", metrics: dict | None = None,
+) -> ModelVersion:
+    """Store ``source`` (a Django File) and create its version row plus a check job, all or nothing."""
+    suffix = ".ort" if file_format == "ort" else ".onnx"
+    stored_name = default_storage.save(version_storage_name(model, sha256, suffix), source if isinstance(source, File)
+                                       else File(source))
+    try:
+        with transaction.atomic():
+            Model.objects.select_for_update().filter(pk=model.pk).first()  # serialize version numbering
+            last = model.versions.aggregate(n=Max("number"))["n"] or 0
+            version = ModelVersion.objects.create(
+                model=model,
+                number=last + 1,
+                file=stored_name,
+                original_filename=filename[:255],
+                sha256=sha256,
+                size_bytes=default_storage.size(stored_name),
+                format=file_format,
+                parent=parent,
+                transform=transform,
+                transform_params=transform_params or {},
+                metrics=metrics or {},
+                created_by=user if user is not None and getattr(user, "is_authenticated", False) else None,
+            )
+            start_job(project=model.project, kind="check", input_version=version, user=user)
+    except IntegrityError:
+        default_storage.delete(stored_name)
+        existing = model.versions.filter(sha256=sha256).first()
+        if existing is not None:
+            raise DuplicateVersion(existing) from None
+        raise
+    except BaseException:
+        default_storage.delete(stored_name)
+        raise
+    return version
+
+
+def deployable(version: ModelVersion) -> bool:
+    """Only a checked version can be deployed."""
+    return version.state == ModelVersion.State.READY
+
+
+class NotDeployable(ValueError):
+    pass

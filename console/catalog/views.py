@@ -1,0 +1,81 @@
+"""Pages: a model with its versions and datasets, and a version with its checks and variants."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.shortcuts import render
+
+from console.models import slug_validator
+from console.projects import access, roles
+from devices.models import DeviceType
+from jobs.tooling.transforms import TRANSFORMS
+
+
+class ModelForm(forms.Form):
+    name = forms.CharField(max_length=63, validators=[slug_validator], help_text="e.g. digit-classifier")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+@login_required
+def model_page(request, project, model):
+    model_obj, membership = access.model_for(request.user, project, model)
+    datasets = model_obj.datasets.all()
+    versions = model_obj.versions.select_related("parent").annotate(
+        compatible_count=Count("compatibility", filter=Q(compatibility__compatible=True)),
+        checked_count=Count("compatibility"),
+    ).order_by("-number")
+    return render(request, "console/model.html", {
+        "project": model_obj.project, "model": model_obj, "versions": versions, "membership": membership,
+        "datasets": datasets,
+        "can_change": access.can(membership, roles.CHANGE),
+    })
+
+
+@login_required
+def version_page(request, project, model, number):
+    version, membership = access.version_for(request.user, project, model, number)
+    compatibility = version.compatibility.select_related("device_type")
+    jobs = version.jobs.order_by("-created_at")[:10]
+    histogram = version.metadata.get("operator_histogram", {})
+    children = version.children.order_by("number")
+    device_run = version.jobs.filter(kind="optimize_for_device", state="succeeded").order_by("-finished_at").first()
+    return render(request, "console/version.html", {
+        "project": version.model.project, "model": version.model, "version": version, "membership": membership,
+        "compatibility": compatibility, "jobs": jobs, "facts": version.metadata,
+        "histogram_json": json.dumps(histogram), "children": children,
+        "active_job": next((j for j in jobs if not j.is_finished), None),
+        "can_change": access.can(membership, roles.CHANGE),
+        "transforms": TRANSFORMS.values(), "datasets": version.model.datasets.all(),
+        "device_types": DeviceType.objects.visible_to(version.model.project_id),
+        "device_run": device_run,
+        "variants_json": json.dumps(variant_points(version, children, device_run)),
+    })
+
+
+def variant_points(version, children, device_run) -> dict:
+    """Points for the size-versus-latency chart: the parent, its child versions, and the last device run's candidates."""
+    points = []
+    parent_bench = version.metrics.get("benchmark")
+    if parent_bench:
+        points.append({"label": f"v{version.number} (this version)", "size": parent_bench["size_bytes"],
+                       "latency": parent_bench["latency_1_thread"]["median_ms"],
+                       "accuracy": (parent_bench.get("evaluation") or {}).get("accuracy"), "kind": "parent"})
+    for child in children:
+        bench = child.metrics.get("benchmark")
+        if bench:
+            points.append({"label": f"v{child.number} {child.transform}", "size": bench["size_bytes"],
+                           "latency": bench["latency_1_thread"]["median_ms"],
+                           "accuracy": (bench.get("evaluation") or {}).get("accuracy"), "kind": "version"})
+    chosen = None
+    if device_run:
+        chosen = device_run.result.get("choice")
+        for row in device_run.result.get("candidates", []):
+            if "size_bytes" in row:
+                points.append({"label": row["name"], "size": row["size_bytes"], "latency": row["latency_ms"],
+                               "accuracy": row.get("accuracy"), "kind": "chosen" if row["name"] == chosen
+                               else ("candidate" if row.get("runnable_on_device") else "not runnable")})
+    return {"points": points, "chosen": chosen}

@@ -1,0 +1,102 @@
+"""Developer REST API for jobs: list, detail, cancel, and queueing optimization on a version."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from console.catalog import services as catalog_services
+from console.jobkinds import services as jobkind_services
+from console.jobkinds.serializers import (
+    JobSerializer,
+    OptimizeForDeviceSerializer,
+    OptimizeSerializer,
+    TransformSerializer,
+)
+from console.projects import access, roles
+from jobs.models import Job
+from jobs.services import cancel_job
+from jobs.tooling.transforms import TRANSFORMS
+
+
+class JobList(generics.ListAPIView):
+    serializer_class = JobSerializer
+
+    def get_queryset(self):
+        project, _ = access.project_for(self.request.user, self.kwargs["project"])
+        jobs = project.jobs.select_related("input_version__model", "output_version__model")
+        state = self.request.query_params.get("state")
+        if state:
+            if state not in Job.State.values:
+                raise ValidationError({"state": f"Choose one of {', '.join(Job.State.values)}."})
+            jobs = jobs.filter(state=state)
+        return jobs
+
+
+class JobDetail(generics.RetrieveAPIView):
+    serializer_class = JobSerializer
+
+    def get_object(self):
+        project, _ = access.project_for(self.request.user, self.kwargs["project"])
+        return get_object_or_404(
+            Job.objects.select_related("input_version__model", "output_version__model"),
+            project=project, pk=self.kwargs["job_id"],
+        )
+
+
+class JobCancel(APIView):
+    @extend_schema(request=None, responses={200: JobSerializer})
+    def post(self, request, project, job_id):
+        project_obj, _ = access.project_for(request.user, project, roles.CHANGE)
+        job = get_object_or_404(Job, project=project_obj, pk=job_id)
+        if not cancel_job(job):
+            return Response({"detail": f"The job already ended ({job.state})."}, status=status.HTTP_409_CONFLICT)
+        job.refresh_from_db()
+        return Response(JobSerializer(job).data)
+
+
+class TransformList(APIView):
+    """The transforms a version can be put through, with their default parameters."""
+
+    @extend_schema(responses={200: TransformSerializer(many=True)})
+    def get(self, request):
+        rows = [{"name": t.name, "description": t.description, "needs_dataset": t.needs_dataset,
+                 "defaults": {k: v for k, v in t.defaults.items() if k != "dataset"}} for t in TRANSFORMS.values()]
+        return Response(TransformSerializer(rows, many=True).data)
+
+
+class _QueueOnVersion(APIView):
+    kind = ""
+    input_serializer: type = OptimizeSerializer
+
+    def post(self, request, project, model, number):
+        version, _ = access.version_for(request.user, project, model, number, roles.CHANGE)
+        data = self.input_serializer(data=request.data, context={"model": version.model})
+        data.is_valid(raise_exception=True)
+        params = {k: v for k, v in data.validated_data.items() if k != "dataset"}
+        try:
+            job = jobkind_services.queue_optimization(version=version, kind=self.kind, params=params,
+                                              dataset=data.validated_data.get("dataset"), user=request.user)
+        except catalog_services.NotDeployable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema_view(post=extend_schema(request=OptimizeSerializer, responses={202: JobSerializer}))
+class OptimizeVersion(_QueueOnVersion):
+    """Queue one transform of this version; the variant becomes a child version."""
+
+    kind = "optimize"
+    input_serializer = OptimizeSerializer
+
+
+@extend_schema_view(post=extend_schema(request=OptimizeForDeviceSerializer, responses={202: JobSerializer}))
+class OptimizeForDevice(_QueueOnVersion):
+    """Try the candidate transforms for a device type and keep the best variant within an accuracy budget."""
+
+    kind = "optimize_for_device"
+    input_serializer = OptimizeForDeviceSerializer

@@ -1,0 +1,286 @@
+"""Optimization jobs: one transform of a version, or the best variant for a device type.
+
+Each produced variant becomes a child version (lineage: parent + transform +
+parameters), benchmarked next to its parent in the same process, and then
+compatibility-checked like any upload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+
+from django.core.files import File
+
+from jobs.files import local_path
+from jobs.registry import QUEUE_HEAVY, JobKind, PermanentJobError, register
+from jobs.tooling import compat, live_runtime, runtimes
+from jobs.tooling.benchmark import benchmark, paired_latency_ratio
+from jobs.tooling.choose import choose_variant
+from jobs.tooling.errors import TransformError
+from jobs.tooling.evaluate import evaluate, verify_variant
+from jobs.tooling.inspect import inspect_model
+from jobs.tooling.modelfile import ModelFileError, load_model
+from jobs.tooling.transforms import get_transform
+
+LATENCY_RUNS = 50
+
+
+def _load_parent(job):
+    from console.models import ModelVersion
+
+    parent = ModelVersion.objects.select_related("model__project").get(pk=job.input_version_id)
+    if parent.state != ModelVersion.State.READY:
+        raise PermanentJobError(f"{parent} is {parent.state}; only a checked (ready) version can be optimized")
+    return parent
+
+
+def _load_dataset(job, parent):
+    dataset_id = job.params.get("dataset")
+    if not dataset_id:
+        return None
+    dataset = parent.model.datasets.filter(pk=dataset_id).first()
+    if dataset is None:
+        raise PermanentJobError(f"dataset {dataset_id} is not attached to {parent.model.name}")
+    return dataset
+
+
+@contextlib.contextmanager
+def _dataset_path(dataset):
+    if dataset is None:
+        yield None
+    else:
+        with local_path(dataset.file, suffix=f".{dataset.format}") as path:
+            yield path
+
+
+def measure(path: Path, data_path: Path | None, has_labels: bool, runs: int = LATENCY_RUNS) -> dict:
+    """Size, download size, latency, memory, and accuracy when a labeled dataset is at hand."""
+    figures = benchmark(path, runs=runs)
+    if data_path is not None and has_labels:
+        figures["evaluation"] = evaluate(path, data_path)
+    return figures
+
+
+def summarize(parent: dict, child: dict, verification: dict, latency_ratio: float | None = None) -> dict:
+    """The figures a person compares: ratios variant/parent and accuracy delta in points."""
+
+    def ratio(key: str, sub: str | None = None) -> float | None:
+        a = parent[key][sub] if sub else parent[key]
+        b = child[key][sub] if sub else child[key]
+        return round(b / a, 4) if a and b is not None else None
+
+    summary = {
+        "size_ratio": ratio("size_bytes"),
+        "download_size_ratio": ratio("download_bytes"),
+        # Paired (alternating) measurement when available: separate runs drift with machine load.
+        "latency_ratio": round(latency_ratio, 4) if latency_ratio else ratio("latency_1_thread", "median_ms"),
+        "latency_ratio_default_threads": ratio("latency_default_threads", "median_ms"),
+        "top1_agreement": verification.get("top1_agreement"),
+        "max_abs_diff": verification.get("max_abs_diff"),
+        "mean_abs_diff": verification.get("mean_abs_diff"),
+    }
+    parent_eval, child_eval = parent.get("evaluation"), child.get("evaluation")
+    if parent_eval and child_eval and "accuracy" in parent_eval:
+        summary["accuracy"] = child_eval["accuracy"]
+        summary["accuracy_delta_points"] = round(100 * (child_eval["accuracy"] - parent_eval["accuracy"]), 3)
+    elif parent_eval and child_eval and "mae" in parent_eval:
+        summary["mae"] = child_eval["mae"]
+        summary["mae_delta"] = child_eval["mae"] - parent_eval["mae"]
+    return summary
+
+
+def make_variant(transform_name: str, params: dict, parent_path: Path, data_path: Path | None, workdir: Path):
+    """Run one transform and verify the result against its parent. Raises TransformError."""
+    transform = get_transform(transform_name)
+    params = {k: v for k, v in params.items() if k != "dataset"}  # datasets come from the console, never a path
+    if transform.needs_dataset:
+        if data_path is None:
+            raise TransformError(f"{transform_name} needs a calibration dataset: attach one to the model and pick it")
+        params["dataset"] = str(data_path)
+    cleaned = transform.clean(params)
+    out = workdir / f"{transform_name}-{len(list(workdir.iterdir()))}{transform.suffix}"
+    report = transform.function(parent_path, out, **cleaned)
+    verification = verify_variant(parent_path, out, data_path)
+    if not verification["verified"]:
+        raise TransformError(f"the {transform_name} variant does not agree with its parent: {verification['reason']}")
+    public_params = {k: v for k, v in cleaned.items() if k != "dataset"}
+    return out, report, verification, public_params, transform
+
+
+def register_variant(job, parent, out: Path, transform_name: str, params: dict, metrics: dict, file_format: str):
+    """(child version for ``out``, created); an identical file already registered is reused, not stored twice."""
+    from console.catalog import services as catalog_services
+    from console.catalog.uploads import sha256_of
+
+    with open(out, "rb") as handle:
+        source = File(handle, name=out.name)
+        sha256 = sha256_of(source)
+        existing = parent.model.versions.filter(sha256=sha256).first()
+        if existing is not None:
+            return existing, False
+        return catalog_services.register_version(
+            model=parent.model, source=source, sha256=sha256, user=job.created_by,
+            filename=out.name, parent=parent, transform=transform_name, transform_params=params,
+            file_format=file_format, metrics=metrics,
+        ), True
+
+
+def run_optimize(job, progress):
+    parent = _load_parent(job)
+    dataset = _load_dataset(job, parent)
+    name = job.params.get("transform", "")
+    with local_path(parent.file) as parent_path, _dataset_path(dataset) as data_path, \
+            tempfile.TemporaryDirectory(prefix="mdc-opt-") as tmp:
+        progress(10, f"running {name} on {parent}")
+        try:
+            out, report, verification, params, transform = make_variant(
+                name, job.params.get("params", {}), parent_path, data_path, Path(tmp))
+            for line in report.log:
+                progress(35, line)
+            progress(45, f"variant verified ({verification['reason']}); benchmarking parent and variant")
+            has_labels = bool(dataset and dataset.has_labels)
+            parent_figures = measure(parent_path, data_path, has_labels)
+            progress(65, "benchmarking the variant")
+            child_figures = measure(out, data_path, has_labels)
+            progress(80, "timing parent and variant side by side")
+            paired = paired_latency_ratio(parent_path, out)
+        except TransformError as exc:
+            raise PermanentJobError(str(exc)) from exc
+        summary = summarize(parent_figures, child_figures, verification, paired)
+        metrics = {
+            "benchmark": child_figures, "parent_benchmark": parent_figures, "verification": verification,
+            "vs_parent": summary, "transform_report": report.as_dict(),
+            "dataset": dataset.pk if dataset else None,
+        }
+        progress(85, "registering the variant")
+        child, created = register_variant(job, parent, out, name, params, metrics,
+                                          "ort" if transform.suffix == ".ort" else "onnx")
+    _remember_parent_benchmark(parent, parent_figures)
+    result = {"version": child.number, "transform": name, **summary}
+    if not created:
+        result["note"] = f"the variant is byte-for-byte v{child.number}, which already exists"
+    return result, child
+
+
+def _remember_parent_benchmark(parent, figures: dict) -> None:
+    from console.models import ModelVersion
+
+    ModelVersion.objects.filter(pk=parent.pk).update(metrics={**parent.metrics, "benchmark": figures})
+
+
+def candidate_transforms(profile: dict, facts: dict, has_dataset: bool) -> list[tuple[str, dict]]:
+    """Transforms worth trying for a device type; the ones it cannot run are dropped after measuring."""
+    candidates: list[tuple[str, dict]] = [
+        ("optimize_graph", {"level": "extended"}),
+        ("quantize_dynamic", {"per_channel": False}),
+        ("quantize_dynamic", {"per_channel": True}),
+        ("prune", {"sparsity": 0.3}),
+        ("svd", {"energy": 0.95}),
+    ]
+    if has_dataset:
+        candidates.append(("quantize_static", {"calibrate_method": "minmax"}))
+    if "fp16" in profile.get("precisions", []):
+        candidates.append(("fp16", {"keep_io_types": True}))
+    if profile.get("runtime_build") == "mobile":
+        candidates.append(("to_ort", {"level": "basic"}))  # mobile packages load the ORT format most cheaply
+    same_as_server = live_runtime.major_minor(profile.get("runtime_version", "")) == live_runtime.major_minor(
+        live_runtime.version())
+    limits = None if same_as_server else runtimes.runtime_limits(profile.get("runtime_version", ""))
+    model_opset = facts.get("opset_imports", {}).get("ai.onnx")
+    if limits and model_opset and limits.get("ai.onnx") and model_opset > limits["ai.onnx"]:
+        candidates.append(("convert_opset", {"target_opset": limits["ai.onnx"]}))
+    return candidates
+
+
+def run_optimize_for_device(job, progress):
+    from devices.models import DeviceType
+
+    parent = _load_parent(job)
+    dataset = _load_dataset(job, parent)
+    slug = job.params.get("device_type", "")
+    device_type = DeviceType.objects.visible_to(parent.model.project_id).filter(slug=slug).first()
+    if device_type is None:
+        raise PermanentJobError(f"no device type {slug!r} in this project or the built-in catalog")
+    profile = device_type.profile()
+    objective = job.params.get("objective", "size")
+    budget = float(job.params.get("accuracy_budget", 1.0))
+    has_labels = bool(dataset and dataset.has_labels)
+    rows, names = [], []
+    with local_path(parent.file) as parent_path, _dataset_path(dataset) as data_path, \
+            tempfile.TemporaryDirectory(prefix="mdc-dev-") as tmp:
+        progress(5, f"measuring {parent} as the baseline")
+        try:
+            parent_figures = measure(parent_path, data_path, has_labels)
+        except TransformError as exc:
+            raise PermanentJobError(str(exc)) from exc
+        baseline = _candidate_row("parent", parent_figures, None, profile, parent.metadata, parent.size_bytes)
+        candidates = candidate_transforms(profile, parent.metadata, data_path is not None)
+        made = {}
+        for index, (name, params) in enumerate(candidates):
+            label = f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})"
+            progress(10 + int(75 * index / len(candidates)), f"trying {label}")
+            try:
+                out, report, verification, cleaned, transform = make_variant(name, params, parent_path, data_path,
+                                                                             Path(tmp))
+                figures = measure(out, data_path, has_labels)
+                paired = paired_latency_ratio(parent_path, out)
+                facts = inspect_model(load_model(out)) if transform.suffix == ".onnx" else parent.metadata
+            except (TransformError, ModelFileError) as exc:
+                rows.append({"name": label, "transform": name, "params": params, "error": str(exc)})
+                continue
+            row = _candidate_row(label, figures, verification, profile, facts, figures["size_bytes"])
+            # The chooser compares latencies: use the side-by-side ratio against the parent's figure.
+            row["latency_ms"] = baseline["latency_ms"] * paired
+            row.update({"transform": name, "params": cleaned,
+                        "vs_parent": summarize(parent_figures, figures, verification, paired)})
+            rows.append(row)
+            made[label] = (out, name, cleaned, figures, verification, report, transform, paired)
+            names.append(label)
+        measured = [row for row in rows if "error" not in row]
+        decision = choose_variant(baseline, measured, objective=objective, budget_points=budget)
+        for row in rows:
+            row["decision"] = "chosen" if row["name"] == decision["choice"] else decision["reasons"].get(
+                row["name"], row.get("error", ""))
+        result = {
+            "device_type": slug, "objective": objective, "accuracy_budget": budget, "parent": baseline,
+            "candidates": rows, "choice": decision["choice"],
+        }
+        child = None
+        if decision["choice"]:
+            out, name, cleaned, figures, verification, report, transform, paired = made[decision["choice"]]
+            progress(90, f"registering {decision['choice']} as a new version")
+            metrics = {
+                "benchmark": figures, "parent_benchmark": parent_figures, "verification": verification,
+                "vs_parent": summarize(parent_figures, figures, verification, paired),
+                "transform_report": report.as_dict(), "dataset": dataset.pk if dataset else None, "chosen_for": slug,
+            }
+            child, _ = register_variant(job, parent, out, name, cleaned, metrics,
+                                        "ort" if transform.suffix == ".ort" else "onnx")
+            result["version"] = child.number
+        else:
+            progress(95, "no variant beat the parent within the budget; keeping the parent")
+    _remember_parent_benchmark(parent, parent_figures)
+    return result, child
+
+
+def _candidate_row(name, figures, verification, profile, facts, size_bytes) -> dict:
+    runnable, reasons = compat.check_device(facts, size_bytes, profile) if facts else (True, [])
+    evaluation = figures.get("evaluation") or {}
+    return {
+        "name": name,
+        "size_bytes": figures["size_bytes"],
+        "download_size_bytes": figures["download_bytes"],
+        "latency_ms": figures["latency_1_thread"]["median_ms"],
+        "latency_p90_ms": figures["latency_1_thread"]["p90_ms"],
+        "accuracy": evaluation.get("accuracy"),
+        "agreement": (verification or {}).get("top1_agreement"),
+        "runnable_on_device": runnable,
+        "device_reasons": reasons,
+    }
+
+
+OPTIMIZE = register(JobKind(name="optimize", queue=QUEUE_HEAVY, run=run_optimize, label="Optimize"))
+OPTIMIZE_FOR_DEVICE = register(JobKind(name="optimize_for_device", queue=QUEUE_HEAVY, run=run_optimize_for_device,
+                                       label="Optimize for a device type"))

@@ -1,0 +1,91 @@
+"""Shapes of jobs, and validation of optimization requests."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from devices.models import DeviceType
+from jobs.models import Job
+from jobs.tooling.errors import TransformError
+from jobs.tooling.transforms import TRANSFORMS
+
+
+class JobSerializer(serializers.ModelSerializer):
+    input_version = serializers.SerializerMethodField()
+    output_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "kind", "params", "state", "progress", "log", "error", "attempts", "input_version",
+            "output_version", "result", "created_at", "started_at", "finished_at",
+        ]
+
+    def _ref(self, version) -> dict | None:
+        if version is None:
+            return None
+        return {"model": version.model.name, "number": version.number, "state": version.state}
+
+    def get_input_version(self, job) -> dict | None:
+        return self._ref(job.input_version)
+
+    def get_output_version(self, job) -> dict | None:
+        return self._ref(job.output_version)
+
+
+def _dataset_of(model, dataset_id):
+    if dataset_id is None:
+        return None
+    dataset = model.datasets.filter(pk=dataset_id).first()
+    if dataset is None:
+        raise serializers.ValidationError({"dataset": f"No dataset {dataset_id} is attached to {model.name}."})
+    return dataset
+
+
+class OptimizeSerializer(serializers.Serializer):
+    transform = serializers.ChoiceField(choices=sorted(TRANSFORMS))
+    params = serializers.DictField(required=False, default=dict)
+    dataset = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+    def validate(self, attrs):
+        transform = TRANSFORMS[attrs["transform"]]
+        params = dict(attrs["params"])
+        if "dataset" in params:
+            raise serializers.ValidationError({"params": "Pick a dataset with the 'dataset' field (its id)."})
+        attrs["dataset"] = _dataset_of(self.context["model"], attrs.get("dataset"))
+        if transform.needs_dataset:
+            if attrs["dataset"] is None:
+                raise serializers.ValidationError(
+                    {"dataset": f"{transform.name} is calibrated on data: attach a dataset to the model and give "
+                                "its id."})
+            params["dataset"] = "placeholder"  # checked for shape only; the job passes the real file
+        try:
+            cleaned = transform.clean(params)
+        except TransformError as exc:
+            raise serializers.ValidationError({"params": str(exc)}) from exc
+        cleaned.pop("dataset", None)
+        attrs["params"] = cleaned
+        return attrs
+
+
+class OptimizeForDeviceSerializer(serializers.Serializer):
+    device_type = serializers.SlugField()
+    objective = serializers.ChoiceField(choices=["size", "latency"], default="size")
+    accuracy_budget = serializers.FloatField(default=1.0, min_value=0.0, max_value=100.0,
+                                             help_text="Largest accuracy drop accepted, in points.")
+    dataset = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+    def validate(self, attrs):
+        model = self.context["model"]
+        attrs["dataset"] = _dataset_of(model, attrs.get("dataset"))
+        exists = DeviceType.objects.visible_to(model.project).filter(slug=attrs["device_type"]).exists()
+        if not exists:
+            raise serializers.ValidationError({"device_type": f"No device type {attrs['device_type']!r} here."})
+        return attrs
+
+
+class TransformSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    needs_dataset = serializers.BooleanField()
+    defaults = serializers.DictField()

@@ -1,0 +1,61 @@
+"""Pages: the project list and a project's page."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Max
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from console.catalog import services as catalog_services
+from console.catalog.views import ModelForm
+from console.models import Membership, Model, Project, slug_validator
+from console.projects import access, roles
+from console.projects import services as project_services
+
+
+class ProjectForm(forms.Form):
+    slug = forms.CharField(max_length=63, validators=[slug_validator], help_text="lowercase, e.g. kiosk-app")
+    name = forms.CharField(max_length=200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def home(request):
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if Project.objects.filter(slug=form.cleaned_data["slug"]).exists():
+            form.add_error("slug", "That slug is taken.")
+        else:
+            project = project_services.create_project(owner=request.user, **form.cleaned_data)
+            return redirect("project", project=project.slug)
+    memberships = (
+        Membership.objects.filter(user=request.user)
+        .select_related("project")
+        .annotate(model_count=Count("project__models", distinct=True))
+        .order_by("project__name")
+    )
+    return render(request, "console/home.html", {"memberships": memberships, "form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_page(request, project):
+    project_obj, membership = access.project_for(request.user, project)
+    form = ModelForm(request.POST or None)
+    if request.method == "POST":
+        access.project_for(request.user, project, roles.CHANGE)
+        if form.is_valid():
+            if Model.objects.filter(project=project_obj, name=form.cleaned_data["name"]).exists():
+                form.add_error("name", "A model with that name exists in this project.")
+            else:
+                model = catalog_services.create_model(project=project_obj, user=request.user, **form.cleaned_data)
+                return redirect("model", project=project, model=model.name)
+    models = project_obj.models.annotate(version_count=Count("versions"), latest=Max("versions__number"))
+    jobs = project_obj.jobs.select_related("input_version__model")[:10]
+    return render(request, "console/project.html", {
+        "project": project_obj, "membership": membership, "models": models, "jobs": jobs, "form": form,
+        "can_change": access.can(membership, roles.CHANGE),
+        "members": project_obj.memberships.select_related("user").order_by("user__username"),
+    })

@@ -1,0 +1,35 @@
+"""Shapes and validation of device types."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from devices.models import DeviceType
+
+
+class DeviceTypeSerializer(serializers.ModelSerializer):
+    builtin = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DeviceType
+        fields = [
+            "slug", "name", "cpu_arch", "accelerator", "execution_provider", "memory_mb", "storage_mb",
+            "max_model_mb", "runtime", "runtime_version", "runtime_build", "precisions", "notes", "builtin",
+        ]
+
+    def get_builtin(self, device_type) -> bool:
+        return device_type.project_id is None
+
+    def validate_precisions(self, value):
+        from devices.models import PRECISIONS
+
+        unknown = [p for p in value if p not in PRECISIONS]
+        if not isinstance(value, list) or not value or unknown:
+            raise serializers.ValidationError(f"Give a non-empty list drawn from {', '.join(PRECISIONS)}.")
+        return value
+
+    def validate_runtime_version(self, value):
+        parts = value.split(".")
+        if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+            raise serializers.ValidationError("Give the runtime release as major.minor, e.g. 1.17.")
+        return value

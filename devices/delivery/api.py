@@ -1,0 +1,249 @@
+"""The device-facing API: the server half of devices/agent/PROTOCOL.md. HTTP only; the check-in's logic is in devices.delivery.checkin."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, permissions, status
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView, exception_handler
+
+from devices.constants import MAX_EVENTS_REQUEST_BYTES, MAX_REQUEST_BYTES
+from devices.core.signing import check_download_token
+from devices.delivery import presence
+from devices.delivery.auth import (
+    DeviceRateThrottle,
+    DeviceTokenAuthentication,
+    EnrollRateThrottle,
+    IsEnrolledDevice,
+    device_for_token,
+)
+from devices.delivery.checkin import checkin_answer, ticket_checkin
+from devices.delivery.downloads import package_response
+from devices.delivery.serializers import CheckinSerializer, EnrollSerializer, common_checkin
+from devices.fleet import keys
+from devices.fleet import services as fleet_services
+from devices.models import DeviceModelState
+from devices.telemetry import events as telemetry_events
+from devices.telemetry.serializers import EventBatchSerializer
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
+def _flatten(errors, path: str = "") -> list[str]:
+    if isinstance(errors, dict):
+        return [line for key, value in errors.items()
+                for line in _flatten(value, key if not path else f"{path}.{key}")]
+    if isinstance(errors, list):
+        if all(isinstance(item, str) for item in errors):
+            return [f"{path}: {item}" if path else str(item) for item in errors]
+        return [line for index, item in enumerate(errors)
+                for line in _flatten(item, f"{path}[{index}]" if path else f"[{index}]")]
+    return [f"{path}: {errors}" if path else str(errors)]
+
+
+def device_exception_handler(exc, context):
+    """The protocol's error shape: ``{"detail": "<human text>"}`` (field errors kept under ``errors``)."""
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(exc, exceptions.ValidationError):
+        response.data = {"detail": "; ".join(_flatten(response.data)), "errors": response.data}
+    return response
+
+
+def known_device_type(project_id: int, slug: str):
+    """The device type a configuration names, or a 400: built-in types and the project's own only."""
+    device_type = fleet_services.device_type_for(project_id, slug)
+    if device_type is None:
+        raise exceptions.ValidationError({"config": {"device_type": [
+            f"unknown device type {slug!r}: use a built-in type or one of this project's."]}})
+    return device_type
+
+
+class DeviceEndpoint(APIView):
+    authentication_classes = [DeviceTokenAuthentication]
+    permission_classes = [IsEnrolledDevice]
+    throttle_classes = [DeviceRateThrottle]
+    parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
+    max_body_bytes = MAX_REQUEST_BYTES
+
+    def get_exception_handler(self):
+        return device_exception_handler
+
+    def initial(self, request, *args, **kwargs):
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            raise RequestTooLarge(f"The request body is {length} bytes; this endpoint takes at most "
+                                  f"{self.max_body_bytes}.")
+        super().initial(request, *args, **kwargs)
+
+    def valid_body(self, serializer_class):
+        if not isinstance(self.request.data, dict):
+            raise exceptions.ValidationError({"detail": "The body must be a JSON object."})
+        serializer = serializer_class(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+
+class EnrollView(DeviceEndpoint):
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes = [EnrollRateThrottle]
+
+    @extend_schema(request=EnrollSerializer, responses={201: dict, 400: dict, 403: dict}, tags=["device"])
+    def post(self, request):
+        data = self.valid_body(EnrollSerializer)
+        fleet = fleet_services.fleet_for_enrollment_key(data["enrollment_key"])
+        if fleet is None:
+            raise exceptions.PermissionDenied("Unknown enrollment key: ask the project owner for the current one.")
+        config = data["config"]
+        device_type = known_device_type(fleet.project_id, config["device_type"])
+        try:
+            device, token = fleet_services.enroll_device(fleet=fleet, device_id=data["device_id"], config=config,
+                                                   device_type=device_type)
+        except fleet_services.DeviceRevoked:
+            raise exceptions.PermissionDenied(
+                f"Device {data['device_id']} was revoked by the project; it cannot enroll again under that id."
+            ) from None
+        return Response({
+            "device_token": token,
+            "device_id": device.device_id,
+            "project": fleet.project.slug,
+            "public_key": fleet.public_key,
+            "checkin_interval_s": device.checkin_interval_s or fleet.checkin_interval_s,
+        }, status=status.HTTP_201_CREATED)
+
+
+class CheckinView(DeviceEndpoint):
+    """The whole check-in through DRF: what ``checkin`` hands over for anything but the usual body."""
+
+    @extend_schema(request=CheckinSerializer, responses={200: dict, 304: None, 400: dict, 401: dict, 409: dict},
+                   tags=["device"])
+    def post(self, request):
+        device = request.auth
+        data = self.valid_body(CheckinSerializer)
+        now = timezone.now()
+        config = data.get("config")
+        if config is not None:
+            device_type = known_device_type(device.project_id, config["device_type"])
+            fleet_services.apply_config(device=device, config=config, device_type=device_type, now=now)
+        code, body, headers = checkin_answer(device, data, request.META.get("HTTP_IF_NONE_MATCH", ""), now)
+        return Response(body, status=code, headers=headers)
+
+
+_full_checkin = CheckinView.as_view()
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # as DRF's strict JSONParser: NaN and Infinity are refused
+
+
+def _common_body(request: HttpRequest) -> dict | None:
+    """The usual check-in body, parsed and checked without DRF; None when CheckinView must take the request."""
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if (request.method != "POST" or request.content_type != "application/json" or not length.isdigit()
+            or int(length) > MAX_REQUEST_BYTES):
+        return None
+    try:
+        return common_checkin(json.loads(request.body, parse_constant=_reject_constant))
+    except ValueError:
+        return None
+
+
+def _json(data, code: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+    return HttpResponse(json.dumps(data, ensure_ascii=False, separators=(",", ":")), status=code, headers=headers,
+                        content_type="application/json")
+
+
+def _problem(exc: exceptions.APIException) -> HttpResponse:
+    """What DRF answers for a 401 or 429 (``{"detail": ...}``, WWW-Authenticate, Retry-After), without DRF."""
+    headers = {}
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        headers["WWW-Authenticate"] = DeviceTokenAuthentication.keyword
+    if getattr(exc, "wait", None) is not None:
+        headers["Retry-After"] = str(exc.wait)
+    return _json({"detail": exc.detail}, exc.status_code, headers)
+
+
+@csrf_exempt
+def checkin(request: HttpRequest) -> HttpResponse:
+    """``POST /api/device/v1/checkin`` as a plain Django view, for the body every device sends every interval.
+
+    DRF's dispatch, negotiation, parsing and serializer cost more than the check-in itself, so the usual body
+    (no config) is checked by ``serializers.common_checkin`` and answered here with the same authentication,
+    throttle (DeviceRateThrottle's own ``allow_request``) and answers as CheckinView. Anything else (a config,
+    an invalid or oversized body, another method or content type) goes to CheckinView unchanged, so every 4xx
+    message about a body still comes from CheckinSerializer. A valid check-in ticket in If-None-Match
+    (``ticket_checkin``) is answered 304 before the device row is read.
+    """
+    data = _common_body(request)
+    if data is None:
+        return _full_checkin(request)
+    try:
+        raw = DeviceTokenAuthentication.raw_token(request)
+        if raw is None:
+            raise exceptions.NotAuthenticated()
+        steady = ticket_checkin(request, data, raw)
+        if steady is None:
+            device = device_for_token(raw)
+            if device is None or device.revoked_at is not None:
+                DeviceTokenAuthentication.refuse(device)
+        request.auth = steady[0] if steady else device  # DeviceRateThrottle keys on request.auth, as in DRF
+        throttle = DeviceRateThrottle()
+        if not throttle.allow_request(request, None):
+            raise exceptions.Throttled(throttle.wait())
+    except exceptions.APIException as exc:
+        return _problem(exc)
+    now = timezone.now()
+    if steady is not None:
+        presence.note_seen(steady[0].pk, now)
+        return HttpResponse(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": steady[1]})
+    code, body, headers = checkin_answer(device, data, request.META.get("HTTP_IF_NONE_MATCH", ""), now)
+    if body is None:
+        return HttpResponse(status=code, headers=headers)
+    return _json(body, code, headers)
+
+
+# drf-spectacular documents URL callbacks whose ``cls`` is an APIView: describe this one as CheckinView.
+checkin.cls = CheckinView  # type: ignore[attr-defined]
+
+
+checkin.initkwargs = {}  # type: ignore[attr-defined]
+
+
+class EventsView(DeviceEndpoint):
+    max_body_bytes = MAX_EVENTS_REQUEST_BYTES
+
+    @extend_schema(request=EventBatchSerializer, responses={200: dict, 400: dict, 401: dict}, tags=["device"])
+    def post(self, request):
+        data = self.valid_body(EventBatchSerializer)
+        accepted, duplicates = telemetry_events.record_events(device=request.auth, events=data["events"])
+        return Response({"accepted": accepted, "duplicates": duplicates})
+
+
+class DownloadView(DeviceEndpoint):
+    @extend_schema(responses={200: OpenApiResponse(description="the package bytes"), 206: None, 403: dict, 416: None},
+                   tags=["device"])
+    def get(self, request, version_id: int):
+        device = request.auth
+        problem = check_download_token(keys.download_secret(), request.query_params.get("token", ""),
+                                       version_id=version_id, device_id=device.device_id, now=int(time.time()))
+        if problem:
+            raise exceptions.PermissionDenied(f"download token {problem}: check in again for a fresh download URL.")
+        state = (DeviceModelState.objects.select_related("desired_version__model")
+                 .filter(device=device, desired_version_id=version_id).first())
+        if state is None:
+            raise exceptions.PermissionDenied(
+                f"Version {version_id} is not assigned to this device: check in again for a fresh download URL.")
+        return package_response(state.desired_version, range_header=request.META.get("HTTP_RANGE"),
+                                if_range=request.META.get("HTTP_IF_RANGE"))

@@ -1,0 +1,173 @@
+"""Delivery plans: what resolution reads, loaded from the database once and cached in each web process.
+
+A check-in must not read every rule, version and compatibility row again. Each project's ``FleetSettings``
+carries ``plan_generation``, a random token replaced whenever anything resolution reads changes (the
+services here and the signal receivers in ``devices.signals`` call ``bump_plan_generation``). The device
+row a check-in loads anyway comes with its project's generation, so a cached plan is used only while the
+generation matches, and for at most ``DEVICE_PLAN_CACHE_TTL_S`` seconds in any case (a backstop for
+changes made behind the ORM's back, e.g. ``QuerySet.update``).
+
+A check-in answered from its ticket (devices.tickets) reads no device row, so it checks the ticket against
+``ticket_state``: the generation and the voided tokens as this process read them at most
+``DEVICE_GENERATION_CACHE_S`` seconds ago (a change made through another process reaches it that much
+later; this process drops its copies at once).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from console.models import CompatibilityResult, Model, ModelVersion
+from devices import conf
+from devices.core.resolution import ModelPlan, VersionFacts
+from devices.core.targeting.rules import Rule
+from devices.models import FleetSettings, TargetingRule, VoidedToken
+from jobs.tooling.runtimes import published_runtimes
+
+_MAX_CACHED_PLANS = 10_000
+_lock = threading.Lock()
+# (project id, model name) -> (generation, loaded at (monotonic), plan or None for "no such model")
+_cache: dict[tuple[int, str], tuple[str, float, ModelPlan | None]] = {}
+# project id -> (TicketState or None for "no fleet settings", read at (monotonic))
+_ticket_states: dict[int, tuple[TicketState | None, float]] = {}
+
+
+def new_generation() -> str:
+    return uuid.uuid4().hex
+
+
+def bump_plan_generation(**project_filter: object) -> None:
+    """Make every process drop its cached plans of the projects matching ``project_filter`` (FleetSettings
+    lookups, e.g. ``project_id=3``; none: every project)."""
+    FleetSettings.objects.filter(**project_filter).update(plan_generation=new_generation())
+    forget_ticket_states()
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()
+        _ticket_states.clear()
+
+
+@dataclass(frozen=True)
+class TicketState:
+    """What a check-in ticket is checked against: the project's plan generation and the token hashes that
+    stopped working within a ticket's lifetime (devices.models.VoidedToken)."""
+
+    generation: str
+    voided: frozenset[str]
+
+
+def ticket_state(project_id: int) -> TicketState | None:
+    """The project's ``TicketState``, read at most ``DEVICE_GENERATION_CACHE_S`` seconds ago by this process
+    (None when the project has no fleet settings)."""
+    now = time.monotonic()
+    hit = _ticket_states.get(project_id)
+    if hit is not None and now - hit[1] < conf.generation_cache_s():
+        return hit[0]
+    generation = FleetSettings.objects.filter(project_id=project_id).values_list("plan_generation", flat=True).first()
+    state = None
+    if generation is not None:
+        since = timezone.now() - timedelta(seconds=conf.checkin_ticket_ttl_s())
+        state = TicketState(generation, frozenset(VoidedToken.objects.filter(
+            project_id=project_id, voided_at__gte=since).values_list("token_hash", flat=True)))
+    with _lock:
+        if len(_ticket_states) >= _MAX_CACHED_PLANS:
+            _ticket_states.clear()
+        _ticket_states[project_id] = (state, now)
+    return state
+
+
+def forget_ticket_states() -> None:
+    """Read every project's ticket state again at its next use (this process only)."""
+    _ticket_states.clear()
+    transaction.on_commit(_ticket_states.clear)  # a read before the commit saw the old state
+
+
+def model_plans(project_id: int, generation: str, names: Iterable[str]) -> dict[str, ModelPlan | None]:
+    """The plan of each named model of the project (None for names that are not a model of it)."""
+    now = time.monotonic()
+    ttl = conf.plan_cache_ttl_s()
+    plans: dict[str, ModelPlan | None] = {}
+    missing = []
+    for name in names:
+        hit = _cache.get((project_id, name))
+        if hit is not None and hit[0] == generation and now - hit[1] < ttl:
+            plans[name] = hit[2]
+        else:
+            missing.append(name)
+    if missing:
+        loaded = load_model_plans(project_id, missing)
+        with _lock:
+            if len(_cache) + len(missing) > _MAX_CACHED_PLANS:
+                _cache.clear()
+            for name in missing:
+                plans[name] = loaded.get(name)
+                _cache[(project_id, name)] = (generation, now, plans[name])
+    return plans
+
+
+def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPlan]:
+    """Four queries whatever the number of models, rules and versions."""
+    models = list(Model.objects.filter(project_id=project_id, name__in=list(names)).values(
+        "id", "name", "default_version_id"))
+    model_ids = [row["id"] for row in models]
+    rules_by_model: dict[int, list[Rule]] = defaultdict(list)
+    for row in TargetingRule.objects.filter(model_id__in=model_ids).values(
+            "id", "model_id", "priority", "version_id", "conditions"):
+        rules_by_model[row["model_id"]].append(Rule.from_dict(
+            {"id": row["id"], "priority": row["priority"], "version": row["version_id"],
+             "conditions": row["conditions"]}))
+    runnable: dict[int, set[int]] = defaultdict(set)
+    blocked: dict[int, dict[int, str]] = defaultdict(dict)
+    for row in CompatibilityResult.objects.filter(version__model_id__in=model_ids).values(
+            "version_id", "device_type_id", "compatible", "reasons"):
+        if row["compatible"]:
+            runnable[row["version_id"]].add(row["device_type_id"])
+        else:
+            reasons = row["reasons"] or ["the compatibility check failed"]
+            blocked[row["version_id"]][row["device_type_id"]] = str(reasons[0])
+    versions: dict[int, dict[int, VersionFacts]] = defaultdict(dict)
+    children: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for row in ModelVersion.objects.filter(model_id__in=model_ids).values(
+            "id", "model_id", "number", "state", "sha256", "size_bytes", "format", "parent_id",
+            "metadata__opset_imports").order_by("id"):
+        versions[row["model_id"]][row["id"]] = VersionFacts(
+            id=row["id"], number=row["number"], state=row["state"], sha256=row["sha256"], size=row["size_bytes"],
+            format=row["format"], parent_id=row["parent_id"], runtime=runtime_needs(row["metadata__opset_imports"]),
+            runnable_on=frozenset(runnable.get(row["id"], ())), blocked_on=blocked.get(row["id"], {}),
+        )
+        if row["parent_id"] is not None:
+            children[row["model_id"]][row["parent_id"]].append(row["id"])
+    return {
+        row["name"]: ModelPlan(
+            model_id=row["id"],
+            name=row["name"],
+            rules=rules_by_model.get(row["id"], []),
+            default_version_id=row["default_version_id"],
+            versions=versions.get(row["id"], {}),
+            children={parent: tuple(kids) for parent, kids in children.get(row["id"], {}).items()},
+        )
+        for row in models
+    }
+
+
+def runtime_needs(opset_imports: dict | None) -> dict:
+    """The manifest's ``runtime``: the default-domain opset and the oldest onnxruntime release that runs it."""
+    needs: dict = {"name": "onnxruntime"}
+    opset = (opset_imports or {}).get("ai.onnx")
+    if isinstance(opset, int):
+        needs["opset"] = opset
+        releases = [release for release, limits in published_runtimes().items() if limits.get("ai.onnx", 0) >= opset]
+        if releases:
+            needs["min_version"] = min(releases, key=lambda r: tuple(int(p) for p in r.split(".")))
+    return needs

@@ -1,0 +1,92 @@
+"""Validation of targeting rules, default versions and previews (the page and the API share it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from console.models import ModelVersion
+from devices.core.targeting.validate import validate_rule
+from devices.delivery.serializers import DeviceConfigSerializer
+from devices.models import DeviceType, TargetingRule
+
+
+class VersionRefField(serializers.IntegerField):
+    """A version of the model in the serializer context, given by its number."""
+
+    def to_representation(self, value: ModelVersion) -> int:
+        return value.number
+
+
+def ready_version(model, number: int | None) -> ModelVersion | None:
+    """The version ``number`` of ``model`` if it may be served; raises a ValidationError saying why not."""
+    if number is None:
+        return None
+    version = model.versions.filter(number=number).first()
+    if version is None:
+        raise serializers.ValidationError(f"{model.name} has no version {number}.")
+    if version.state != ModelVersion.State.READY:
+        raise serializers.ValidationError(
+            f"version {number} is {version.state}; only a ready (checked) version may be served.")
+    return version
+
+
+class RuleSerializer(serializers.ModelSerializer):
+    version = VersionRefField(min_value=1, help_text="number of a ready version of this model")
+    conditions = serializers.JSONField(required=False, default=dict, help_text=(
+        "device_types, regions, app_version (range), attributes [{key, op, value}], percentage, bucket_by, salt"))
+    shadowed_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TargetingRule
+        fields = ["id", "priority", "version", "conditions", "description", "shadowed_by", "created_at",
+                  "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"priority": {"min_value": -1_000_000, "max_value": 1_000_000}}
+
+    def get_shadowed_by(self, rule: TargetingRule) -> int | None:
+        return self.context.get("shadowed", {}).get(rule.pk)
+
+    def validate_version(self, number: int) -> ModelVersion:
+        return ready_version(self.context["model"], number)
+
+    def validate_conditions(self, conditions: Any) -> dict:
+        if not isinstance(conditions, dict):
+            raise serializers.ValidationError("conditions must be an object.")
+        conditions = dict(conditions)
+        if conditions.get("regions"):
+            conditions["regions"] = [str(r).upper() if isinstance(r, str) else r for r in conditions["regions"]]
+        problems = validate_rule({"id": 0, "priority": 0, "conditions": conditions})
+        if problems:
+            raise serializers.ValidationError(problems)
+        if isinstance(conditions.get("salt"), str) and len(conditions["salt"]) > 64:
+            raise serializers.ValidationError("salt is at most 64 characters.")
+        project = self.context["model"].project
+        wanted = set(conditions.get("device_types") or [])
+        known = set(DeviceType.objects.visible_to(project).filter(slug__in=wanted)
+                    .values_list("slug", flat=True))
+        if wanted - known:
+            raise serializers.ValidationError(f"unknown device type {', '.join(sorted(wanted - known))}.")
+        return conditions
+
+
+class DefaultVersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1, allow_null=True, help_text="version number, or null for none")
+
+    def validate_version(self, number: int | None) -> ModelVersion | None:
+        return ready_version(self.context["model"], number)
+
+
+class PreviewSerializer(serializers.Serializer):
+    """A sample device configuration for the rules preview."""
+
+    device_id = serializers.CharField(max_length=128, required=False, default="preview-device")
+    device_type = serializers.CharField(max_length=63)
+    region = serializers.CharField(max_length=2, required=False, allow_blank=True, default="")
+    app_version = serializers.CharField(max_length=64, required=False, default="0.0.0")
+    attributes = serializers.JSONField(required=False, default=dict)
+
+    validate_region = DeviceConfigSerializer.validate_region
+    validate_app_version = DeviceConfigSerializer.validate_app_version
+    validate_attributes = DeviceConfigSerializer.validate_attributes

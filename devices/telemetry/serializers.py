@@ -1,0 +1,66 @@
+"""Validation of the events devices report, and the shapes of rollups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from devices.constants import (
+    MAX_EVENT_REASON_CHARS,
+    MAX_EVENTS_PER_BATCH,
+)
+from devices.delivery.serializers import _is_number
+from devices.models import DailyRollup, DeviceEvent
+
+DEVICE_EVENT_TYPES = [
+    DeviceEvent.Type.DOWNLOAD_STARTED, DeviceEvent.Type.DOWNLOAD_COMPLETED, DeviceEvent.Type.DOWNLOAD_FAILED,
+    DeviceEvent.Type.INSTALL_SUCCEEDED, DeviceEvent.Type.INSTALL_FAILED, DeviceEvent.Type.ROLLBACK,
+    DeviceEvent.Type.INFERENCE_STATS,
+]
+
+
+class EventSerializer(serializers.Serializer):
+    id = serializers.CharField(max_length=64)
+    type = serializers.ChoiceField(choices=DEVICE_EVENT_TYPES)
+    model = serializers.CharField(max_length=63, required=False, allow_blank=True, default="")
+    version_id = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+    at = serializers.DateTimeField()
+    reason = serializers.CharField(max_length=MAX_EVENT_REASON_CHARS, required=False, allow_blank=True, default="")
+    stats = serializers.JSONField(required=False, default=dict)
+
+    def validate_stats(self, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("stats must be an object.")
+        count = value.get("count", 0)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 10**9:
+            raise serializers.ValidationError("stats.count must be an integer 0..1e9.")
+        for name in ("latency_ms_p50", "latency_ms_p90"):
+            if name in value and not (_is_number(value[name]) and value[name] >= 0):
+                raise serializers.ValidationError(f"stats.{name} must be a number >= 0.")
+        if "accuracy" in value and not (_is_number(value["accuracy"]) and 0 <= value["accuracy"] <= 1):
+            raise serializers.ValidationError("stats.accuracy must be a number in 0..1.")
+        return {key: value[key] for key in ("count", "latency_ms_p50", "latency_ms_p90", "accuracy") if key in value}
+
+
+class EventBatchSerializer(serializers.Serializer):
+    events = EventSerializer(many=True, max_length=MAX_EVENTS_PER_BATCH, allow_empty=True)
+
+
+class RollupFilterSerializer(serializers.Serializer):
+    days = serializers.IntegerField(min_value=1, max_value=90, required=False, default=14,
+                                    help_text="how many days back, today included")
+
+
+class RollupSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="version.number")
+    device_type = serializers.CharField(source="device_type.slug")
+    latency_p50_ms = serializers.FloatField(allow_null=True)
+    latency_p90_ms = serializers.FloatField(allow_null=True)
+    accuracy = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        model = DailyRollup
+        fields = ["day", "version", "device_type", "region", "download_started", "download_completed",
+                  "download_failed", "install_succeeded", "install_failed", "rollback", "inference_count",
+                  "latency_p50_ms", "latency_p90_ms", "accuracy"]

@@ -1,3 +1,0 @@
-"""Importing this package registers every job kind."""
-
-from . import check, optimize  # noqa: F401
