@@ -64,6 +64,12 @@ class Model(models.Model):
         return self.name
 
 
+class VersionQuerySet(models.QuerySet):
+    def servable(self) -> VersionQuerySet:
+        """The versions ``is_servable`` accepts, as a filter."""
+        return self.filter(state__in=SERVABLE_STATES)
+
+
 class ModelVersion(models.Model):
     """One immutable file of a model, with its facts, checks and lineage."""
 
@@ -89,6 +95,8 @@ class ModelVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
 
+    objects = VersionQuerySet.as_manager()
+
     class Meta:
         ordering = ["model", "-number"]
         constraints = [
@@ -102,6 +110,20 @@ class ModelVersion(models.Model):
     @property
     def project(self) -> Project:
         return self.model.project
+
+    @property
+    def is_servable(self) -> bool:
+        return is_servable(self.state)
+
+
+# The one rule of what may be served, optimized, targeted or deployed: a version whose check passed.
+SERVABLE_STATES = frozenset({ModelVersion.State.READY.value})
+
+
+def is_servable(version_or_state: ModelVersion | str) -> bool:
+    """Only a checked (ready) version may be deployed, targeted, optimized or delivered."""
+    state = version_or_state.state if isinstance(version_or_state, ModelVersion) else version_or_state
+    return state in SERVABLE_STATES
 
 
 class CompatibilityResult(models.Model):

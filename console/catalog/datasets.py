@@ -26,7 +26,7 @@ class DatasetRefused(ValueError):
 
 
 def reference_version(model: Model, number: int | None = None) -> ModelVersion:
-    versions = model.versions.filter(state=ModelVersion.State.READY)
+    versions = model.versions.servable()
     version = versions.filter(number=number).first() if number else versions.order_by("-number").first()
     if version is None:
         if number:

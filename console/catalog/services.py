@@ -95,10 +95,5 @@ def register_version(
     return version
 
 
-def deployable(version: ModelVersion) -> bool:
-    """Only a checked version can be deployed."""
-    return version.state == ModelVersion.State.READY
-
-
 class NotDeployable(ValueError):
     pass

@@ -31,7 +31,7 @@ def _load_parent(job):
     from console.models import ModelVersion
 
     parent = ModelVersion.objects.select_related("model__project").get(pk=job.input_version_id)
-    if parent.state != ModelVersion.State.READY:
+    if not parent.is_servable:
         raise PermanentJobError(f"{parent} is {parent.state}; only a checked (ready) version can be optimized")
     return parent
 

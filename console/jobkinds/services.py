@@ -11,7 +11,7 @@ from jobs.services import start_job
 
 def queue_optimization(*, version: ModelVersion, kind: str, params: dict, dataset=None, user=None):
     """Queue an optimize / optimize_for_device job on a checked version."""
-    if version.state != ModelVersion.State.READY:
+    if not version.is_servable:
         raise NotDeployable(f"v{version.number} is {version.state}; only a checked (ready) version can be optimized.")
     job_params = {**params, "dataset": dataset.pk if dataset is not None else None}
     with transaction.atomic():

@@ -33,7 +33,6 @@ ASSIGNED = "assigned"
 FALLBACK = "fallback"
 NONE = "none"
 
-READY = "ready"
 _MAX_CANDIDATE_KEYS = 10_000
 
 
@@ -42,6 +41,7 @@ class VersionFacts:
     id: int
     number: int
     state: str
+    servable: bool  # console.models.is_servable(state), decided when the plan is loaded
     sha256: str
     size: int
     format: str
@@ -178,7 +178,7 @@ def why_not_runnable(version: VersionFacts | None, device: DeviceFacts) -> str |
     """None when ``device``'s type may run ``version``, else the reason as a clause ("cannot run on ...")."""
     if version is None:
         return "no longer exists"
-    if version.state != READY:
+    if not version.servable:
         return f"is {version.state}, not ready"
     if device.device_type_id in version.runnable_on:
         return None

@@ -26,7 +26,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from console.models import CompatibilityResult, Model, ModelVersion
+from console.models import CompatibilityResult, Model, ModelVersion, is_servable
 from devices import conf
 from devices.core.resolution import ModelPlan, VersionFacts
 from devices.core.targeting.rules import Rule
@@ -142,7 +142,7 @@ def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPl
             "id", "model_id", "number", "state", "sha256", "size_bytes", "format", "parent_id",
             "metadata__opset_imports").order_by("id"):
         versions[row["model_id"]][row["id"]] = VersionFacts(
-            id=row["id"], number=row["number"], state=row["state"], sha256=row["sha256"], size=row["size_bytes"],
+            id=row["id"], number=row["number"], state=row["state"], servable=is_servable(row["state"]), sha256=row["sha256"], size=row["size_bytes"],
             format=row["format"], parent_id=row["parent_id"], runtime=runtime_needs(row["metadata__opset_imports"]),
             runnable_on=frozenset(runnable.get(row["id"], ())), blocked_on=blocked.get(row["id"], {}),
         )

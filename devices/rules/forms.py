@@ -53,7 +53,7 @@ class RuleForm(forms.Form):
         self.model = model
         self.fields["version"].choices = [
             (v.number, f"v{v.number}{' (' + v.transform + ')' if v.transform else ''}")
-            for v in model.versions.filter(state="ready")
+            for v in model.versions.servable()
         ]
         self.fields["device_types"].choices = [(slug, slug) for slug in device_types]
         self.validated: dict[str, Any] = {}

@@ -26,7 +26,7 @@ def ready_version(model, number: int | None) -> ModelVersion | None:
     version = model.versions.filter(number=number).first()
     if version is None:
         raise serializers.ValidationError(f"{model.name} has no version {number}.")
-    if version.state != ModelVersion.State.READY:
+    if not version.is_servable:
         raise serializers.ValidationError(
             f"version {number} is {version.state}; only a ready (checked) version may be served.")
     return version

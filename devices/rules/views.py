@@ -40,7 +40,7 @@ def rules_page(request, project, model):
         access.model_for(request.user, project, model, roles.CHANGE)
         if request.POST.get("action") == "default":
             number = request.POST.get("default_version", "")
-            version = model_obj.versions.filter(number=number, state="ready").first() if number.isdigit() else None
+            version = model_obj.versions.servable().filter(number=number).first() if number.isdigit() else None
             if number and version is None:
                 messages.error(request, f"Version {number} is not a ready version of {model_obj.name}.")
             else:
@@ -72,7 +72,7 @@ def rules_page(request, project, model):
     return render(request, "devices/rules.html", {
         "project": model_obj.project, "model": model_obj, "membership": membership, "form": form,
         "can_change": access.can(membership, roles.CHANGE), "preview_form": preview_form,
-        "explanation": explanation, "ready_versions": model_obj.versions.filter(state="ready"),
+        "explanation": explanation, "ready_versions": model_obj.versions.servable(),
         "funnel": funnel_by_version(recent_rollups(model=model_obj)), "funnel_days": FUNNEL_DAYS,
         **_rules_context(model_obj, plan),
     })

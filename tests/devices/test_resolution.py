@@ -24,7 +24,7 @@ DEVICE = DeviceFacts(device_id="d-1", device_type_id=PI, device_type="raspberry-
 
 def version(vid: int, *, size: int = 1000, parent: int | None = None, runs_on=(PI, GATEWAY), state: str = "ready",
             blocked: dict | None = None) -> VersionFacts:
-    return VersionFacts(id=vid, number=vid, state=state, sha256=f"{vid:064x}", size=size, format="onnx",
+    return VersionFacts(id=vid, number=vid, state=state, servable=state == "ready", sha256=f"{vid:064x}", size=size, format="onnx",
                         parent_id=parent, runtime={"name": "onnxruntime"}, runnable_on=frozenset(runs_on),
                         blocked_on=blocked or {})
 

@@ -68,7 +68,7 @@ class Command(BaseCommand):
                     attach_dataset(model=model, uploaded=upload, name="digits held-out set", user=users["demo"])
             self.stdout.write(f"demo model trained (held-out accuracy {accuracy:.3f}), uploaded and checked as "
                               f"v{version.number}, with its held-out set attached as a dataset")
-        version = model.versions.filter(state="ready").order_by("number").first()
+        version = model.versions.servable().order_by("number").first()
         if version is not None:
             self._demo_delivery(project, model, version, users["demo"])
         self.stdout.write(self.style.SUCCESS(
