@@ -6,9 +6,16 @@ returns. For a device on the same onnxruntime release as this server, opset,
 IR and kernels come from the live runtime; for other releases the published
 compatibility table gives opset and IR limits, and a mobile pre-built package
 adds its reduced operator list.
+
+``check_device`` composes small checks, each returning the reasons it fails
+(an empty list when it passes): the runtime's limits (``device_runtime``,
+``check_ir_version``), ``check_opsets``, ``check_operators`` and the device's
+resources (``check_precision``, ``check_file_size``, ``check_memory``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from . import live_runtime, runtimes
 
@@ -18,42 +25,63 @@ STOCK_DOMAINS = {"ai.onnx", "ai.onnx.ml", "com.microsoft"}
 MEMORY_FACTOR = 2.0
 
 
+@dataclass(frozen=True)
+class DeviceRuntime:
+    """What the device type's onnxruntime accepts, as far as this server can tell."""
+
+    label: str  # e.g. "onnxruntime 1.17", the words every reason uses
+    live: bool  # the same release as this server: ask the installed runtime itself
+    mobile: bool  # the pre-built mobile package with its reduced operator set
+    max_ir: int | None
+    max_opsets: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # assumptions made to find the limits, shown after the reasons
+
+
 def _mb(n: float) -> str:
     return f"{n / (1024 * 1024):.1f} MB"
 
 
-def check_device(facts: dict, size_bytes: int, profile: dict) -> tuple[bool, list[str]]:
-    """Return (compatible, reasons); reasons say what fails, or note what was assumed."""
-    reasons: list[str] = []
-    notes: list[str] = []
-    runtime_version = live_runtime.major_minor(profile["runtime_version"])
-    runtime_label = f"{profile.get('runtime', 'onnxruntime')} {runtime_version}"
-    is_live = runtime_version == live_runtime.major_minor(live_runtime.version())
+def runtime_label(profile: dict) -> str:
+    return f"{profile.get('runtime', 'onnxruntime')} {live_runtime.major_minor(profile['runtime_version'])}"
+
+
+def device_runtime(profile: dict) -> DeviceRuntime | None:
+    """The IR and opset limits of the profile's runtime release; None when it is older than the published table."""
+    version = live_runtime.major_minor(profile["runtime_version"])
+    label = runtime_label(profile)
     mobile = profile.get("runtime_build") == "mobile"
+    if version == live_runtime.major_minor(live_runtime.version()):
+        return DeviceRuntime(label, True, mobile, live_runtime.max_ir_version(), live_runtime.max_opsets())
+    limits = runtimes.runtime_limits(version)
+    if limits is None:
+        return None
+    notes = ()
+    if not limits.get("exact", True):
+        notes = (f"{label} is not in the published table; limits of the nearest older release used",)
+    max_opsets = {k: v for k, v in limits.items() if k not in ("ir_version", "exact", "runtime")}
+    return DeviceRuntime(label, False, mobile, limits.get("ir_version"), max_opsets, notes)
 
-    if is_live:
-        max_opsets = live_runtime.max_opsets()
-        max_ir = live_runtime.max_ir_version()
-    else:
-        limits = runtimes.runtime_limits(runtime_version)
-        if limits is None:
-            return False, [f"{runtime_label} is older than any release in the published compatibility table"]
-        if not limits.get("exact", True):
-            notes.append(f"{runtime_label} is not in the published table; limits of the nearest older release used")
-        max_opsets = {k: v for k, v in limits.items() if k not in ("ir_version", "exact")}
-        max_ir = limits.get("ir_version")
 
-    if max_ir is not None and facts["ir_version"] > max_ir:
-        reasons.append(f"IR version {facts['ir_version']} is newer than {runtime_label} loads (up to {max_ir})")
+def check_ir_version(facts: dict, runtime: DeviceRuntime) -> list[str]:
+    if runtime.max_ir is not None and facts["ir_version"] > runtime.max_ir:
+        return [f"IR version {facts['ir_version']} is newer than {runtime.label} loads (up to {runtime.max_ir})"]
+    return []
 
+
+def check_opsets(facts: dict, runtime: DeviceRuntime) -> list[str]:
+    """Each stock domain's imported opset against the runtime's newest (custom domains are the operators' concern)."""
+    reasons = []
     for domain, opset in sorted(facts["opset_imports"].items()):
-        if domain not in STOCK_DOMAINS:
-            continue
-        limit = max_opsets.get(domain)
+        limit = runtime.max_opsets.get(domain) if domain in STOCK_DOMAINS else None
         if limit is not None and opset > limit:
-            reasons.append(f"opset {opset} of {domain} is too new for {runtime_label} (supports up to {limit})")
+            reasons.append(f"opset {opset} of {domain} is too new for {runtime.label} (supports up to {limit})")
+    return reasons
 
-    mobile_ops = runtimes.mobile_operator_set() if mobile else None
+
+def check_operators(facts: dict, runtime: DeviceRuntime) -> list[str]:
+    """Operators the device's build has no kernel for: custom domains always; the mobile package's reduced set;
+    and, where the server can ask (its own release, or contrib ops), the live kernel registry."""
+    mobile_ops = runtimes.mobile_operator_set() if runtime.mobile else None
     missing: list[str] = []
     for entry in facts["operators"]:
         domain, op = entry["domain"], entry["op"]
@@ -64,24 +92,49 @@ def check_device(facts: dict, size_bytes: int, profile: dict) -> tuple[bool, lis
         elif mobile_ops is not None:
             if not runtimes.mobile_supports(mobile_ops, domain, op, opset):
                 missing.append(label)
-        elif is_live or domain == "com.microsoft":
+        elif runtime.live or domain == "com.microsoft":
             if not live_runtime.has_kernel(domain, op, opset):
                 missing.append(label)
-    if missing:
-        build = "mobile package" if mobile else "build"
-        reasons.append(f"operator(s) not in {runtime_label} {build}: {', '.join(sorted(set(missing)))}")
+    if not missing:
+        return []
+    build = "mobile package" if runtime.mobile else "build"
+    return [f"operator(s) not in {runtime.label} {build}: {', '.join(sorted(set(missing)))}"]
 
+
+def check_precision(facts: dict, profile: dict) -> list[str]:
     compute = facts["precision"]["compute"]
     supported = profile.get("precisions") or ["fp32"]
     if compute not in supported:
-        reasons.append(f"model computes in {compute}; this device type runs {', '.join(supported)}")
+        return [f"model computes in {compute}; this device type runs {', '.join(supported)}"]
+    return []
 
+
+def check_file_size(size_bytes: int, profile: dict) -> list[str]:
     max_bytes = profile.get("max_model_bytes")
     if max_bytes and size_bytes > max_bytes:
-        reasons.append(f"model file is {_mb(size_bytes)}, over this device type's limit of {_mb(max_bytes)}")
+        return [f"model file is {_mb(size_bytes)}, over this device type's limit of {_mb(max_bytes)}"]
+    return []
+
+
+def check_memory(facts: dict, profile: dict) -> list[str]:
     memory = profile.get("memory_bytes")
     needed = facts["parameters"]["bytes"] * MEMORY_FACTOR
     if memory and needed > memory:
-        reasons.append(f"needs about {_mb(needed)} of memory; the device has {_mb(memory)}")
+        return [f"needs about {_mb(needed)} of memory; the device has {_mb(memory)}"]
+    return []
 
-    return (not reasons), reasons + notes
+
+def check_device(facts: dict, size_bytes: int, profile: dict) -> tuple[bool, list[str]]:
+    """Return (compatible, reasons); reasons say what fails, then note what was assumed."""
+    runtime = device_runtime(profile)
+    if runtime is None:
+        return False, [f"{runtime_label(profile)} is older than any release in the published compatibility table"]
+    reasons = [
+        *check_ir_version(facts, runtime),
+        *check_opsets(facts, runtime),
+        *check_operators(facts, runtime),
+        *check_precision(facts, profile),
+        *check_file_size(size_bytes, profile),
+        *check_memory(facts, profile),
+    ]
+    return (not reasons), reasons + list(runtime.notes)
