@@ -55,7 +55,7 @@ def device_runtime(profile: dict) -> DeviceRuntime | None:
     limits = runtimes.runtime_limits(version)
     if limits is None:
         return None
-    notes = ()
+    notes: tuple[str, ...] = ()
     if not limits.get("exact", True):
         notes = (f"{label} is not in the published table; limits of the nearest older release used",)
     max_opsets = {k: v for k, v in limits.items() if k not in ("ir_version", "exact", "runtime")}
