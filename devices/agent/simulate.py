@@ -1,6 +1,6 @@
 """A fleet of simulated devices against a running console, for demos, dashboards and load checks.
 
-    python -m devices.simulate --url http://127.0.0.1:8000 --key <enrollment key> \\
+    python -m devices.agent.simulate --url http://127.0.0.1:8000 --key <enrollment key> \\
         --devices 200 --fail-rate 0.05 --duration 60
 
 Each simulated device is a real ``Agent`` (own state dir under a temp dir, own
@@ -35,13 +35,13 @@ from devices.agent.cli import parse_attribute
 from devices.agent.client import Agent, default_config
 from devices.agent.errors import AgentError, TransportError
 from devices.agent.transport import Response, Stream, Transport, is_loopback_url, same_origin
+from devices.catalog.builtin import BUILTIN_DEVICE_TYPE_SLUGS
 
 MAX_DEVICES = 2000
 MAX_DURATION_S = 3600
 MAX_ERRORS_KEPT = 20
 
-# The console's built-in device type catalog (devices/migrations/0002_builtin_device_types.py).
-DEFAULT_DEVICE_TYPES = ("android-arm64-phone", "raspberry-pi-4", "jetson-orin", "x86-gateway")
+DEFAULT_DEVICE_TYPES = BUILTIN_DEVICE_TYPE_SLUGS  # the console's built-in catalog
 DEFAULT_REGIONS = ("US", "DE", "FR", "IN", "BR", "JP")
 DEFAULT_APP_VERSIONS = ("2.2.0", "2.3.1", "2.4.0", "3.0.0-beta.1")
 DEFAULT_ATTRIBUTES: dict[str, tuple[Any, ...]] = {"tier": ("free", "pro"), "beta": (True, False)}
@@ -338,7 +338,7 @@ def _attribute_choices(text: str) -> tuple[str, tuple[Any, ...]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devices.simulate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devices.agent.simulate", description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="console base URL (loopback only unless --allow-remote)")
     parser.add_argument("--key", required=True, help="project enrollment key")
     parser.add_argument("--devices", type=int, default=200, help=f"simulated devices, at most {MAX_DEVICES}")

@@ -73,3 +73,18 @@ def test_cli__rejects_a_remote_url(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--url", "http://10.1.2.3:8000", "--key", "k", "--devices", "1", "--duration", "1"])
     assert exit_info.value.code == 2
     assert "--allow-remote" in capsys.readouterr().err
+
+
+@pytest.mark.django_db
+def test_default_fleet__uses_the_device_types_the_console_has_built_in() -> None:
+    from devices.models import DeviceType
+
+    builtin = DeviceType.objects.filter(project=None).values_list("slug", flat=True)
+
+    assert sorted(FleetProfile().device_types) == sorted(builtin)
+
+
+def test_cli__is_named_after_its_module(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m devices.agent.simulate")
