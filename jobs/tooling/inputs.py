@@ -3,10 +3,16 @@
 Symbolic or unknown dimensions become ``batch`` for the first axis and 1
 elsewhere; floats are standard normal, integers are zeros (they are often
 indices, where random values would read out of range), booleans False.
+
+A model declares its input shapes itself, so a 73-byte file can ask for an
+[8192, 8192] input (a gigabyte once generated). ``generate_inputs`` refuses
+with ``InputsTooLarge`` before allocating anything above
+``MAX_GENERATED_ELEMENTS`` values.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +20,12 @@ import onnx
 from onnx import helper
 
 _STRING_TYPE = onnx.TensorProto.STRING
+# 16M values: 64 MB of float32, far above the inputs of the models this console ships to devices.
+MAX_GENERATED_ELEMENTS = 1 << 24
+
+
+class InputsTooLarge(ValueError):
+    """The model's declared inputs are too large to generate; the message says which and how large."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,12 @@ class TensorSpec:
 
     def as_dict(self) -> dict:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape) if self.shape is not None else None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TensorSpec:
+        """The inverse of ``as_dict`` (a version's recorded facts); the ONNX type enum is not recorded."""
+        shape = data.get("shape")
+        return cls(data["name"], data["dtype"], tuple(shape) if shape is not None else None, 0)
 
 
 def _dtype_name(elem_type: int) -> str:
@@ -74,11 +92,36 @@ def concrete_shape(shape: tuple[int | str | None, ...] | None, batch: int = 1) -
     )
 
 
-def generate_inputs(model: onnx.ModelProto, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
-    """One feed dict for ``model``; deterministic for a given seed."""
+def generated_elements(specs: list[TensorSpec], batch: int = 1) -> dict[str, tuple[tuple[int, ...], int]]:
+    """Input name -> (concrete shape, number of values) of the inputs ``generate_inputs`` would build."""
+    shapes = {spec.name: concrete_shape(spec.shape, batch) for spec in specs}
+    return {name: (shape, math.prod(shape)) for name, shape in shapes.items()}
+
+
+def check_generated_size(specs: list[TensorSpec], batch: int = 1,
+                         max_elements: int = MAX_GENERATED_ELEMENTS) -> None:
+    """Raise InputsTooLarge when the generated inputs would hold more than ``max_elements`` values in all."""
+    sizes = generated_elements(specs, batch)
+    total = sum(count for _, count in sizes.values())
+    if total <= max_elements:
+        return
+    largest = sorted(sizes.items(), key=lambda item: -item[1][1])[:3]
+    shown = ", ".join(f"'{name}' {list(shape)} = {count:,}" for name, (shape, count) in largest)
+    raise InputsTooLarge(
+        f"the model's declared inputs need {total:,} generated values ({shown}), over the limit of "
+        f"{max_elements:,} for generated inputs, so nothing was generated or run; "
+        "run it on a dataset, or declare a smaller (or symbolic) input shape"
+    )
+
+
+def generate_inputs(model: onnx.ModelProto, batch: int = 1, seed: int = 0, *,
+                    max_elements: int = MAX_GENERATED_ELEMENTS) -> dict[str, np.ndarray]:
+    """One feed dict for ``model``; deterministic for a given seed. InputsTooLarge before allocating too much."""
+    specs = graph_inputs(model)
+    check_generated_size(specs, batch, max_elements)
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
-    for spec in graph_inputs(model):
+    for spec in specs:
         shape = concrete_shape(spec.shape, batch)
         if spec.dtype == "string":
             feeds[spec.name] = np.full(shape, "", dtype=object)
