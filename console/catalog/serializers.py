@@ -11,7 +11,7 @@ from console.models import CompatibilityResult, Dataset, Model, ModelVersion, sl
 class ModelSerializer(serializers.ModelSerializer):
     name = serializers.CharField(max_length=63, validators=[slug_validator])
     version_count = serializers.IntegerField(read_only=True, default=0)
-    latest_version = serializers.IntegerField(read_only=True, default=None)
+    latest_version = serializers.IntegerField(read_only=True, allow_null=True, default=None)  # no versions yet
 
     class Meta:
         model = Model
@@ -36,7 +36,8 @@ class CompatibilitySerializer(serializers.ModelSerializer):
 
 class VersionSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name", read_only=True)
-    parent = serializers.IntegerField(source="parent.number", read_only=True, default=None)
+    parent = serializers.IntegerField(source="parent.number", read_only=True, allow_null=True,
+                                      default=None)  # an upload has none
 
     class Meta:
         model = ModelVersion

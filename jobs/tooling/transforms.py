@@ -25,6 +25,8 @@ class Transform:
     description: str
     needs_dataset: bool = False  # the job must pass dataset=<path of an NPZ/CSV file>
     suffix: str = ".onnx"  # for the variant file: a plain InferenceSession(path) on a device spots ORT format by ".ort"
+    # Parameters of which exactly one must be given (not None): alternatives that each default to None.
+    one_of: tuple[str, ...] = ()
 
     def _keyword_params(self) -> dict[str, inspect.Parameter]:
         parameters = inspect.signature(self.function).parameters.values()
@@ -39,7 +41,11 @@ class Transform:
         return [n for n, p in self._keyword_params().items() if p.default is inspect.Parameter.empty]
 
     def clean(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Defaults merged with ``params``; TransformError for unknown, missing or invalid parameters."""
+        """Defaults merged with ``params``; TransformError for unknown, missing or invalid parameters.
+
+        The API calls this before it queues a job and the job again before it runs, so a request the transform
+        would refuse is a 400, never a job that fails later.
+        """
         known = self._keyword_params()
         unknown = sorted(set(params) - set(known))
         if unknown:
@@ -49,6 +55,10 @@ class Transform:
             raise TransformError(f"{self.name} needs {', '.join(missing)}")
         cleaned = {**self.defaults, **params}
         check_params(self.params, cleaned)
+        given = [name for name in self.one_of if cleaned.get(name) is not None]
+        if self.one_of and len(given) != 1:
+            got = f"got {' and '.join(given)}" if given else "got neither"
+            raise TransformError(f"{self.name} needs exactly one of {' or '.join(self.one_of)}; {got}")
         return cleaned
 
     def run(self, src: PathLike, dst: PathLike, **params: Any) -> TransformReport:
@@ -76,7 +86,8 @@ TRANSFORMS: dict[str, Transform] = {
         Transform("prune", prune.prune, prune.PARAMS, "zero the smallest weights (smaller download)"),
         Transform("convert_opset", opset.convert_opset, opset.PARAMS, "convert to another ONNX opset"),
         Transform("to_ort", ort_format.to_ort, ort_format.PARAMS, "onnxruntime's ORT format", suffix=".ort"),
-        Transform("svd", svd.svd, svd.PARAMS, "low-rank factorization of large MatMul/Gemm weights"),
+        Transform("svd", svd.svd, svd.PARAMS, "low-rank factorization of large MatMul/Gemm weights",
+                  one_of=("rank", "energy")),
     )
 }
 

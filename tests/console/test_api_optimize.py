@@ -35,9 +35,11 @@ def test_optimize__valid_request__queues_a_heavy_job_on_the_version(project, mod
         ({"transform": "prune", "params": {"colour": "red"}}, "params", "no parameter colour"),
         ({"transform": "convert_opset"}, "params", "needs target_opset"),
         ({"transform": "prune", "dataset": 999}, "dataset", "No dataset 999"),
+        ({"transform": "svd"}, "params", "svd needs exactly one of rank or energy; got neither"),
+        ({"transform": "svd", "params": {"rank": 8, "energy": 0.9}}, "params", "got rank and energy"),
     ],
     ids=["unknown-transform", "static-without-dataset", "out-of-range", "unknown-param", "missing-param",
-         "foreign-dataset"],
+         "foreign-dataset", "svd-without-rank-or-energy", "svd-with-both"],
 )
 def test_optimize__bad_request__is_400_naming_the_field(project, model, teammate, body, field, words):
     version = ready_version(model)
@@ -45,6 +47,14 @@ def test_optimize__bad_request__is_400_naming_the_field(project, model, teammate
     assert response.status_code == 400
     assert words in str(response.json()[field])
     assert not Job.objects.filter(kind="optimize").exists()
+
+
+def test_optimize__svd_with_an_energy__queues(project, model, teammate):
+    version = ready_version(model)
+    response = api_client_for(teammate).post(url(project, model, version.number),
+                                             {"transform": "svd", "params": {"energy": 0.95}}, format="json")
+    assert response.status_code == 202, response.json()
+    assert Job.objects.get(pk=response.json()["id"]).params["params"]["energy"] == 0.95
 
 
 def test_optimize__version_still_checking__is_409(project, model, teammate, mlp_bytes):
