@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from console.catalog.uploads import sha256_of
+from console.errors import AlreadyExists
 from console.models import Model, ModelVersion, Project
 from jobs.services import start_job
 from jobs.tooling.modelfile import ModelFileError, load_model
@@ -26,7 +27,15 @@ class DuplicateVersion(Exception):
 
 
 def create_model(*, project: Project, name: str, description: str = "", user=None) -> Model:
-    return Model.objects.create(project=project, name=name, description=description, created_by=user)
+    """A new model; AlreadyExists when the project has one of that name, even one created by a request that
+    checked at the same moment (the unique constraint decides)."""
+    try:
+        with transaction.atomic():
+            return Model.objects.create(project=project, name=name, description=description, created_by=user)
+    except IntegrityError as exc:
+        if Model.objects.filter(project=project, name=name).exists():
+            raise AlreadyExists(f"A model named {name!r} already exists in this project; pick another name.") from exc
+        raise
 
 
 def version_storage_name(model: Model, sha256: str, suffix: str = ".onnx") -> str:

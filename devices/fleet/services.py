@@ -83,21 +83,32 @@ def enroll_device(
     """Enroll (or enroll again) ``device_id`` in the fleet's project; returns the device and its new raw token.
 
     Enrolling an existing device id again issues a new token and the old one stops working. A revoked
-    device stays revoked (DeviceRevoked): enrolling again must not undo a revocation.
+    device stays revoked (DeviceRevoked): enrolling again must not undo a revocation. Of two first enrollments
+    of one id at once, the one that loses the unique constraint enrolls again over the winner's row, so both
+    get a 201 and the later token is the one that works.
     """
     now = now or timezone.now()
     token = keys.new_device_token()
     columns = config_columns(config, device_type)
+    enrolled = Device.objects.select_for_update().filter(project_id=fleet.project_id, device_id=device_id)
     with transaction.atomic():
-        device = Device.objects.select_for_update().filter(project_id=fleet.project_id, device_id=device_id).first()
-        if device is not None and device.revoked_at is not None:
-            raise DeviceRevoked(device_id)
+        device = enrolled.first()
         if device is None:
-            device = Device.objects.create(
-                project_id=fleet.project_id, device_id=device_id, token_hash=keys.hash_token(token), enrolled_at=now,
-                **columns,
-            )
-            server_event(device, DeviceEvent.Type.ENROLLED, now, f"enrolled as {device_type.slug}").save()
+            try:
+                with transaction.atomic():  # a savepoint, so the loser of a concurrent first enrollment goes on
+                    device = Device.objects.create(
+                        project_id=fleet.project_id, device_id=device_id, token_hash=keys.hash_token(token),
+                        enrolled_at=now, **columns,
+                    )
+            except IntegrityError:
+                device = enrolled.first()  # the winner's row, committed by now
+                if device is None:
+                    raise
+            else:
+                server_event(device, DeviceEvent.Type.ENROLLED, now, f"enrolled as {device_type.slug}").save()
+                return device, token
+        if device.revoked_at is not None:
+            raise DeviceRevoked(device_id)
         else:
             void_token(project_id=device.project_id, token_hash=device.token_hash, now=now)
             for name, value in columns.items():
