@@ -16,6 +16,7 @@ setup: $(STAMP)
 
 migrate: setup
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py createcachetable
 
 # Start the console with demo data: web on http://127.0.0.1:8000 plus a Celery worker; Ctrl-C stops both.
 run: migrate

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "console",
     "jobs",
     "devices",
@@ -79,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lock-out flagged during sign-in into its 429 page
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -121,6 +123,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
         5 if env_bool("DB_PREPARED_STATEMENTS", True) else None)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Sign-in lock-out (django-axes): every password check (the form login, the admin, DRF's HTTP Basic) passes the
+# Axes backend first. After AXES_FAILURE_LIMIT wrong passwords for one username from one address, that pair is
+# refused with 429, the right password included, until AXES_COOLOFF_MINUTES pass without another try.
+# Attempts live in the database (shared by every web process; listed in the admin; `manage.py axes_reset`).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+# Username and address together: a guesser cannot lock a colleague out from elsewhere, and one user's typos
+# do not block others behind the same NAT. Behind a reverse proxy the address is REMOTE_ADDR (the proxy's),
+# so this becomes per username; see docs/operations.md.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "console.projects.lockout.LockoutHandler"  # the database handler, answering DRF with a 429
+AXES_COOLOFF_MESSAGE = "Too many failed sign-ins for this account: wait a few minutes, then try again."
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -221,6 +241,16 @@ CELERY_BEAT_SCHEDULE = {
 # A running job writes a heartbeat; one silent for this long lost its worker.
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 600)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
+
+# Throttles count in the cache, so it must be one store shared by every web process: a per-process memory
+# cache gives each gunicorn worker its own budget and forgets it on restart. Redis when CACHE_URL or REDIS_URL
+# is set, else a database table (`manage.py createcachetable`, which `make migrate` runs). Django's cache.clear()
+# empties the whole Redis database: give CACHE_URL its own database number if the broker shares the server.
+_CACHE_URL = env_str("CACHE_URL") or env_str("REDIS_URL")
+if _CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "console_cache"}}
 
 LOGGING = {
     "version": 1,
