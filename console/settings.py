@@ -163,11 +163,34 @@ WHITENOISE_USE_FINDERS = DEBUG  # serve straight from the app folders until coll
 _PLOTLY_DIR = Path(__import__("plotly").__file__).parent / "package_data"
 STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", _PLOTLY_DIR)]
 
+# Model and dataset files: a local folder by default; S3 or any S3-compatible store (MinIO, Ceph, R2) when
+# AWS_STORAGE_BUCKET_NAME is set. Credentials are boto3's own chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+# a profile or an instance role) and never pass through settings. See docs/operations.md.
 MEDIA_ROOT = Path(env_str("STORAGE_ROOT", str(VAR_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+if env_str("AWS_STORAGE_BUCKET_NAME"):
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("AWS_STORAGE_BUCKET_NAME"),
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("AWS_S3_REGION_NAME") or None,
+            "addressing_style": env_str("AWS_S3_ADDRESSING_STYLE") or None,  # "path" for most MinIO setups
+            "location": env_str("AWS_LOCATION"),  # key prefix inside the bucket
+            # Never overwrite: a failed or duplicate register_version deletes the name it saved, which must
+            # not be another version's object (the local folder behaves the same way).
+            "file_overwrite": False,
+            "default_acl": None,  # the bucket stays private; devices get short-lived presigned URLs
+            "querystring_expire": env_int("STORAGE_PRESIGNED_URL_TTL_S", 300),
+            "signature_version": "s3v4",  # boto3 still presigns with SigV2 by default, which stores refuse
+        },
+    }
+# How devices get package bytes from object storage: "redirect" to a presigned URL (the default; devices must
+# reach the store's endpoint) or "stream" through the web process. Local files ignore it.
+STORAGE_DOWNLOADS = env_str("STORAGE_DOWNLOADS", "redirect")
 
 # Uploads always go to a temporary file (never held whole in memory) through the
 # hashing handler, which also enforces the size limit while the bytes arrive.

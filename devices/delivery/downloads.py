@@ -1,14 +1,23 @@
-"""Package bytes for a device: whole file, one byte range, or an X-Accel-Redirect for nginx to send them."""
+"""Package bytes for a device: whole file, one byte range, an X-Accel-Redirect for nginx to send them, or, on
+object storage, a redirect to a short-lived presigned URL (or the bytes streamed from the store).
+
+Whatever answers, the agent checks the size and the sha256 of what it received against the signed manifest,
+so a redirect to the store gives up nothing: the store's ETag is its own (not the sha256), which the agent
+recognises and keeps for If-Range when it resumes. See docs/operations.md.
+"""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import quote
 
-from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.conf import settings
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from storages.backends.s3 import S3Storage
 
 from console.models import ModelVersion
 from devices import conf
+from jobs.files import is_local
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK_BYTES = 256 * 1024
@@ -34,19 +43,41 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return first, last
 
 
+def _disposition(version: ModelVersion) -> str:
+    return f"attachment; filename=\"{version.model.name}-v{version.number}.{version.format}\""
+
+
 def _identity_headers(response: HttpResponse, version: ModelVersion) -> HttpResponse:
     response["ETag"] = f'"{version.sha256}"'
     response["X-Content-SHA256"] = version.sha256
     response["Accept-Ranges"] = "bytes"
-    response["Content-Disposition"] = f"attachment; filename=\"{version.model.name}-v{version.number}.{version.format}\""
+    response["Content-Disposition"] = _disposition(version)
     response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _redirect_to_store(version: ModelVersion, storage: S3Storage) -> HttpResponse:
+    """302 to a presigned GET of the object; the store answers Range and If-Range itself.
+
+    The URL lives STORAGE_PRESIGNED_URL_TTL_S seconds (the store checks it when a request starts, so a long
+    download outlives it); an agent that retries asks here again and gets a fresh one.
+    """
+    url = storage.url(version.file.name, parameters={
+        "ResponseContentDisposition": _disposition(version), "ResponseContentType": "application/octet-stream"})
+    response = HttpResponseRedirect(url)
+    response["X-Content-SHA256"] = version.sha256
+    response["Cache-Control"] = "private, no-store"  # a shared cache must not hand the signed URL to another device
     return response
 
 
 def package_response(version: ModelVersion, *, range_header: str | None, if_range: str | None) -> HttpResponse:
     etag = f'"{version.sha256}"'
+    storage = version.file.storage
+    local = is_local(storage)
+    if not local and isinstance(storage, S3Storage) and settings.STORAGE_DOWNLOADS != "stream":
+        return _redirect_to_store(version, storage)
     prefix = conf.accel_redirect_prefix()
-    if prefix:
+    if prefix and local:
         # nginx serves the file (Range included) from its internal location; see docs/delivery.md.
         response = HttpResponse(content_type="application/octet-stream")
         response["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + quote(version.file.name)
@@ -57,7 +88,9 @@ def package_response(version: ModelVersion, *, range_header: str | None, if_rang
         response = HttpResponse(status=416, content_type="application/octet-stream")
         response["Content-Range"] = f"bytes */{size}"
         return _identity_headers(response, version)
-    handle = version.file.storage.open(version.file.name, "rb")
+    if not local:
+        return _identity_headers(_stream_from_store(version, wanted), version)
+    handle = storage.open(version.file.name, "rb")
     if wanted is None:
         return _identity_headers(FileResponse(handle, content_type="application/octet-stream"), version)
     first, last = wanted
@@ -71,6 +104,35 @@ def package_response(version: ModelVersion, *, range_header: str | None, if_rang
         response["Content-Length"] = str(last - first + 1)
     response["Content-Range"] = f"bytes {first}-{last}/{size}"
     return _identity_headers(response, version)
+
+
+def _stream_from_store(version: ModelVersion, wanted: tuple[int, int] | None) -> HttpResponse:
+    """The object's bytes (or one range) relayed from object storage in chunks, never held whole."""
+    size = version.size_bytes
+    first, last = wanted or (0, size - 1)
+    handle = version.file.storage.open(version.file.name, "rb")
+    s3_object = getattr(handle, "obj", None)
+    if s3_object is not None:
+        # Ask the store for just the range: S3File.read() would first copy the whole object into a buffer.
+        body = s3_object.get(Range=f"bytes={first}-{last}")["Body"]
+        handle.close()
+        chunks = _body_chunks(body)
+    else:
+        handle.seek(first)
+        chunks = _slice(handle, last - first + 1)
+    response = StreamingHttpResponse(chunks, status=200 if wanted is None else 206,
+                                     content_type="application/octet-stream")
+    response["Content-Length"] = str(last - first + 1)
+    if wanted is not None:
+        response["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return response
+
+
+def _body_chunks(body):
+    try:
+        yield from body.iter_chunks(CHUNK_BYTES)
+    finally:
+        body.close()
 
 
 def _slice(handle, length: int):
