@@ -47,3 +47,10 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in self.FINISHED
+
+    @property
+    def outlook(self):
+        """For pages: None while the job moves, else what it waits for and when the reaper acts (services.outlook)."""
+        from .services import outlook  # services import this module
+
+        return outlook(self)

@@ -1,4 +1,4 @@
-"""Kinds of job: what runs each one, on which queue, and how it cleans up after failing.
+"""Kinds of job: what runs each one, on which queue, and what it settles when the job ends.
 
 Quick checks and heavy optimization have their own queues so a long
 compression job never holds up the check of a fresh upload.
@@ -26,16 +26,29 @@ class JobCancelled(Exception):
     pass
 
 
-def _nothing(job, reason: str) -> None:
+def _nothing(*args) -> None:
     return None
 
 
 @dataclass(frozen=True)
 class JobKind:
+    """A kind of job. The hooks run inside the transaction that moves the job to its end state, so the job and
+    what it works on never disagree: a job that is not marked succeeded, failed or cancelled changed nothing
+    through them.
+
+    - ``run(job, progress) -> (result dict, output_version or None)``: the work, outside any transaction.
+    - ``on_success(job)``: what the kind settles when the job succeeded (a check marks its version ready).
+    - ``on_failure(job, reason)``: what the kind undoes when the job failed or was cancelled.
+    - ``reap(now) -> int``: periodic clean-up run by the reaper, for what jobs of this kind left unsettled
+      (rows from before these hooks were transactional, or a job row removed by hand); returns how many it fixed.
+    """
+
     name: str
     queue: str
-    run: Callable  # run(job, progress) -> (result dict, output_version or None)
+    run: Callable
     on_failure: Callable = _nothing
+    on_success: Callable = _nothing
+    reap: Callable | None = None
     label: str = ""
 
 

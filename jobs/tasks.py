@@ -15,7 +15,6 @@ from .registry import JobCancelled, PermanentJobError, get_kind
 logger = logging.getLogger(__name__)
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
-HEARTBEAT_SECONDS = 20
 
 
 class _Heartbeat(threading.Thread):
@@ -28,7 +27,7 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self.stopped.wait(HEARTBEAT_SECONDS):
+            while not self.stopped.wait(services.HEARTBEAT_SECONDS):
                 try:
                     services.touch_job(self.job_id)
                 except TRANSIENT_ERRORS:
@@ -47,7 +46,11 @@ def _progress_reporter(job_id: int):
 
 
 def execute_job(job_id: int) -> str:
-    """Claim and run one job in this process. Returns what happened, for logs and tests."""
+    """Claim and run one job in this process. Returns what happened, for logs and tests.
+
+    A transient error is raised again only when the job went back to its queue for another attempt, so that
+    ``run_job``'s retry sends it; out of attempts, the job fails with the error instead.
+    """
     if not services.claim_job(job_id):
         return "skipped"  # already done, taken by another worker, cancelled or gone
     job = Job.objects.select_related("project", "input_version").get(pk=job_id)
@@ -58,9 +61,11 @@ def execute_job(job_id: int) -> str:
         result, output_version = kind.run(job, _progress_reporter(job_id))
     except JobCancelled:
         return "cancelled"
-    except TRANSIENT_ERRORS:
+    except TRANSIENT_ERRORS as exc:
         close_old_connections()
-        raise
+        if services.release_for_retry(job_id, f"{type(exc).__name__}: {exc}".strip()):
+            raise
+        return "failed"
     except PermanentJobError as exc:
         services.fail_job(job_id, str(exc))
         return "failed"
@@ -70,21 +75,19 @@ def execute_job(job_id: int) -> str:
         raise
     finally:
         heartbeat.stopped.set()
-    services.finish_job(job_id, result=result, output_version=output_version)
+    if not services.finish_job(job_id, result=result, output_version=output_version):
+        return "cancelled"  # cancelled (or given up by the reaper) while it ran: its result is not saved
     return "succeeded"
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5)
-def run_job(self, *, job_id: int) -> str:
-    try:
-        return execute_job(job_id)
-    except TRANSIENT_ERRORS as exc:
-        # The database blinked: hand the job back and try again with backoff.
-        try:
-            services.requeue_job(job_id, f"transient error: {exc}")
-        except TRANSIENT_ERRORS:
-            pass  # the reaper will requeue it once its heartbeat goes stale
-        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
+# Transient errors (the database or the network blinked) are retried by Celery alone, with backoff: one message
+# per failure. The job row caps the attempts (JOB_MAX_ATTEMPTS, in claim_job and release_for_retry);
+# max_retries bounds a chain that keeps failing before it even claims the job (the database is down), after
+# which the reaper, not this chain, picks the job up again.
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2,
+             retry_backoff_max=60, retry_jitter=True, max_retries=5)
+def run_job(*, job_id: int) -> str:
+    return execute_job(job_id)
 
 
 @shared_task(acks_late=True)

@@ -1,8 +1,14 @@
-"""The compatibility check: inspect a version, run it, and check it against every device type."""
+"""The compatibility check: inspect a version, run it, and check it against every device type.
+
+The version leaves ``checking`` only in the transaction that ends its check job: ready with the job's success
+(``on_check_success``), failed with its failure or cancellation (``on_check_failure``). The reaper fails a
+version that is still checking with no live check job (``reap_unsettled_versions``).
+"""
 
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from jobs.files import local_path
 from jobs.registry import QUEUE_CHECKS, JobKind, PermanentJobError, register
@@ -51,12 +57,20 @@ def run_check(job, progress):
                 version=locked, device_type=device_type, defaults={"compatible": ok, "reasons": reasons}
             )
         locked.metadata = facts
-        locked.state = ModelVersion.State.READY
-        locked.error = ""
-        locked.save(update_fields=["metadata", "state", "error"])
+        locked.save(update_fields=["metadata"])  # ready only once the job succeeds: on_check_success
     passing = sum(1 for _, ok, _ in rows if ok)
     progress(100, f"compatible with {passing} of {len(rows)} device type(s)")
     return {"compatible": passing, "device_types": len(rows)}, None
+
+
+def on_check_success(job) -> None:
+    """In the transaction that marks the job succeeded: a job cancelled first never gets here."""
+    from console.models import ModelVersion
+
+    if job.input_version_id:
+        ModelVersion.objects.filter(pk=job.input_version_id, state=ModelVersion.State.CHECKING).update(
+            state=ModelVersion.State.READY, error=""
+        )
 
 
 def on_check_failure(job, reason: str) -> None:
@@ -68,5 +82,34 @@ def on_check_failure(job, reason: str) -> None:
         )
 
 
+def reap_unsettled_versions(*, now=None) -> int:
+    """Settle versions left ``checking`` with no queued or running check job; returns how many.
+
+    A version and its check job are created in one transaction and settled in one, so this finds only what
+    older code left behind (the job failed but the version's clean-up did not run) or a job row removed by hand.
+    The version fails with its last check's reason; with no failed check to blame, it is checked again.
+    """
+    from console.models import ModelVersion
+    from jobs.models import Job
+    from jobs.services import start_job
+
+    live = Job.objects.filter(kind=CHECK.name, input_version=OuterRef("pk"), state__in=[Job.State.QUEUED,
+                                                                                        Job.State.RUNNING])
+    settled = 0
+    unsettled = ModelVersion.objects.filter(state=ModelVersion.State.CHECKING).exclude(Exists(live))
+    for version in unsettled.select_related("model__project"):
+        with transaction.atomic():
+            if not unsettled.filter(pk=version.pk).select_for_update().exists():
+                continue  # settled meanwhile
+            last = version.jobs.filter(kind=CHECK.name).order_by("-created_at").first()
+            if last is None or last.state == Job.State.SUCCEEDED:
+                start_job(project=version.model.project, kind=CHECK.name, input_version=version)
+            else:
+                ModelVersion.objects.filter(pk=version.pk).update(
+                    state=ModelVersion.State.FAILED, error=last.error or f"its compatibility check was {last.state}")
+            settled += 1
+    return settled
+
+
 CHECK = register(JobKind(name="check", queue=QUEUE_CHECKS, run=run_check, on_failure=on_check_failure,
-                         label="Compatibility check"))
+                         on_success=on_check_success, reap=reap_unsettled_versions, label="Compatibility check"))

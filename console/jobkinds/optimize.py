@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from django.core.files import File
+from django.db import transaction
 
 from jobs.files import local_path
 from jobs.registry import QUEUE_HEAVY, JobKind, PermanentJobError, register
@@ -165,9 +166,15 @@ def run_optimize(job, progress):
 
 
 def _remember_parent_benchmark(parent, figures: dict) -> None:
+    """Merge this job's figures for the parent into what the parent holds now, not what it held when the job
+    started: jobs on one parent run at the same time, and each keeps the figures the others measured (an
+    accuracy measured on a dataset stays when a later job without one measures latency)."""
     from console.models import ModelVersion
 
-    ModelVersion.objects.filter(pk=parent.pk).update(metrics={**parent.metrics, "benchmark": figures})
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().only("metrics").get(pk=parent.pk)
+        locked.metrics = {**locked.metrics, "benchmark": {**locked.metrics.get("benchmark", {}), **figures}}
+        locked.save(update_fields=["metrics"])
 
 
 def candidate_transforms(profile: dict, facts: dict, has_dataset: bool) -> list[tuple[str, dict]]:

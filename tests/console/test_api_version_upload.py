@@ -168,3 +168,34 @@ def test_upload__model_with_constant_node_weights__is_accepted(project, model, t
     payload.ir_version = 8
     onnx.checker.check_model(payload)
     assert upload(api_client_for(teammate), project, model, payload.SerializeToString()).status_code == 201
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upload__broker_down__succeeds_and_the_reaper_sends_the_check_once_it_is_back(
+        project, model, teammate, mlp_bytes, isolated_storage, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs import services as job_services
+    from jobs.tasks import execute_job
+    from tests.jobs.helpers import broker_down
+
+    client = api_client_for(teammate)
+    with broker_down():
+        response = upload(client, project, model, mlp_bytes)
+        again = upload(client, project, model, mlp_bytes)
+
+    assert response.status_code == 201, response.content
+    version = ModelVersion.objects.get(model=model, number=1)
+    assert version.state == "checking"
+    assert [p.name for p in stored_files(isolated_storage)] == [f"{version.sha256}.onnx"]  # the file stays
+    job = Job.objects.get(input_version=version, kind="check")
+    assert job.state == "queued" and "not sent: the broker did not take it" in job.log
+    assert again.status_code == 409 and again.json()["existing_version"] == 1  # the intact version, not a wreck
+
+    later = timezone.now() + timedelta(seconds=settings.JOB_STALE_SECONDS + 1)
+    assert job_services.reap_stale_jobs(now=later)["resent"] == 1  # the broker is back
+    assert execute_job(job.pk) == "succeeded"
+    version.refresh_from_db()
+    assert version.state == "ready"

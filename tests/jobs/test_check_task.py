@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.db.models.signals import post_save
+from django.urls import reverse
+from django.utils import timezone
 
 from console.models import CompatibilityResult, ModelVersion
 from devices.models import DeviceType
+from jobs import services as job_services
 from jobs.models import Job
-from jobs.tasks import execute_job
+from jobs.tasks import execute_job, run_job
 from tests.conftest import make_mlp
-from tests.jobs.helpers import unrunnable_model_bytes, uploaded_version
+from tests.jobs.helpers import database_fails_on, messages_sent, unrunnable_model_bytes, uploaded_version
 
 pytestmark = pytest.mark.django_db
 
@@ -101,3 +107,71 @@ def test_check__demo_digits_model__is_ready_and_flags_the_mobile_package(model, 
     phone = CompatibilityResult.objects.get(version=version, device_type__slug="android-arm64-phone")
     assert not phone.compatible
     assert any("ArrayFeatureExtractor" in r for r in phone.reasons)
+
+
+@pytest.mark.django_db(transaction=True)  # a failing query closes the worker's connection, as in a worker
+def test_check__database_keeps_failing__fails_at_the_attempt_limit_with_the_reason(model, settings):
+    version = uploaded_version(model, make_mlp().SerializeToString())
+    job = check_job(version)
+
+    with database_fails_on("devices_devicetype", message="could not receive data from server"), \
+            messages_sent() as sent:
+        run_job.apply(kwargs={"job_id": job.pk})  # as a worker runs it, Celery's retries included
+
+    job.refresh_from_db()
+    assert (job.state, job.attempts) == ("failed", settings.JOB_MAX_ATTEMPTS)
+    assert f"gave up after {settings.JOB_MAX_ATTEMPTS} attempt(s)" in job.error
+    assert "could not receive data from server" in job.error
+    assert sent == []  # only Celery's own retries bring it back: no second message per failure
+    version.refresh_from_db()
+    assert (version.state, version.error) == ("failed", job.error)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_check__database_fails_once__second_attempt_makes_the_version_ready(model):
+    version = uploaded_version(model, make_mlp().SerializeToString())
+    job = check_job(version)
+
+    with database_fails_on("devices_devicetype", times=1):
+        run_job.apply(kwargs={"job_id": job.pk})
+
+    job.refresh_from_db()
+    assert (job.state, job.attempts) == ("succeeded", 2)
+    assert "hit a transient error" in job.log
+    version.refresh_from_db()
+    assert version.state == "ready"
+
+
+def test_check__cancelled_while_saving_its_results__version_is_not_marked_ready(model):
+    version = uploaded_version(model, make_mlp().SerializeToString())
+    job = check_job(version)
+
+    def cancel_meanwhile(sender, instance, created, **kwargs):  # a person presses cancel at this very moment
+        post_save.disconnect(cancel_meanwhile, sender=CompatibilityResult)
+        job_services.cancel_job(job)
+
+    post_save.connect(cancel_meanwhile, sender=CompatibilityResult, weak=False)
+    try:
+        assert execute_job(job.pk) == "cancelled"
+    finally:
+        post_save.disconnect(cancel_meanwhile, sender=CompatibilityResult)
+
+    version.refresh_from_db()
+    job.refresh_from_db()
+    assert job.state == "cancelled"
+    assert (version.state, version.error) == ("failed", "cancelled")
+
+
+def test_check__worker_killed_mid_check__version_page_says_when_it_is_retried(client, model, teammate, settings):
+    version = uploaded_version(model, make_mlp().SerializeToString())
+    job = check_job(version)
+    job_services.claim_job(job.pk)
+    last_word = timezone.now() - timedelta(minutes=3)  # the worker was killed three minutes ago
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=last_word)
+
+    client.force_login(teammate)
+    page = client.get(reverse("version", args=[model.project.slug, model.name, version.number])).content.decode()
+
+    retry_at = last_word + timedelta(seconds=settings.JOB_STALE_SECONDS)
+    assert f"No word from its worker since {timezone.localtime(last_word):%H:%M:%S}" in page
+    assert f"a retry is pending at {timezone.localtime(retry_at):%H:%M:%S}" in page

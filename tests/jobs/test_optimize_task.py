@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -141,3 +143,21 @@ def test_optimize_for_device__measures_candidates_and_keeps_only_a_smaller_not_s
     assert baseline["accuracy"] - chosen["accuracy"] <= 0.01
     child = job.output_version
     assert child.parent_id == parent.pk and child.metrics["chosen_for"] == "raspberry-pi-4"
+
+
+def test_optimize__two_jobs_on_one_parent__keep_each_others_parent_figures(model):
+    parent = ready_version(model, wide_mlp(hidden=256))
+    rng = np.random.default_rng(0)
+    labeled = io.BytesIO()
+    np.savez(labeled, x=rng.standard_normal((64, 8)).astype(np.float32), labels=rng.integers(0, 4, 64))
+    with temporary_upload("rows.npz", labeled.getvalue()) as upload:
+        dataset = attach_dataset(model=model, uploaded=upload)
+
+    _, with_data = optimize(parent, "fp16", dataset=dataset)  # measures the parent's accuracy on the dataset
+    _, without = optimize(parent, "quantize_dynamic")  # measures the parent's latency again, without a dataset
+
+    assert with_data.state == without.state == "succeeded", (with_data.error, without.error)
+    parent.refresh_from_db()
+    kept = parent.metrics["benchmark"]
+    assert kept["evaluation"] == with_data.output_version.metrics["parent_benchmark"]["evaluation"]
+    assert kept["latency_1_thread"] == without.output_version.metrics["parent_benchmark"]["latency_1_thread"]
