@@ -27,7 +27,7 @@ alternating rounds (medians reported, with the spread of the steady ratio):
 Devices spread over the four built-in device types and 8 regions; rules spread over the same 32 segments,
 each with an app-version range and a sticky percentage, plus a catch-all last rule (so ~15 candidate rules
 per device with 500 rules). Devices, their desired/installed rows and their stored digests (holding the ETag
-of their current answer, computed with ``devices.services.resolve_checkin`` as a check-in would, and the
+of their current answer, computed with ``devices.delivery.checkin.settled_state`` as a check-in would, and the
 ticket a check-in would issue for it) are bulk-inserted; before each row a sample of devices is checked to
 really get 304 with those ETags. Needs
 ``wrk`` and ``nginx`` (``apt-get install -y wrk nginx``), PostgreSQL (DATABASE_URL's server, default
@@ -157,7 +157,6 @@ def seed_project() -> dict[str, Any]:
 
 
 def set_rules(seed: dict[str, Any], count: int) -> None:
-    from devices.delivery.cache import bump_plan_generation
     from devices.models import DeviceType, TargetingRule
 
     types = sorted(DeviceType.objects.filter(project=None).values_list("slug", flat=True))
@@ -167,8 +166,7 @@ def set_rules(seed: dict[str, Any], count: int) -> None:
         "device_types": [types[i % 4]], "regions": [REGIONS[(i // 4) % 8]], "app_version": f">=2.{i % 5}",
         "percentage": 10 + i % 90, "salt": f"bench-{i}"}) for i in range(count - 1)]
     rules.append(TargetingRule(model=model, version=version, priority=1_000_000, conditions={}))
-    TargetingRule.objects.bulk_create(rules)
-    bump_plan_generation(project_id=seed["project"].pk)
+    TargetingRule.objects.bulk_create(rules)  # a new plan generation, as any change of rules
 
 
 def segment_configs() -> list[dict[str, Any]]:
@@ -190,10 +188,8 @@ def add_devices(seed: dict[str, Any], start: int, stop: int) -> None:
     from django.utils import timezone
 
     from devices.core.fingerprint import config_fingerprint
-    from devices.core.manifests import answer_etag
-    from devices.delivery import checkin as delivery_checkin
     from devices.delivery.cache import load_model_plans
-    from devices.delivery.checkin import ticketed
+    from devices.delivery.checkin import CheckinRequest, record_of, settled_state, ticketed
     from devices.fleet.keys import hash_token
     from devices.models import Device, DeviceModelState, DeviceType, FleetSettings
 
@@ -214,19 +210,15 @@ def add_devices(seed: dict[str, Any], start: int, stop: int) -> None:
                             runtime="onnxruntime", runtime_version="1.17.3", os="linux", cpu_arch="arm64",
                             accelerator="none", memory_mb=4096, fingerprint=config_fingerprint(config),
                             enrolled_at=now, last_seen_at=now)
-            stable, states = delivery_checkin.resolve_checkin(device=device, fleet=fleet, plans=plans, models=[MODEL],
-                                                      installed=installed)
-            etag = answer_etag(stable)
-            inputs = delivery_checkin.inputs_key(device=device, fleet=fleet, models=[MODEL], installed=installed)
-            device.delivery_digest = delivery_checkin.delivery_digest(states, inputs=inputs, etag=etag)
+            request = CheckinRequest(fingerprint=device.fingerprint, models=[MODEL], installed=installed)
+            device.delivery_digest, etag, states = settled_state(record_of(device, fleet), request, plans)
             seed["etags"].append(etag)
             devices.append(device)
             rows.append(states[0])
         Device.objects.bulk_create(devices, batch_size=2500)  # sets the primary keys (PostgreSQL)
         for device, etag in zip(devices, seed["etags"][chunk_start:], strict=False):
-            device.fleet = fleet  # as the token lookup attaches it
-            request = {"fingerprint": device.fingerprint, "models": [MODEL], "installed": installed}
-            seed["tickets"].append(ticketed(device, request, etag, timezone.now()))  # what a check-in issues
+            request = CheckinRequest(fingerprint=device.fingerprint, models=[MODEL], installed=installed)
+            seed["tickets"].append(ticketed(record_of(device, fleet), request, etag, timezone.now()))  # as a check-in
         DeviceModelState.objects.bulk_create(
             [DeviceModelState(device=device, resolved_at=now, **row) for device, row in zip(devices, rows, strict=True)],
             batch_size=2500)

@@ -5,13 +5,87 @@ import secrets
 
 from django.conf import settings
 from django.core.validators import RegexValidator
-from django.db import models
+from django.db import models, transaction
+from django.dispatch import Signal
 
 from console.projects import roles
 
 slug_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9-]{0,62}$", "Use lowercase letters, digits and dashes (at most 63, starting with a letter/digit)."
 )
+
+
+# Sent after rows that decide what devices are served changed (sender: the model class; ``project_ids``: the ids
+# of the projects concerned, a set (None in it: every project, e.g. a built-in device type) or a query of ids).
+# devices.signals turns it into a new plan generation; console does not know what devices cache.
+delivery_inputs_changed = Signal()
+
+
+class DeliveryInputQuerySet(models.QuerySet):
+    """The queryset of a model whose rows decide what devices are served (devices.delivery.cache reads them).
+
+    ``save()`` and ``delete()`` of one row send post_save/post_delete, but ``update()`` and ``bulk_create()``
+    send nothing: these announce the projects whose rows they changed themselves (``delivery_inputs_changed``),
+    so no writer has to remember to. ``bulk_update()`` runs through ``update()``; ``delete()`` through
+    Django's collector, which sends post_delete for each row. A write that touches none of ``delivery_fields``
+    (say, a version's benchmark figures) announces nothing, because a new plan generation makes every device
+    of the project resolve again.
+    """
+
+    project_path: str = "project_id"  # lookup from a row to its project's id
+    delivery_fields: frozenset[str] | None = None  # fields delivery reads; None: all of them
+
+    def touches(self, names) -> bool:
+        """Whether a write of these field names (or attnames) can change what delivery reads."""
+        if self.delivery_fields is None:
+            return True
+        return any(self.model._meta.get_field(name).name in self.delivery_fields for name in names)
+
+    def project_ids(self) -> set[int | None]:
+        return set(self.order_by().values_list(self.project_path, flat=True).distinct())
+
+    def projects_of(self, rows):
+        """The projects of ``rows`` (instances, saved or not) as their fields say now: a set of ids, or a
+        query of ids when they are a join away (so the caller's UPDATE can take it as a subquery)."""
+        head, _, rest = self.project_path.partition("__")
+        field = self.model._meta.get_field(head)
+        values = {getattr(row, field.attname) for row in rows}
+        if not rest:
+            return values
+        return field.related_model._base_manager.filter(pk__in=values - {None}).order_by().values(rest)
+
+    def _moves_rows(self, names) -> bool:
+        """Whether a write of these fields can move rows to another project."""
+        head = self.model._meta.get_field(self.project_path.partition("__")[0])
+        return any(self.model._meta.get_field(name) == head for name in names)
+
+    def announce(self, project_ids) -> None:
+        delivery_inputs_changed.send(sender=self.model, project_ids=project_ids)
+
+    def update(self, **kwargs):
+        if not self.touches(kwargs):
+            return super().update(**kwargs)
+        with transaction.atomic(using=self.db, savepoint=False):
+            moved = list(self.values_list("pk", flat=True)) if self._moves_rows(kwargs) else []
+            before = self.project_ids()
+            rows = super().update(**kwargs)
+            if moved:
+                before.update(self.model._base_manager.filter(pk__in=moved).order_by().values_list(
+                    self.project_path, flat=True).distinct())
+            if rows and before:
+                self.announce(before)
+        return rows
+
+    update.alters_data = True
+
+    def bulk_create(self, objs, *args, **kwargs):
+        with transaction.atomic(using=self.db, savepoint=False):
+            created = super().bulk_create(objs, *args, **kwargs)
+            if created:
+                self.announce(self.projects_of(created))
+        return created
+
+    bulk_create.alters_data = True
 
 
 class Project(models.Model):
@@ -43,6 +117,10 @@ class Membership(models.Model):
         return f"{self.user} is {self.role} of {self.project}"
 
 
+class ModelQuerySet(DeliveryInputQuerySet):
+    delivery_fields = frozenset({"project", "name", "default_version"})
+
+
 class Model(models.Model):
     """A named slot that devices ask for, e.g. ``digit-classifier``."""
 
@@ -56,6 +134,8 @@ class Model(models.Model):
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="default_for"
     )
 
+    objects = ModelQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["project", "name"], name="unique_model_name_per_project")]
@@ -64,7 +144,11 @@ class Model(models.Model):
         return self.name
 
 
-class VersionQuerySet(models.QuerySet):
+class VersionQuerySet(DeliveryInputQuerySet):
+    project_path = "model__project_id"
+    # What a plan holds of a version (devices.delivery.cache.load_model_plans), not its figures or its error.
+    delivery_fields = frozenset({"model", "number", "state", "sha256", "size_bytes", "format", "parent", "metadata"})
+
     def servable(self) -> VersionQuerySet:
         """The versions ``is_servable`` accepts, as a filter."""
         return self.filter(state__in=SERVABLE_STATES)
@@ -126,6 +210,11 @@ def is_servable(version_or_state: ModelVersion | str) -> bool:
     return state in SERVABLE_STATES
 
 
+class CompatibilityQuerySet(DeliveryInputQuerySet):
+    project_path = "version__model__project_id"
+    delivery_fields = frozenset({"version", "device_type", "compatible", "reasons"})
+
+
 class CompatibilityResult(models.Model):
     """One cell row of the compatibility matrix: may this version run on this device type?"""
 
@@ -134,6 +223,8 @@ class CompatibilityResult(models.Model):
     compatible = models.BooleanField()
     reasons = models.JSONField(default=list, blank=True)
     checked_at = models.DateTimeField(auto_now=True)
+
+    objects = CompatibilityQuerySet.as_manager()
 
     class Meta:
         ordering = ["device_type__name"]

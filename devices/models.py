@@ -4,13 +4,16 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from console.models import slug_validator
+from console.models import DeliveryInputQuerySet, slug_validator
 from devices.core import resolution
 
 PRECISIONS = ["fp32", "fp16", "int8"]
 
 
-class DeviceTypeQuerySet(models.QuerySet):
+class DeviceTypeQuerySet(DeliveryInputQuerySet):
+    # Checks and the prefilter of rules read a type whole. A built-in type has no project: its changes concern
+    # every project (project id None).
+
     def visible_to(self, project) -> DeviceTypeQuerySet:
         """The built-in catalog plus ``project``'s own types (a Project or its id); never another project's."""
         return self.filter(models.Q(project=None) | models.Q(project=project))
@@ -81,6 +84,12 @@ class DeviceType(models.Model):
 DEFAULT_CHECKIN_INTERVAL_S = 300
 
 
+class FleetSettingsQuerySet(DeliveryInputQuerySet):
+    # Every answer states the interval and every manifest is signed with the key; ``plan_generation`` is the
+    # invalidation itself, and the enrollment key concerns enrollment only.
+    delivery_fields = frozenset({"checkin_interval_s", "signing_key_encrypted"})
+
+
 class FleetSettings(models.Model):
     """A project's delivery secrets and defaults: enrollment key (hashed), signing key pair, check-in interval.
 
@@ -101,6 +110,8 @@ class FleetSettings(models.Model):
     )
     plan_generation = models.CharField(max_length=32)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = FleetSettingsQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "fleet settings"
@@ -173,6 +184,11 @@ class VoidedToken(models.Model):
         return f"token {self.token_hash[:8]}… voided {self.voided_at:%Y-%m-%d %H:%M}"
 
 
+class TargetingRuleQuerySet(DeliveryInputQuerySet):
+    project_path = "model__project_id"
+    delivery_fields = frozenset({"model", "priority", "version", "conditions"})
+
+
 class TargetingRule(models.Model):
     """One targeting rule of a model: conditions (``devices.targeting`` shape) and the version it serves."""
 
@@ -184,6 +200,8 @@ class TargetingRule(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TargetingRuleQuerySet.as_manager()
 
     class Meta:
         ordering = ["model", "priority", "id"]

@@ -1,39 +1,44 @@
-"""Whatever resolution reads changed: new plan generation for the projects concerned (see devices.plans)."""
+"""Whatever resolution reads changed: a new plan generation for the projects concerned (devices.delivery.cache).
+
+Every model resolution reads declares it with a ``console.models.DeliveryInputQuerySet`` as its default
+manager: its bulk writes announce themselves (``delivery_inputs_changed``), and ``connect`` below hooks the
+saves and deletes of the same models, so declaring the queryset is all a new such model needs.
+"""
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
 
-from console.models import CompatibilityResult, Model, ModelVersion
-from devices.delivery.cache import bump_plan_generation
-
-from .models import DeviceType, TargetingRule
+from console.models import DeliveryInputQuerySet, delivery_inputs_changed
+from devices.delivery.cache import invalidate
 
 
-@receiver([post_save, post_delete], sender=TargetingRule)
-def rule_changed(sender, instance: TargetingRule, **kwargs) -> None:
-    bump_plan_generation(project__models__id=instance.model_id)
+def delivery_input_models() -> list[type]:
+    """The models whose default manager is a DeliveryInputQuerySet."""
+    return [model for model in apps.get_models()
+            if isinstance(model._default_manager.get_queryset(), DeliveryInputQuerySet)]
 
 
-@receiver([post_save, post_delete], sender=Model)
-def model_changed(sender, instance: Model, **kwargs) -> None:
-    bump_plan_generation(project_id=instance.project_id)
+def inputs_changed(sender, project_ids, **kwargs) -> None:
+    invalidate(project_ids)
 
 
-@receiver([post_save, post_delete], sender=ModelVersion)
-def version_changed(sender, instance: ModelVersion, **kwargs) -> None:
-    bump_plan_generation(project__models__id=instance.model_id)
+def row_saved(sender, instance, update_fields=None, **kwargs) -> None:
+    rows = sender._default_manager.get_queryset()
+    if update_fields is None or rows.touches(update_fields):
+        invalidate(rows.projects_of([instance]))
 
 
-@receiver([post_save, post_delete], sender=CompatibilityResult)
-def compatibility_changed(sender, instance: CompatibilityResult, **kwargs) -> None:
-    bump_plan_generation(project__models__versions__id=instance.version_id)
+def row_deleted(sender, instance, **kwargs) -> None:
+    invalidate(sender._default_manager.get_queryset().projects_of([instance]))
 
 
-@receiver([post_save, post_delete], sender=DeviceType)
-def device_type_changed(sender, instance: DeviceType, **kwargs) -> None:
-    if instance.project_id is None:
-        bump_plan_generation()  # a built-in type is shared by every project
-    else:
-        bump_plan_generation(project_id=instance.project_id)
+def connect() -> None:
+    delivery_inputs_changed.connect(inputs_changed, dispatch_uid="devices.inputs_changed")
+    for model in delivery_input_models():
+        post_save.connect(row_saved, sender=model, dispatch_uid=f"devices.saved.{model._meta.label}")
+        post_delete.connect(row_deleted, sender=model, dispatch_uid=f"devices.deleted.{model._meta.label}")
+
+
+connect()  # devices.apps imports this module from ready(), when every model is loaded

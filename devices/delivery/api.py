@@ -1,4 +1,8 @@
-"""The device-facing API: the server half of devices/agent/PROTOCOL.md. HTTP only; the check-in's logic is in devices.delivery.checkin."""
+"""The device-facing API: the server half of devices/agent/PROTOCOL.md.
+
+HTTP only: parsing, authentication, throttles and rendering. What a check-in is answered is decided by
+``devices.delivery.checkin.answer_checkin``.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +14,27 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, permissions, status
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
+from console.parsers import BoundedJSONParser, loads_bounded
 from devices.constants import MAX_EVENTS_REQUEST_BYTES, MAX_REQUEST_BYTES
 from devices.core.signing import check_download_token
-from devices.delivery import presence
 from devices.delivery.auth import (
     DeviceRateThrottle,
+    DeviceRecord,
     DeviceTokenAuthentication,
     EnrollRateThrottle,
     IsEnrolledDevice,
-    device_for_token,
+    TicketHolder,
 )
-from devices.delivery.checkin import checkin_answer, ticket_checkin
+from devices.delivery.checkin import CheckinRequest, CheckinResult, answer_checkin
 from devices.delivery.downloads import package_response
 from devices.delivery.serializers import CheckinSerializer, EnrollSerializer, common_checkin
 from devices.fleet import keys
 from devices.fleet import services as fleet_services
-from devices.models import DeviceModelState
+from devices.models import Device, DeviceModelState
 from devices.telemetry import events as telemetry_events
 from devices.telemetry.serializers import EventBatchSerializer
 
@@ -73,7 +77,7 @@ class DeviceEndpoint(APIView):
     authentication_classes = [DeviceTokenAuthentication]
     permission_classes = [IsEnrolledDevice]
     throttle_classes = [DeviceRateThrottle]
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]  # a body nested too deep is a 400, as on every JSON endpoint
     renderer_classes = [JSONRenderer]
     max_body_bytes = MAX_REQUEST_BYTES
 
@@ -130,22 +134,21 @@ class CheckinView(DeviceEndpoint):
     @extend_schema(request=CheckinSerializer, responses={200: dict, 304: None, 400: dict, 401: dict, 409: dict},
                    tags=["device"])
     def post(self, request):
-        device = request.auth
+        device: DeviceRecord = request.auth
         data = self.valid_body(CheckinSerializer)
         now = timezone.now()
         config = data.get("config")
         if config is not None:
             device_type = known_device_type(device.project_id, config["device_type"])
-            fleet_services.apply_config(device=device, config=config, device_type=device_type, now=now)
-        code, body, headers = checkin_answer(device, data, request.META.get("HTTP_IF_NONE_MATCH", ""), now)
-        return Response(body, status=code, headers=headers)
+            fleet_services.apply_config(device=Device.objects.get(pk=device.pk), config=config,
+                                        device_type=device_type, now=now)
+        result = answer_checkin(CheckinRequest.of(data, request.META.get("HTTP_IF_NONE_MATCH", "")),
+                                token=DeviceTokenAuthentication.raw_token(request) or "", now=now,
+                                device=None if config is not None else device)  # a config: read the row again
+        return Response(result.body, status=result.status, headers=result.headers)
 
 
 _full_checkin = CheckinView.as_view()
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not JSON")  # as DRF's strict JSONParser: NaN and Infinity are refused
 
 
 def _common_body(request: HttpRequest) -> dict | None:
@@ -155,8 +158,8 @@ def _common_body(request: HttpRequest) -> dict | None:
             or int(length) > MAX_REQUEST_BYTES):
         return None
     try:
-        return common_checkin(json.loads(request.body, parse_constant=_reject_constant))
-    except ValueError:
+        return common_checkin(loads_bounded(request.body))
+    except ValueError:  # malformed, NaN, or nested too deep: CheckinView's parser says what is wrong
         return None
 
 
@@ -182,36 +185,34 @@ def checkin(request: HttpRequest) -> HttpResponse:
     DRF's dispatch, negotiation, parsing and serializer cost more than the check-in itself, so the usual body
     (no config) is checked by ``serializers.common_checkin`` and answered here with the same authentication,
     throttle (DeviceRateThrottle's own ``allow_request``) and answers as CheckinView. Anything else (a config,
-    an invalid or oversized body, another method or content type) goes to CheckinView unchanged, so every 4xx
-    message about a body still comes from CheckinSerializer. A valid check-in ticket in If-None-Match
-    (``ticket_checkin``) is answered 304 before the device row is read.
+    an invalid, oversized or too deeply nested body, another method or content type) goes to CheckinView
+    unchanged, so every 4xx message about a body still comes from CheckinSerializer or BoundedJSONParser.
     """
     data = _common_body(request)
     if data is None:
         return _full_checkin(request)
+
+    def admit(device: DeviceRecord | TicketHolder) -> None:
+        request.auth = device  # DeviceRateThrottle keys on request.auth, as in DRF
+        throttle = DeviceRateThrottle()
+        if not throttle.allow_request(request, None):
+            raise exceptions.Throttled(throttle.wait())
+
     try:
         raw = DeviceTokenAuthentication.raw_token(request)
         if raw is None:
             raise exceptions.NotAuthenticated()
-        steady = ticket_checkin(request, data, raw)
-        if steady is None:
-            device = device_for_token(raw)
-            if device is None or device.revoked_at is not None:
-                DeviceTokenAuthentication.refuse(device)
-        request.auth = steady[0] if steady else device  # DeviceRateThrottle keys on request.auth, as in DRF
-        throttle = DeviceRateThrottle()
-        if not throttle.allow_request(request, None):
-            raise exceptions.Throttled(throttle.wait())
+        result = answer_checkin(CheckinRequest.of(data, request.META.get("HTTP_IF_NONE_MATCH", "")), token=raw,
+                                admit=admit)
     except exceptions.APIException as exc:
         return _problem(exc)
-    now = timezone.now()
-    if steady is not None:
-        presence.note_seen(steady[0].pk, now)
-        return HttpResponse(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": steady[1]})
-    code, body, headers = checkin_answer(device, data, request.META.get("HTTP_IF_NONE_MATCH", ""), now)
-    if body is None:
-        return HttpResponse(status=code, headers=headers)
-    return _json(body, code, headers)
+    return _render(result)
+
+
+def _render(result: CheckinResult) -> HttpResponse:
+    if result.body is None:
+        return HttpResponse(status=result.status, headers=result.headers)
+    return _json(result.body, result.status, result.headers)
 
 
 # drf-spectacular documents URL callbacks whose ``cls`` is an APIView: describe this one as CheckinView.
@@ -227,21 +228,21 @@ class EventsView(DeviceEndpoint):
     @extend_schema(request=EventBatchSerializer, responses={200: dict, 400: dict, 401: dict}, tags=["device"])
     def post(self, request):
         data = self.valid_body(EventBatchSerializer)
-        accepted, duplicates = telemetry_events.record_events(device=request.auth, events=data["events"])
-        return Response({"accepted": accepted, "duplicates": duplicates})
+        outcome = telemetry_events.record_events(device=request.auth, events=data["events"])
+        return Response(outcome._asdict())
 
 
 class DownloadView(DeviceEndpoint):
     @extend_schema(responses={200: OpenApiResponse(description="the package bytes"), 206: None, 403: dict, 416: None},
                    tags=["device"])
     def get(self, request, version_id: int):
-        device = request.auth
+        device: DeviceRecord = request.auth
         problem = check_download_token(keys.download_secret(), request.query_params.get("token", ""),
                                        version_id=version_id, device_id=device.device_id, now=int(time.time()))
         if problem:
             raise exceptions.PermissionDenied(f"download token {problem}: check in again for a fresh download URL.")
         state = (DeviceModelState.objects.select_related("desired_version__model")
-                 .filter(device=device, desired_version_id=version_id).first())
+                 .filter(device_id=device.pk, desired_version_id=version_id).first())
         if state is None:
             raise exceptions.PermissionDenied(
                 f"Version {version_id} is not assigned to this device: check in again for a fresh download URL.")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from datetime import datetime
 from datetime import timezone as dt_timezone
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import psycopg
 from django.contrib.auth.models import AnonymousUser
-from django.db import connection, models
+from django.db import connection
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
@@ -17,43 +18,75 @@ from rest_framework import authentication, exceptions, permissions, throttling
 from devices.fleet import keys
 from devices.models import Device, DeviceType, FleetSettings
 
-# What device requests read; the rest (stored config, runtime details...) loads on access, which only a
-# configuration change does (services.apply_config reloads the row).
-_DEVICE_FIELDS = [field for field in Device._meta.concrete_fields if field.name in {
-    "id", "project", "device_id", "device_type", "region", "app_version", "attributes", "fingerprint",
-    "checkin_interval_s", "delivery_digest", "last_seen_at", "revoked_at"}]
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A device as its requests see it: what check-in, events and downloads read of its row, its device
+    type's slug and its project's fleet settings, from one indexed query (``device_for_token``). Anything
+    else (stored configuration, runtime details, the signing key) is read where it is needed."""
+
+    pk: int
+    project_id: int
+    device_id: str
+    token_hash: str
+    device_type_id: int
+    device_type_slug: str
+    region: str
+    app_version: str
+    attributes: dict[str, Any]
+    fingerprint: str
+    own_checkin_interval_s: int | None  # the device's own, overriding the project's
+    delivery_digest: str
+    last_seen_at: datetime | None
+    revoked_at: datetime | None
+    fleet_id: int
+    plan_generation: str
+    project_checkin_interval_s: int
+
+    @property
+    def checkin_interval_s(self) -> int:
+        return self.own_checkin_interval_s or self.project_checkin_interval_s
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+# The record's columns: (record field, SQL); the lookup selects them in this order.
+_COLUMNS = [
+    ("pk", 'd."id"'), ("project_id", 'd."project_id"'), ("device_id", 'd."device_id"'),
+    ("device_type_id", 'd."device_type_id"'),
+    ("device_type_slug", '(SELECT t."slug" FROM "{type}" t WHERE t."id" = d."device_type_id")'),
+    ("region", 'd."region"'), ("app_version", 'd."app_version"'), ("attributes", 'd."attributes"'),
+    ("fingerprint", 'd."fingerprint"'), ("own_checkin_interval_s", 'd."checkin_interval_s"'),
+    ("delivery_digest", 'd."delivery_digest"'), ("last_seen_at", 'd."last_seen_at"'),
+    ("revoked_at", 'd."revoked_at"'), ("fleet_id", 'f."id"'), ("plan_generation", 'f."plan_generation"'),
+    ("project_checkin_interval_s", 'f."checkin_interval_s"'),
+]
 
 
 @functools.cache
 def _lookup_sql() -> str:
     device, device_type, fleet = Device._meta.db_table, DeviceType._meta.db_table, FleetSettings._meta.db_table
-    columns = ", ".join(f'd."{field.column}"' for field in _DEVICE_FIELDS)
-    return (f'SELECT {columns}, (SELECT t."slug" FROM "{device_type}" t WHERE t."id" = d."device_type_id"), '
-            f'f."id", f."plan_generation", f."checkin_interval_s" '
-            f'FROM "{device}" d JOIN "{fleet}" f ON f."project_id" = d."project_id" WHERE d."token_hash" = %s')
+    columns = ", ".join(sql.format(type=device_type) for _, sql in _COLUMNS)
+    return (f'SELECT {columns} FROM "{device}" d JOIN "{fleet}" f ON f."project_id" = d."project_id" '
+            f'WHERE d."token_hash" = %s')
 
 
-def device_for_token(raw: str) -> Device | None:
-    """The device holding this token, in one indexed query, with what every check-in needs attached.
+def device_for_token(raw: str) -> DeviceRecord | None:
+    """The device holding this token, in one indexed query.
 
     Plain SQL because this runs on every device request: the ORM spent several times longer compiling the
-    query and building the rows than the database spent answering. ``device.device_type`` holds only the
-    slug (its other fields load on access); ``device.fleet`` is the project's FleetSettings with its plan
-    generation and interval (the signing key loads on access, i.e. only when a manifest must be signed).
+    query and building the rows than the database spent answering.
     """
     token_hash = keys.hash_token(raw)
     row = _fetch_one(_lookup_sql(), [token_hash])
     if row is None:
         return None
-    count = len(_DEVICE_FIELDS)
-    values = [_from_db(field, value) for field, value in zip(_DEVICE_FIELDS, row[:count], strict=True)]
-    device = Device.from_db(connection.alias, [field.attname for field in _DEVICE_FIELDS], values)
-    type_slug, fleet_id, generation, interval = row[count:]
-    device.device_type = _partial(DeviceType, id=device.device_type_id, slug=type_slug)
-    device.fleet = _partial(FleetSettings, id=fleet_id, project_id=device.project_id, plan_generation=generation,
-                            checkin_interval_s=interval)
-    device.token_hash = token_hash  # the row was found by it (check-in tickets are bound to it)
-    return device
+    values = dict(zip((name for name, _ in _COLUMNS), row, strict=True), token_hash=token_hash)
+    values["attributes"] = _ATTRIBUTES.from_db_value(values["attributes"], None, connection)
+    values["last_seen_at"], values["revoked_at"] = _aware(values["last_seen_at"]), _aware(values["revoked_at"])
+    return DeviceRecord(**values)
 
 
 def _fetch_one(sql: str, params: list) -> tuple | None:
@@ -73,20 +106,15 @@ def _fetch_one(sql: str, params: list) -> tuple | None:
         return cursor.fetchone()
 
 
-def _from_db(field, value):
-    """What the ORM's converters would give: raw SQL skips them, and SQLite returns naive datetime text."""
-    if hasattr(field, "from_db_value"):
-        return field.from_db_value(value, None, connection)
-    if isinstance(field, models.DateTimeField) and value is not None:
-        value = field.to_python(value)
-        return timezone.make_aware(value, dt_timezone.utc) if timezone.is_naive(value) else value
-    return value
+_ATTRIBUTES = Device._meta.get_field("attributes")
 
 
-def _partial(model, **loaded):
-    """An instance with only ``loaded`` fields; the others load from the database on first access."""
-    names = [field.attname for field in model._meta.concrete_fields if field.attname in loaded]
-    return model.from_db(connection.alias, names, [loaded[name] for name in names])
+def _aware(value) -> datetime | None:
+    """A timestamp column as the ORM gives it: raw SQL on SQLite returns naive text."""
+    if value is None or isinstance(value, datetime) and timezone.is_aware(value):
+        return value
+    value = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return timezone.make_aware(value, dt_timezone.utc) if timezone.is_naive(value) else value
 
 
 class DeviceTokenAuthentication(authentication.BaseAuthentication):
@@ -114,7 +142,7 @@ class DeviceTokenAuthentication(authentication.BaseAuthentication):
         return AnonymousUser(), device
 
     @staticmethod
-    def refuse(device: Device | None) -> NoReturn:
+    def refuse(device: DeviceRecord | None) -> NoReturn:
         """The 401 for a token that found no device, or a revoked one."""
         if device is None:
             raise exceptions.AuthenticationFailed("Unknown device token; enroll the device again.")
@@ -136,7 +164,7 @@ class IsEnrolledDevice(permissions.BasePermission):
     message = "Send the device token: Authorization: Device <device token>."
 
     def has_permission(self, request, view) -> bool:
-        return isinstance(request.auth, Device)
+        return isinstance(request.auth, DeviceRecord)
 
 
 class DeviceRateThrottle(throttling.SimpleRateThrottle):
@@ -145,7 +173,7 @@ class DeviceRateThrottle(throttling.SimpleRateThrottle):
     scope = "device"
 
     def get_cache_key(self, request, view):
-        ident = request.auth.pk if isinstance(request.auth, Device | TicketHolder) else self.get_ident(request)
+        ident = request.auth.pk if isinstance(request.auth, DeviceRecord | TicketHolder) else self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 

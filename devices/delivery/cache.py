@@ -1,11 +1,12 @@
 """Delivery plans: what resolution reads, loaded from the database once and cached in each web process.
 
 A check-in must not read every rule, version and compatibility row again. Each project's ``FleetSettings``
-carries ``plan_generation``, a random token replaced whenever anything resolution reads changes (the
-services here and the signal receivers in ``devices.signals`` call ``bump_plan_generation``). The device
-row a check-in loads anyway comes with its project's generation, so a cached plan is used only while the
-generation matches, and for at most ``DEVICE_PLAN_CACHE_TTL_S`` seconds in any case (a backstop for
-changes made behind the ORM's back, e.g. ``QuerySet.update``).
+carries ``plan_generation``, a random token replaced whenever anything resolution reads changes: ``invalidate``
+is the one way to say so. Nobody has to remember to call it for rows: every model resolution reads has a
+``console.models.DeliveryInputQuerySet``, and ``devices.signals`` calls it for their saves, deletes, updates
+and bulk creations. The device row a check-in loads anyway comes with its project's generation, so a cached
+plan is used only while the generation matches, and for at most ``DEVICE_PLAN_CACHE_TTL_S`` seconds in any
+case (a backstop for writes that bypass the querysets, e.g. raw SQL).
 
 A check-in answered from its ticket (devices.tickets) reads no device row, so it checks the ticket against
 ``ticket_state``: the generation and the voided tokens as this process read them at most
@@ -24,9 +25,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from console.models import CompatibilityResult, Model, ModelVersion, is_servable
+from console.models import CompatibilityResult, Model, ModelVersion, Project, is_servable
 from devices import conf
 from devices.core.resolution import ModelPlan, VersionFacts
 from devices.core.targeting.rules import Rule
@@ -45,11 +47,43 @@ def new_generation() -> str:
     return uuid.uuid4().hex
 
 
+def invalidate(projects: Project | int | Iterable[int | None] | QuerySet, *, tokens_only: bool = False) -> None:
+    """Say that what check-in answers of ``projects`` are made of changed.
+
+    ``projects``: a Project, a project id, ids (``None`` among them: every project, for a built-in device
+    type), or a query of projects or of project ids. Their new plan generation makes every web process load
+    their plans again and fails every check-in ticket they issued (this process at once, others within
+    ``DEVICE_GENERATION_CACHE_S``). Call it inside the transaction that makes the change.
+
+    ``tokens_only``: just a device token stopped working (it is in ``VoidedToken`` now). The plans stay, so the
+    rest of the fleet keeps its tickets; this process reads the voided tokens again at once.
+    """
+    if not tokens_only:
+        fleets = _fleets_of(projects)
+        if fleets is not None:
+            fleets.update(plan_generation=new_generation())
+    _ticket_states.clear()
+    transaction.on_commit(_ticket_states.clear)  # a read before the commit saw the old state
+
+
+def _fleets_of(projects) -> QuerySet[FleetSettings] | None:
+    if isinstance(projects, QuerySet):
+        lookup = "project__in" if projects.model is Project else "project_id__in"
+        return FleetSettings.objects.filter(**{lookup: projects})
+    if isinstance(projects, Project):
+        return FleetSettings.objects.filter(project_id=projects.pk)
+    if isinstance(projects, int):
+        return FleetSettings.objects.filter(project_id=projects)
+    ids = set(projects)
+    if None in ids:
+        return FleetSettings.objects.all()
+    return FleetSettings.objects.filter(project_id__in=ids) if ids else None
+
+
 def bump_plan_generation(**project_filter: object) -> None:
-    """Make every process drop its cached plans of the projects matching ``project_filter`` (FleetSettings
-    lookups, e.g. ``project_id=3``; none: every project)."""
-    FleetSettings.objects.filter(**project_filter).update(plan_generation=new_generation())
-    forget_ticket_states()
+    """Old spelling of ``invalidate`` (``project_filter``: FleetSettings lookups), kept while devices/admin.py
+    still calls it; new code calls ``invalidate``."""
+    invalidate(FleetSettings.objects.filter(**project_filter).values("project_id"))
 
 
 def clear_cache() -> None:
@@ -85,12 +119,6 @@ def ticket_state(project_id: int) -> TicketState | None:
             _ticket_states.clear()
         _ticket_states[project_id] = (state, now)
     return state
-
-
-def forget_ticket_states() -> None:
-    """Read every project's ticket state again at its next use (this process only)."""
-    _ticket_states.clear()
-    transaction.on_commit(_ticket_states.clear)  # a read before the commit saw the old state
 
 
 def model_plans(project_id: int, generation: str, names: Iterable[str]) -> dict[str, ModelPlan | None]:

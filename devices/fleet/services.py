@@ -11,7 +11,7 @@ from django.utils import timezone
 from console.models import Project
 from devices import conf
 from devices.core.signing import generate_keypair
-from devices.delivery.cache import bump_plan_generation, forget_ticket_states, new_generation
+from devices.delivery.cache import invalidate, new_generation
 from devices.fleet import keys
 from devices.models import Device, DeviceEvent, DeviceType, FleetSettings, VoidedToken
 from devices.telemetry.events import server_event
@@ -55,8 +55,8 @@ def rotate_enrollment_key(*, project: Project) -> tuple[FleetSettings, str]:
 
 def set_project_checkin_interval(*, fleet: FleetSettings, seconds: int) -> FleetSettings:
     with transaction.atomic():
+        # Every answer states the interval: the queryset starts a new plan generation (check-in tickets fail).
         FleetSettings.objects.filter(pk=fleet.pk).update(checkin_interval_s=seconds)
-        bump_plan_generation(pk=fleet.pk)  # every answer states the interval; check-in tickets must not hold
     fleet.checkin_interval_s = seconds
     return fleet
 
@@ -167,12 +167,12 @@ def void_token(*, project_id: int, token_hash: str, now: datetime) -> None:
     VoidedToken.objects.create(project_id=project_id, token_hash=token_hash, voided_at=now)
     keep = timedelta(seconds=conf.checkin_ticket_ttl_s()) + timedelta(days=1)  # margin for a TTL raised later
     VoidedToken.objects.filter(project_id=project_id, voided_at__lt=now - keep).delete()
-    forget_ticket_states()
+    invalidate(project_id, tokens_only=True)
 
 
 def set_device_checkin_interval(*, device: Device, seconds: int | None) -> Device:
     with transaction.atomic():
         Device.objects.filter(pk=device.pk).update(checkin_interval_s=seconds)
-        bump_plan_generation(project_id=device.project_id)  # the device's check-in tickets must not hold
+        invalidate(device.project_id)  # the device's check-in tickets must not hold
     device.checkin_interval_s = seconds
     return device

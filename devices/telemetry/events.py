@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.utils import timezone
@@ -13,29 +13,50 @@ from console.models import Model, ModelVersion
 from devices.models import Device, DeviceEvent
 from devices.telemetry import rollups
 
+# A device event must be dated within this window around the server's clock, or it is neither stored nor
+# counted: a device whose clock was reset (1970) or runs far ahead would put its figures into days they say
+# nothing about. A month back lets a device that was offline that long still report what happened; up to an
+# hour ahead is a clock running a little fast, and such an event is dated now.
+EVENT_MAX_AGE = timedelta(days=30)
+EVENT_MAX_AHEAD = timedelta(hours=1)
 
-def server_event(device: Device, event_type: str, now: datetime, reason: str = "", **fields: Any) -> DeviceEvent:
-    """A history entry recorded by the server (unsaved)."""
+
+class BatchOutcome(NamedTuple):
+    accepted: int  # stored (and counted, when about a version of this project)
+    duplicates: int  # already stored: a resent batch
+    out_of_window: int  # dated too far from the server's clock: dropped (``EVENT_MAX_AGE``, ``EVENT_MAX_AHEAD``)
+
+
+def server_event(device, event_type: str, now: datetime, reason: str = "", **fields: Any) -> DeviceEvent:
+    """A history entry recorded by the server (unsaved), for a Device or a DeviceRecord."""
     return DeviceEvent(
-        project_id=device.project_id, device=device, event_id=f"server:{uuid.uuid4().hex}", type=event_type,
+        project_id=device.project_id, device_id=device.pk, event_id=f"server:{uuid.uuid4().hex}", type=event_type,
         at=now, received_at=now, reason=reason[:2000], **fields,
     )
 
 
-def record_events(*, device: Device, events: list[dict[str, Any]], now: datetime | None = None) -> tuple[int, int]:
-    """Store a batch of device events and count them into the daily rollups; returns (accepted, duplicates).
+def in_window(at: datetime, now: datetime) -> bool:
+    """Whether an event dated ``at`` may be stored and counted when the server's clock says ``now``."""
+    return now - EVENT_MAX_AGE <= at <= now + EVENT_MAX_AHEAD
+
+
+def record_events(*, device, events: list[dict[str, Any]], now: datetime | None = None) -> BatchOutcome:
+    """Store a batch of device events (of a Device or a DeviceRecord) and count them into the daily rollups.
 
     An event id already stored for this device (a batch resent because its answer was lost) is a duplicate
-    and is counted nowhere. Batches of one device are serialized by a lock on its row, so two copies of the
-    same batch arriving together cannot both be counted.
+    and is counted nowhere; so is an event dated outside the window around ``now`` (``in_window``), which is
+    not stored either. Batches of one device are serialized by a lock on its row, so two copies of the same
+    batch arriving together cannot both be counted.
     """
     now = now or timezone.now()
+    dated = [event for event in events if in_window(event["at"], now)]
     with transaction.atomic():
         Device.objects.select_for_update().filter(pk=device.pk).values_list("pk", flat=True).first()
-        ids = [event["id"] for event in events]
-        known = set(DeviceEvent.objects.filter(device=device, event_id__in=ids).values_list("event_id", flat=True))
+        ids = [event["id"] for event in dated]
+        known = set(DeviceEvent.objects.filter(device_id=device.pk, event_id__in=ids)
+                    .values_list("event_id", flat=True))
         fresh: list[dict[str, Any]] = []
-        for event in events:
+        for event in dated:
             if event["id"] not in known:
                 known.add(event["id"])
                 fresh.append(event)
@@ -49,10 +70,10 @@ def record_events(*, device: Device, events: list[dict[str, Any]], now: datetime
             model_id = models.get(event["model"])
             version_id = event["version_id"] if versions.get(event["version_id"]) == model_id else None
             rows.append(DeviceEvent(
-                project_id=device.project_id, device=device, event_id=event["id"], type=event["type"],
+                project_id=device.project_id, device_id=device.pk, event_id=event["id"], type=event["type"],
                 model_id=model_id, version_id=version_id, reported_version_id=event["version_id"],
                 at=min(event["at"], now), received_at=now, reason=event["reason"], stats=event["stats"],
             ))
         DeviceEvent.objects.bulk_create(rows)
         rollups.count_events(device, rows)
-    return len(fresh), len(events) - len(fresh)
+    return BatchOutcome(len(fresh), len(dated) - len(fresh), len(events) - len(dated))

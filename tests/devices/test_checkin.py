@@ -343,6 +343,30 @@ def test_checkin__bad_body__is_400_and_changes_nothing(enrolled, device_api, bod
     assert Device.objects.get(pk=device.pk).fingerprint == device.fingerprint
 
 
+DEEP = b"[" * 5000 + b"]" * 5000  # 10 kB nested 5,000 levels: json.loads alone raises RecursionError
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        DEEP,
+        b'{"fingerprint": "' + b"0" * 64 + b'", "models": ' + DEEP + b"}",  # what the plain view parses
+        b'{"fingerprint": "' + b"0" * 64 + b'", "installed": {"m": {"version_id": 1, "x": ' + DEEP + b"}}}",
+        b'{"fingerprint": "' + b"0" * 64 + b'", "config": {"attributes": {"a": ' + b"[" * 200 + b"]" * 200 + b"}}}",
+    ],
+    ids=["whole-body", "models", "installed", "config-200-levels"],
+)
+def test_checkin__body_nested_too_deep__is_400_saying_so_and_changes_nothing(enrolled, device_api, body):
+    device, _, _ = enrolled
+
+    response = device_api.post(f"{API}/checkin", data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "levels deep" in response.json()["detail"]
+    assert not DeviceModelState.objects.exists()
+    assert Device.objects.get(pk=device.pk).fingerprint == device.fingerprint
+
+
 def test_checkin__is_throttled_per_device(enrolled, device_api, monkeypatch):
     from rest_framework.throttling import SimpleRateThrottle
 

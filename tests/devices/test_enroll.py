@@ -123,6 +123,20 @@ def test_enroll__malformed_json__is_400(enrollment_key):
     assert "JSON parse error" in response.json()["detail"]
 
 
+DEEP = "[" * 5000 + "]" * 5000  # 10 kB nested 5,000 levels: json.loads alone raises RecursionError
+
+
+@pytest.mark.parametrize("nested", [DEEP, '{"tier": ' + "[" * 200 + "]" * 200 + "}"])
+def test_enroll__body_nested_too_deep__is_400_saying_so_and_creates_nothing(enrollment_key, nested):
+    body = f'{{"enrollment_key": "{enrollment_key}", "device_id": "deep-1", "config": {{"attributes": {nested}}}}}'
+
+    response = APIClient().post(f"{API}/enroll", data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "levels deep" in response.json()["detail"]
+    assert not Device.objects.exists()
+
+
 def test_enroll__body_not_an_object__is_400(enrollment_key):
     response = APIClient().post(f"{API}/enroll", data=b"[1, 2]", content_type="application/json")
     assert response.status_code == 400
