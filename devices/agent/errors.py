@@ -18,3 +18,9 @@ class DownloadError(AgentError):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message, at most 200 characters (onnxruntime's run to pages)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    return text[:200]

@@ -310,7 +310,7 @@ def _infer(agent: Agent, profile: FleetProfile, rng: random.Random, runs: int) -
 
 
 def _random_feeds(inputs: list[tuple[str, list[Any], str]], rng: np.random.Generator) -> dict[str, np.ndarray] | None:
-    feeds = {}
+    feeds: dict[str, np.ndarray] = {}
     for name, shape, type_name in inputs:
         dtype = _NUMPY_TYPES.get(type_name)
         if dtype is None:

@@ -3,7 +3,7 @@ installed versions and download/install/inference figures rather than on empty p
 
 It goes through the same services and serializers as the device API (enroll, check in, report events,
 check in again with what was installed); no HTTP server is needed. For load, or for real agents against
-a running console, use ``python -m devices.simulate``.
+a running console, use ``python -m devices.agent.simulate``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 from django.utils import timezone
 
 from console.models import Model, Project
-from devices.agent.simulate import DEFAULT_APP_VERSIONS, DEFAULT_DEVICE_TYPES, DEFAULT_REGIONS
+from devices.agent.simulate import DEFAULT_APP_VERSIONS, DEFAULT_REGIONS
+from devices.catalog.builtin import BUILTIN_DEVICE_TYPE_SLUGS, DEVICE_REPORTS
 from devices.delivery import checkin as delivery_checkin
 from devices.delivery.serializers import DeviceConfigSerializer
 from devices.fleet import services as fleet_services
@@ -25,14 +26,10 @@ from devices.telemetry.serializers import EventBatchSerializer
 
 
 def demo_config(index: int, rng: random.Random) -> dict[str, Any]:
-    device_type = DEFAULT_DEVICE_TYPES[index % len(DEFAULT_DEVICE_TYPES)]
+    """Demo device ``index``: the built-in types in turn, each reporting what such a device does."""
+    device_type = BUILTIN_DEVICE_TYPE_SLUGS[index % len(BUILTIN_DEVICE_TYPE_SLUGS)]
     return {
-        "device_type": device_type, "runtime": "onnxruntime",
-        "runtime_version": {"android-arm64-phone": "1.17.3", "raspberry-pi-4": "1.16.3",
-                            "jetson-orin": "1.18.1"}.get(device_type, "1.20.1"),
-        "os": "android" if device_type.startswith("android") else "linux",
-        "cpu_arch": "x86_64" if device_type == "x86-gateway" else "arm64",
-        "accelerator": "cuda" if device_type == "jetson-orin" else "none",
+        "device_type": device_type, "runtime": "onnxruntime", **DEVICE_REPORTS[device_type],
         "memory_mb": rng.choice([2048, 4096, 8192]), "region": DEFAULT_REGIONS[index % len(DEFAULT_REGIONS)],
         "app_version": rng.choice(DEFAULT_APP_VERSIONS), "attributes": {"tier": rng.choice(["free", "pro"])},
     }

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +12,11 @@ import pytest
 
 from devices.agent.cli import main as agent_main
 from devices.agent.client import Agent, default_config
+from devices.agent.delivery import manifest_problem
 from devices.agent.errors import AgentError
 from devices.core.bucketing import bucket
 from devices.core.fingerprint import config_fingerprint
-from devices.core.signing import generate_keypair
+from devices.core.signing import generate_keypair, sign_manifest
 from tests.devices.fake_device_server import API, MODEL, FakeDeviceServer, FakeVersion, make_model_bytes
 
 X = {"x": np.zeros((1, 4), dtype=np.float32)}
@@ -247,7 +250,8 @@ def test_installed_file_damaged_on_disk__rolls_back_to_the_previous_version_on_r
     rollback = events_of(server, "rollback")[0]
     assert rollback["version_id"] == 2
     assert "back to version 1" in rollback["reason"]
-    assert server.devices[restarted._state["device_token"]]["installed"][MODEL]["version_id"] == 1
+    token = json.loads((restarted.state_dir / "state.json").read_text())["device_token"]
+    assert server.devices[token]["installed"][MODEL]["version_id"] == 1
 
 
 def test_event_batch__retried_after_a_server_error__reuses_the_same_ids(
@@ -364,3 +368,58 @@ def test_cli__enrolls_checks_in_and_shows_status_without_the_token(
 def test_cli__without_enrollment__exits_1_with_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert agent_main(["--state-dir", str(tmp_path / "new"), "checkin"]) == 1
     assert "not enrolled" in capsys.readouterr().err
+
+
+def signed_manifest(private_pem: bytes, **changes: object) -> dict:
+    manifest = {
+        "model": MODEL, "version_id": 1, "sha256": "ab" * 32, "size": 10, "format": "onnx",
+        "download_url": "/api/device/v1/packages/1",
+    }
+    manifest.update(changes)
+    return {**manifest, "signature": sign_manifest(private_pem, manifest)}
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({}, None),
+        ({"download_url": ""}, "manifest lacks download_url"),
+        ({"model": "other"}, "manifest is for model 'other', not 'digit-classifier'"),
+        ({"sha256": "AB" * 32}, "manifest sha256 is not a lowercase hex sha256"),
+        ({"size": True}, "manifest size is not a positive integer"),
+        ({"size": 0}, "manifest size is not a positive integer"),
+        ({"format": "tflite"}, "package format 'tflite' is not onnx"),
+    ],
+)
+def test_manifest_problem__names_what_makes_a_manifest_unsafe_to_install(changes: dict, problem: str | None) -> None:
+    private_pem, public_key = generate_keypair()
+
+    assert manifest_problem(signed_manifest(private_pem, **changes), model=MODEL, public_key=public_key) == problem
+
+
+def test_manifest_problem__a_signed_field_changed_after_signing__fails_the_signature() -> None:
+    private_pem, public_key = generate_keypair()
+    manifest = {**signed_manifest(private_pem), "size": 11}
+
+    assert manifest_problem(manifest, model=MODEL, public_key=public_key) == "manifest signature invalid"
+
+
+def test_run__with_nothing_installed__says_so(enrolled_agent: Agent) -> None:
+    with pytest.raises(AgentError, match="no working version of 'digit-classifier' is installed"):
+        enrolled_agent.run(MODEL, X)
+    with pytest.raises(AgentError, match="no working version"):
+        enrolled_agent.model_inputs(MODEL)
+
+
+def test_agent_and_simulator__load_without_django() -> None:
+    """A device has no Django: the agent, its CLI and the simulator import only the standard library, onnxruntime,
+    numpy, cryptography and the pure devices.core / devices.catalog.builtin."""
+    code = (
+        "import sys, devices.agent.cli, devices.agent.simulate; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'rest_framework', 'console', 'jobs')))"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

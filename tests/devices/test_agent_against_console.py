@@ -14,7 +14,6 @@ from devices.core.signing import verify_manifest
 from devices.fleet import services as fleet_services
 from devices.models import DailyRollup, DeviceEvent, DeviceModelState, FleetSettings
 from devices.rules import services as rules_services
-from tests.conftest import PASSWORD
 from tests.devices.fleet_helpers import ready_version
 
 MODEL = "digit-classifier"
@@ -70,7 +69,7 @@ def test_agent__enrolls_checks_in_resumes_download_verifies_reports_and_console_
     assert (state.desired_version, state.installed_version, state.up_to_date) == (version, version, True)
 
     console = Client()
-    console.login(username=owner.username, password=PASSWORD)
+    console.force_login(owner)
     fleet = console.get("/p/kiosk/fleet/").content.decode()
     assert agent.device_id in fleet and "up to date" in fleet
     detail = console.get(f"/p/kiosk/fleet/{agent.device_id}/").content.decode()
