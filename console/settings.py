@@ -2,7 +2,7 @@
 
 Every knob is read from the environment through the typed helpers below; the
 defaults give a working console on SQLite with a Celery broker that needs no
-server (kombu's filesystem transport) and local file storage under var/.
+server (kombu's SQLAlchemy transport on a SQLite file) and local file storage under var/.
 """
 
 from __future__ import annotations
@@ -49,9 +49,58 @@ def _secret_key() -> str:
     return key_file.read_text().strip()
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]", "testserver")  # testserver: Django's test client
+DEFAULT_DEMO_PASSWORD = "demo-pass-2026"  # printed in the README, so only ever for a console on loopback
+
+
+def _is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.endswith(".localhost")
+
+
+def unsafe_configuration(env) -> list[str]:
+    """Why this environment (a mapping of variable -> value) is unsafe to start; empty when it is safe.
+
+    The rules (README, "Settings that refuse to start"):
+    1. DEBUG (off unless set) may be on only when every ALLOWED_HOSTS entry is a loopback name: a debug page
+       shows settings and code to whoever can reach the server.
+    2. A console reachable by others (any ALLOWED_HOSTS entry that is not loopback, ``*`` included) needs its
+       own SECRET_KEY from the environment, at least 50 characters and not Django's ``django-insecure-``
+       placeholder: the key generated into var/ differs between machines and travels with backups.
+    3. Demo users (CONSOLE_DEMO on) on a console reachable by others need a DEMO_PASSWORD of their own, not
+       the one the README prints.
+    """
+
+    def flag(name: str) -> bool:
+        return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+    hosts = [h.strip() for h in env.get("ALLOWED_HOSTS", ",".join(LOOPBACK_HOSTS)).split(",") if h.strip()]
+    public = [h for h in hosts if not _is_loopback(h)]
+    problems = []
+    if flag("DEBUG") and public:
+        problems.append(f"DEBUG is on while ALLOWED_HOSTS names {', '.join(public)}: a debug page would show "
+                        "settings to anyone who reaches the server. Unset DEBUG, or list only loopback hosts.")
+    key = env.get("SECRET_KEY", "")
+    if public and (len(key) < 50 or key.startswith("django-insecure-")):
+        problems.append(f"ALLOWED_HOSTS names {', '.join(public)} but SECRET_KEY is "
+                        f"{'not set' if not key else 'weak'}: set SECRET_KEY to a random value of 50 or more "
+                        "characters, the same on every machine (python -c 'import secrets; "
+                        "print(secrets.token_urlsafe(50))').")
+    if public and flag("CONSOLE_DEMO") and env.get("DEMO_PASSWORD", DEFAULT_DEMO_PASSWORD) == DEFAULT_DEMO_PASSWORD:
+        problems.append(f"CONSOLE_DEMO is on while ALLOWED_HOSTS names {', '.join(public)}: the demo users' "
+                        "password is printed in the README. Set DEMO_PASSWORD, or unset CONSOLE_DEMO.")
+    return problems
+
+
+if _problems := unsafe_configuration(os.environ):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("unsafe settings, refusing to start:\n- " + "\n- ".join(_problems))
+
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("DEBUG", True)
-ALLOWED_HOSTS = [h for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = [h for h in env_str("ALLOWED_HOSTS", ",".join(LOOPBACK_HOSTS)).split(",") if h]
+# Demo users (seed_demo) exist only where this was asked for; `make run` asks.
+CONSOLE_DEMO = env_bool("CONSOLE_DEMO", False)
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
 
@@ -68,6 +117,7 @@ INSTALLED_APPS = [
     "axes",
     "console",
     "jobs",
+    "jobs.workers",
     "devices",
 ]
 
@@ -96,6 +146,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "console.context_processors.worker_status",
             ],
         },
     },
@@ -158,7 +209,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-WHITENOISE_USE_FINDERS = DEBUG  # serve straight from the app folders until collectstatic runs
+# Serve straight from the app folders whether or not collectstatic ran, DEBUG or not: the files are few and
+# small, and a console with DEBUG off (the default) must still have its CSS and scripts.
+WHITENOISE_USE_FINDERS = True
 # plotly.js comes from the plotly wheel itself, so charts never need a CDN.
 _PLOTLY_DIR = Path(__import__("plotly").__file__).parent / "package_data"
 STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", _PLOTLY_DIR)]
@@ -195,6 +248,13 @@ STORAGE_DOWNLOADS = env_str("STORAGE_DOWNLOADS", "redirect")
 # Uploads always go to a temporary file (never held whole in memory) through the
 # hashing handler, which also enforces the size limit while the bytes arrive.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
+# Datasets are checked in the web request, so their limits bound its memory and time: the file as uploaded and
+# an NPZ's arrays unpacked (bytes), values across all arrays (16M: 64 MB of float32, 128 MB parsed from CSV),
+# rows, and CSV columns. Each refusal names the figure.
+MAX_DATASET_BYTES = env_int("MAX_DATASET_BYTES", 256 * 1024 * 1024)
+MAX_DATASET_ELEMENTS = env_int("MAX_DATASET_ELEMENTS", 16 * 1024 * 1024)
+MAX_DATASET_ROWS = env_int("MAX_DATASET_ROWS", 1_000_000)
+MAX_DATASET_COLUMNS = env_int("MAX_DATASET_COLUMNS", 10_000)
 FILE_UPLOAD_HANDLERS = ["console.catalog.uploads.HashingUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = str(VAR_DIR / "tmp")
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
@@ -214,7 +274,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "console.errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "console.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {"device": env_str("DEVICE_THROTTLE_RATE", "600/min"), "enroll": "60/min"},
 }
@@ -231,27 +291,39 @@ SPECTACULAR_SETTINGS = {
         "JobStateEnum": "jobs.models.Job.State",
         "VersionStateEnum": "console.models.ModelVersion.State",
     },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "console.openapi.add_error_responses",
+    ],
 }
 
-# Celery: Redis when REDIS_URL is set, else the filesystem transport, which
-# works across processes on one machine with no server at all.
+# Celery: Redis when REDIS_URL is set, else a broker with no server: kombu's SQLAlchemy transport on a SQLite
+# file, shared by every process on this machine. It replaced kombu's filesystem transport, whose consumer can
+# read a message file while it is still being written: the JSONDecodeError that raises is unrecoverable, and
+# the worker of `make run` died of it minutes after start. Here a message is one row written in one
+# transaction, so a reader sees all of it or nothing. The broker has its own file so its polls (each one a
+# short write transaction) never queue behind the console's own writes. It has no broadcast, so no remote
+# control (`celery inspect`); liveness comes from jobs.workers heartbeats instead.
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 else:
-    _queue_dir = VAR_DIR / "celery-broker"
-    for sub in ("queue", "processed", "control"):
-        (_queue_dir / sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    import sqlite3
+    from contextlib import closing
+
+    from sqlalchemy.pool import NullPool
+
+    _broker_db = VAR_DIR / "celery.sqlite3"
+    with closing(sqlite3.connect(_broker_db, timeout=30)) as _db:
+        _db.execute("PRAGMA journal_mode=WAL")  # kept in the file: readers never wait for a publisher
+    CELERY_BROKER_URL = f"sqlite:///{_broker_db}"
+    CELERY_BROKER_TRANSPORT = "jobs.workers.broker:Transport"  # kombu's "sqla", polling faster
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_queue_dir / "queue"),
-        "data_folder_out": str(_queue_dir / "queue"),
-        "processed_folder": str(_queue_dir / "processed"),
-        "control_folder": str(_queue_dir / "control"),
-        "store_processed": False,
-        "polling_interval": 0.1,
+        "connect_args": {"timeout": 30},  # wait for the write lock rather than fail a publish or a poll
+        "poolclass": NullPool,  # no pooled SQLite connection is carried into a forked pool child or beat
     }
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 # The Job row is the truth; no result backend is needed.
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -53,8 +53,8 @@ class DeviceSerializer(serializers.ModelSerializer):
 
 
 class DeviceEventSerializer(serializers.ModelSerializer):
-    model = serializers.CharField(source="model.name", default=None)
-    version = serializers.IntegerField(source="version.number", default=None)
+    model = serializers.CharField(source="model.name", default=None, allow_null=True)
+    version = serializers.IntegerField(source="version.number", default=None, allow_null=True)
 
     class Meta:
         model = DeviceEvent

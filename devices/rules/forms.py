@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 
+from console.parsers import loads_bounded
 from devices.models import TargetingRule
 from devices.rules.serializers import RuleSerializer
 
@@ -24,7 +25,7 @@ def parse_attribute_lines(text: str) -> list[dict[str, Any]]:
             raise forms.ValidationError(f"line {number}: write key op value, e.g. tier eq \"pro\".")
         key, op, raw = parts
         try:
-            value = json.loads(raw)
+            value = loads_bounded(raw)
         except ValueError:
             value = raw  # a bare word is a string
         conditions.append({"key": key, "op": op, "value": value})
@@ -116,6 +117,6 @@ class PreviewForm(forms.Form):
         if not text:
             return {}
         try:
-            return json.loads(text)
+            return loads_bounded(text)
         except ValueError as exc:
             raise forms.ValidationError(f"not JSON: {exc}") from exc
