@@ -6,7 +6,7 @@ import logging
 
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Max
 
 from console.catalog.uploads import sha256_of
@@ -69,7 +69,11 @@ def register_version(
     *, model: Model, source, sha256: str, user=None, filename: str = "", parent: ModelVersion | None = None,
     transform: str = "", transform_params: dict | None = None, file_format: str = "onnx", metrics: dict | None = None,
 ) -> ModelVersion:
-    """Store ``source`` (a Django File) and create its version row plus a check job, all or nothing."""
+    """Store ``source`` (a Django File) and create its version row plus a check job, all or nothing.
+
+    The check job is sent to the broker after the commit; a broker that does not take it leaves the job queued
+    for the reaper to send again (jobs.services.enqueue), never a version without its file.
+    """
     suffix = ".ort" if file_format == "ort" else ".onnx"
     stored_name = default_storage.save(version_storage_name(model, sha256, suffix), source if isinstance(source, File)
                                        else File(source))
@@ -99,9 +103,21 @@ def register_version(
             raise DuplicateVersion(existing) from None
         raise
     except BaseException:
-        default_storage.delete(stored_name)
+        _delete_unless_saved(stored_name)
         raise
     return version
+
+
+def _delete_unless_saved(stored_name: str) -> None:
+    """Remove a stored file that no version row holds (its transaction rolled back). A file whose row committed
+    before the error is kept, and so is one we cannot tell about: a version without its file is worse than an
+    orphan file."""
+    try:
+        saved = ModelVersion.objects.filter(file=stored_name).exists()
+    except DatabaseError:
+        return
+    if not saved:
+        default_storage.delete(stored_name)
 
 
 class NotDeployable(ValueError):

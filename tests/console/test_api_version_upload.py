@@ -199,3 +199,14 @@ def test_upload__broker_down__succeeds_and_the_reaper_sends_the_check_once_it_is
     assert execute_job(job.pk) == "succeeded"
     version.refresh_from_db()
     assert version.state == "ready"
+
+
+def test_upload__database_fails_while_queueing_the_check__leaves_nothing(model, mlp_bytes, isolated_storage):
+    from django.db import OperationalError
+
+    from tests.jobs.helpers import database_fails_on, uploaded_version
+
+    with database_fails_on("jobs_job"), pytest.raises(OperationalError):
+        uploaded_version(model, mlp_bytes)
+
+    assert_nothing_left(isolated_storage, model)
