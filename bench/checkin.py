@@ -15,7 +15,7 @@ does between changes) and each divided by the trivial endpoint's rate measured j
 alternating rounds (medians reported, with the spread of the steady ratio):
 
 - **steady** (``checkin_rps``, ``ratio``, ``p50_ms``, ``p99_ms``): the device sends ``If-None-Match`` with
-  the ETag of its current answer, a check-in ticket (devices.tickets), as the agent does, and gets ``304``:
+  the ETag of its current answer, a check-in ticket (devices.core.tickets), as the agent does, and gets ``304``:
   body check, the ticket's MAC against the token and the request, the project's plan generation (cached for
   a second), throttle; no device row read, nothing resolved, signed or written.
 - **row** (``row_rps``, ``row_ratio``): the same with an ETag that is not a valid ticket (e.g. expired): the

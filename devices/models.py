@@ -93,9 +93,9 @@ class FleetSettingsQuerySet(DeliveryInputQuerySet):
 class FleetSettings(models.Model):
     """A project's delivery secrets and defaults: enrollment key (hashed), signing key pair, check-in interval.
 
-    Created on first use (see ``devices.services.fleet_settings_for``). ``plan_generation`` changes whenever
-    anything that resolution reads changes (rules, default versions, versions, compatibility, device types),
-    so every web process can tell at once that its cached delivery plan is stale.
+    Created on first use (see ``devices.fleet.services.fleet_settings_for``). ``plan_generation`` changes
+    whenever anything that resolution reads changes (``devices.delivery.cache.invalidate``), so every web
+    process can tell at once that its cached delivery plan is stale.
     """
 
     project = models.OneToOneField("console.Project", on_delete=models.CASCADE, related_name="fleet")
@@ -121,7 +121,12 @@ class FleetSettings(models.Model):
 
 
 class Device(models.Model):
-    """One enrolled device: its configuration as last reported, its token (hashed) and its delivery digest."""
+    """One enrolled device: its configuration as last reported, its token (hashed) and its delivery digest.
+
+    Its default manager is a plain one, not a DeliveryInputQuerySet: its own columns reach its answers
+    through the inputs key of its delivery digest and its tickets' request key (devices.delivery.checkin), and
+    every check-in writes the row; only its interval and its token need ``invalidate`` (devices.fleet.services).
+    """
 
     project = models.ForeignKey("console.Project", on_delete=models.CASCADE, related_name="devices")
     device_id = models.CharField(max_length=128)
@@ -155,7 +160,7 @@ class Device(models.Model):
             models.Index(fields=["project", "device_type"], name="device_project_type"),
             models.Index(fields=["project", "region"], name="device_project_region"),
             models.Index(fields=["project", "app_version"], name="device_project_app_version"),
-            # No index on last_seen_at: it is written for every checking-in device (devices.presence), and
+            # No index on last_seen_at: it is written for every checking-in device (devices.delivery.presence), and
             # without an index PostgreSQL updates it in place (HOT), about 3x cheaper than with one; the
             # fleet page's last-seen filter scans the project's devices instead.
         ]
@@ -170,7 +175,7 @@ class Device(models.Model):
 
 class VoidedToken(models.Model):
     """A device token that stopped working (revoked, or replaced by enrolling again) less than a check-in
-    ticket's lifetime ago. A check-in answered from its ticket (devices.tickets) does not read the device
+    ticket's lifetime ago. A check-in answered from its ticket (devices.core.tickets) does not read the device
     row, so it refuses the tokens listed here for the project instead; older rows are pruned."""
 
     project = models.ForeignKey("console.Project", on_delete=models.CASCADE, related_name="+")
@@ -190,7 +195,7 @@ class TargetingRuleQuerySet(DeliveryInputQuerySet):
 
 
 class TargetingRule(models.Model):
-    """One targeting rule of a model: conditions (``devices.targeting`` shape) and the version it serves."""
+    """One targeting rule of a model: conditions (``devices.core.targeting`` shape) and the version it serves."""
 
     model = models.ForeignKey("console.Model", on_delete=models.CASCADE, related_name="targeting_rules")
     priority = models.IntegerField(default=100, help_text="lower is tried first; ties go by id")
@@ -211,7 +216,7 @@ class TargetingRule(models.Model):
 
 
 class Resolution(models.TextChoices):
-    """How a check-in picked (or did not pick) a version for one model (values from devices.resolution)."""
+    """How a check-in picked (or did not pick) a version for one model (values from devices.core.resolution)."""
 
     RULE = resolution.RULE, "Targeting rule"
     DEFAULT = resolution.DEFAULT, "Model default version"

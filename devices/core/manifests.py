@@ -41,12 +41,12 @@ def with_download_url(manifest: dict[str, Any], *, secret: bytes, device_id: str
 
 def answer_etag(stable_answer: dict[str, Any]) -> str:
     """ETag of a check-in answer built *without* download URLs, so an unchanged assignment keeps its ETag.
-    24 hex digits: the device row stores it in ``delivery_digest`` (see ``services.delivery_digest``)."""
+    24 hex digits: the device row stores it in ``delivery_digest`` (see ``devices.delivery.checkin``)."""
     return '"' + hashlib.sha256(canonical_json(stable_answer)).hexdigest()[:24] + '"'
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:
-    """Whether If-None-Match names this answer; a check-in ticket (devices.tickets) names the answer it was
+    """Whether If-None-Match names this answer; a check-in ticket (devices.core.tickets) names the answer it was
     issued for, whoever issued it and whenever."""
     wanted = answer_part(etag)
     return any(candidate in (wanted, "*") for candidate in map(answer_part, if_none_match.split(",")))

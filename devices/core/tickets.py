@@ -10,7 +10,7 @@ project's plan generation and the request's fingerprint, models and installed re
 whose token, generation and request give the same MAC, within ``DEVICE_CHECKIN_TICKET_TTL_S``, is answered
 ``304`` without the database. Anything that could change an answer without changing the request
 (rules, versions, compatibility, device types, intervals) starts a new plan generation, which every ticket
-of the project fails against (see ``devices.plans`` and ``devices.signals``); a token that stopped working
+of the project fails against (``devices.delivery.cache.invalidate``, called for every such write by ``devices.signals``); a token that stopped working
 (revoked, or replaced by enrolling again) is listed per project (``VoidedToken``) and refused.
 
 A ticket is not a credential: the token must come with it, and a ticket answers nothing but ``304``.

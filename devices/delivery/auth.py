@@ -154,7 +154,7 @@ class DeviceTokenAuthentication(authentication.BaseAuthentication):
 
 @dataclass(frozen=True)
 class TicketHolder:
-    """The device a valid check-in ticket names (devices.tickets), known without reading its row."""
+    """The device a valid check-in ticket names (devices.core.tickets), known without reading its row."""
 
     pk: int
     project_id: int

@@ -8,7 +8,7 @@ and bulk creations. The device row a check-in loads anyway comes with its projec
 plan is used only while the generation matches, and for at most ``DEVICE_PLAN_CACHE_TTL_S`` seconds in any
 case (a backstop for writes that bypass the querysets, e.g. raw SQL).
 
-A check-in answered from its ticket (devices.tickets) reads no device row, so it checks the ticket against
+A check-in answered from its ticket (devices.core.tickets) reads no device row, so it checks the ticket against
 ``ticket_state``: the generation and the voided tokens as this process read them at most
 ``DEVICE_GENERATION_CACHE_S`` seconds ago (a change made through another process reaches it that much
 later; this process drops its copies at once).

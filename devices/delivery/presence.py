@@ -4,7 +4,7 @@ for it) and when it exits.
 
 So no check-in waits for a write, whatever the fleet size (the writes are batched); the price is that
 ``last_seen_at`` lags by up to the flush interval and a killed process loses its last few seconds of notes.
-A check-in answered from its ticket (devices.tickets) does not read the device row, so the process also
+A check-in answered from its ticket (devices.core.tickets) does not read the device row, so the process also
 remembers when it last noted each device, to note it at most once per ``DEVICE_LAST_SEEN_RESOLUTION_S``
 (default 60 s) itself.
 """

@@ -25,7 +25,9 @@ class EventSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=DEVICE_EVENT_TYPES)
     model = serializers.CharField(max_length=63, required=False, allow_blank=True, default="")
     version_id = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
-    at = serializers.DateTimeField()
+    at = serializers.DateTimeField(help_text=(
+        "when it happened; outside 30 days before to 1 hour after the server's clock it is acknowledged but "
+        "neither stored nor counted (devices.telemetry.events.in_window)"))
     reason = serializers.CharField(max_length=MAX_EVENT_REASON_CHARS, required=False, allow_blank=True, default="")
     stats = serializers.JSONField(required=False, default=dict)
 
