@@ -19,9 +19,12 @@ migrate: setup
 	$(BIN)/python manage.py createcachetable
 
 # Start the console with demo data: web on http://127.0.0.1:8000 plus a Celery worker; Ctrl-C stops both.
+# A laptop demo asks for what it needs, by name: demo users, debug pages, loopback hosts only (settings refuse
+# DEBUG on any other host, and the demo users are never made without CONSOLE_DEMO).
+DEMO_ENV := CONSOLE_DEMO=1 DEBUG=1 ALLOWED_HOSTS=127.0.0.1,localhost
 run: migrate
-	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py run_console
+	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
+	$(DEMO_ENV) $(BIN)/python manage.py run_console
 
 # Start PostgreSQL/Redis if they are installed but down (CI and our machines), then run the whole suite.
 test: setup

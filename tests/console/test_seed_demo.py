@@ -1,11 +1,31 @@
 from __future__ import annotations
 
 import pytest
-from django.core.management import call_command
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 
 from console.models import Model, Project
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def demo_asked_for(settings):
+    settings.CONSOLE_DEMO = True
+
+
+def test_seed_demo__without_console_demo__refuses_and_creates_no_user(settings):
+    settings.CONSOLE_DEMO = False
+    with pytest.raises(CommandError, match="CONSOLE_DEMO=1"):
+        call_command("seed_demo")
+    assert not get_user_model().objects.exists()
+    assert not Project.objects.exists()
+
+
+def test_seed_demo__with_the_demo_users_flag__creates_them_without_console_demo(settings):
+    settings.CONSOLE_DEMO = False
+    call_command("seed_demo", "--demo-users")
+    assert get_user_model().objects.get(username="demo").is_superuser
 
 
 def test_seed_demo__creates_a_checked_demo_model_with_its_dataset_and_is_idempotent():

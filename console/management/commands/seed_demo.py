@@ -2,7 +2,8 @@
 that has it installed.
 
 Idempotent: running it again changes nothing that exists. Passwords come from
-DEMO_PASSWORD (default ``demo-pass-2026``) so the README's login is true.
+DEMO_PASSWORD (default ``demo-pass-2026``) so the README's login is true, which is why it refuses to run
+unless demo users were asked for (CONSOLE_DEMO=1, or --demo-users).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from console.catalog import services as catalog_services
 from console.catalog.datasets import attach_dataset
@@ -30,10 +32,20 @@ DEMO_USERS = [("demo", roles.OWNER), ("dev", roles.DEVELOPER), ("approver", role
 
 
 class Command(BaseCommand):
-    help = "Create demo users, the demo project and the digit-classifier model (trained now, offline)."
+    help = ("Create demo users, the demo project and the digit-classifier model (trained now, offline). "
+            "Only where demo users were asked for: CONSOLE_DEMO=1 (make run sets it) or --demo-users.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--demo-users", action="store_true",
+                            help="create the demo users even though CONSOLE_DEMO is not set")
 
     def handle(self, *args, **options):
-        password = os.environ.get("DEMO_PASSWORD", "demo-pass-2026")
+        # The demo superuser's password is in the README: it must never appear in a deployment by accident.
+        if not (settings.CONSOLE_DEMO or options["demo_users"]):
+            raise CommandError("seed_demo creates users whose password is printed in the README (a superuser "
+                               "among them), so it runs only where they were asked for: set CONSOLE_DEMO=1 "
+                               "(make run does) or pass --demo-users. Not on a console others can reach.")
+        password = os.environ.get("DEMO_PASSWORD", settings.DEFAULT_DEMO_PASSWORD)
         users = {}
         for username, _ in DEMO_USERS:
             user, created = get_user_model().objects.get_or_create(username=username)
