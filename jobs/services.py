@@ -227,6 +227,16 @@ class Outlook:
     retry_at: datetime  # when the reaper sends it again, retries it on another worker, or fails it
     gives_up: bool  # out of attempts: at retry_at the job fails instead
 
+    @property
+    def sentence(self) -> str:
+        """The words the version page and the job API show (times in the server's time zone)."""
+        at = f"{timezone.localtime(self.retry_at):%H:%M:%S}"
+        if self.waiting_for_worker:
+            return f"Waiting for a worker to take it; if none does, it is sent to its queue again at {at}."
+        then = "the job fails (out of attempts)" if self.gives_up else "a retry is pending"
+        since = f"{timezone.localtime(self.silent_since):%H:%M:%S}" if self.silent_since else "a while"
+        return f"No word from its worker since {since}; if the worker has stopped, {then} at {at}."
+
 
 def outlook(job: Job, *, now: datetime | None = None) -> Outlook | None:
     """None while the job is moving (or finished); else whether it waits for a worker or its worker went silent,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from devices.models import DeviceType
@@ -10,16 +11,31 @@ from jobs.tooling.errors import TransformError
 from jobs.tooling.transforms import TRANSFORMS
 
 
+class OutlookSerializer(serializers.Serializer):
+    waiting_for_worker = serializers.BooleanField()
+    silent_since = serializers.DateTimeField(allow_null=True)
+    retry_at = serializers.DateTimeField()
+    gives_up = serializers.BooleanField()
+    sentence = serializers.CharField()
+
+
 class JobSerializer(serializers.ModelSerializer):
     input_version = serializers.SerializerMethodField()
     output_version = serializers.SerializerMethodField()
+    outlook = serializers.SerializerMethodField(
+        help_text="Null while the job moves or once it ended; else why it is not moving and when the reaper acts.")
 
     class Meta:
         model = Job
         fields = [
             "id", "kind", "params", "state", "progress", "log", "error", "attempts", "input_version",
-            "output_version", "result", "created_at", "started_at", "finished_at",
+            "output_version", "result", "outlook", "created_at", "started_at", "finished_at",
         ]
+
+    @extend_schema_field(OutlookSerializer(allow_null=True))
+    def get_outlook(self, job) -> dict | None:
+        outlook = job.outlook
+        return None if outlook is None else OutlookSerializer(outlook).data
 
     def _ref(self, version) -> dict | None:
         if version is None:

@@ -17,6 +17,7 @@
   const label = document.getElementById("job-label");
   const state = document.getElementById("job-state");
   const log = document.getElementById("job-log");
+  const outlook = document.getElementById("job-outlook");
   const finished = ["succeeded", "failed", "cancelled"];
 
   function poll() {
@@ -28,6 +29,10 @@
         state.textContent = job.state;
         state.className = "state " + job.state;
         log.textContent = job.log;
+        if (outlook) {
+          outlook.hidden = !job.outlook;
+          outlook.textContent = job.outlook ? job.outlook.sentence : "";
+        }
         if (finished.includes(job.state)) {
           window.setTimeout(() => window.location.reload(), 400);
         } else {
