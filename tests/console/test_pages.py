@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import PASSWORD
-
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def signed_in(client):
     def sign_in(user):
-        assert client.login(username=user.username, password=PASSWORD)
+        client.force_login(user)
         return client
 
     return sign_in

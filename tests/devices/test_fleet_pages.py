@@ -7,7 +7,6 @@ from django.test import Client
 
 from devices.models import Device, TargetingRule
 from devices.rules import services as rules_services
-from tests.conftest import PASSWORD
 from tests.devices.fleet_helpers import API, checkin, device_client, enroll
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +17,7 @@ RULES = "/p/kiosk/m/digit-classifier/delivery/"
 
 def browser(user) -> Client:
     client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
+    client.force_login(user)
     return client
 
 
