@@ -18,38 +18,35 @@ from console.catalog.serializers import (
     VersionSerializer,
     VersionUploadSerializer,
 )
-from console.models import ModelVersion
-from console.projects import access, roles
+from console.models import Dataset, Model, ModelVersion
+from console.projects.permissions import MODEL, ScopedMixin
 from jobs.tooling.modelfile import ModelFileError
 
 
-class ModelList(generics.ListCreateAPIView):
+class ModelList(ScopedMixin, generics.ListCreateAPIView):
     serializer_class = ModelSerializer
-
-    def get_queryset(self):
-        project, _ = access.project_for(self.request.user, self.kwargs["project"])
-        return project.models.annotate(version_count=Count("versions"), latest_version=Max("versions__number"))
+    queryset = Model.objects.annotate(version_count=Count("versions"), latest_version=Max("versions__number"))
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
-        if "project" in self.kwargs and self.request.method == "POST":
-            context["project"], _ = access.project_for(self.request.user, self.kwargs["project"], roles.CHANGE)
+        if not self.schema_only:
+            context["project"] = self.access.project
         return context
 
     def perform_create(self, serializer):
-        project = serializer.context["project"]
         data = serializer.validated_data
         serializer.instance = catalog_services.create_model(
-            project=project, name=data["name"], description=data.get("description", ""), user=self.request.user
+            project=self.access.project, name=data["name"], description=data.get("description", ""),
+            user=self.request.user,
         )
 
 
-class ModelDetail(generics.RetrieveAPIView):
+class ModelDetail(ScopedMixin, generics.RetrieveAPIView):
     serializer_class = ModelSerializer
+    scope = MODEL
 
     def get_object(self):
-        model, _ = access.model_for(self.request.user, self.kwargs["project"], self.kwargs["model"])
-        return model
+        return self.access.model
 
 
 def upload_error_response(request):
@@ -60,17 +57,15 @@ def upload_error_response(request):
     return None
 
 
-class VersionList(generics.ListCreateAPIView):
+class VersionList(ScopedMixin, generics.ListCreateAPIView):
     serializer_class = VersionSerializer
     parser_classes = [parsers.MultiPartParser, parsers.FormParser]
-
-    def get_queryset(self):
-        model, _ = access.model_for(self.request.user, self.kwargs["project"], self.kwargs["model"])
-        return model.versions.select_related("model", "parent")
+    scope = MODEL
+    queryset = ModelVersion.objects.select_related("model", "parent")
 
     @extend_schema(request=VersionUploadSerializer, responses={201: VersionSerializer})
     def post(self, request, *args, **kwargs):
-        model, _ = access.model_for(request.user, kwargs["project"], kwargs["model"], roles.CHANGE)
+        model = self.access.model
         files = request.FILES  # parses the body, running the size-limited upload handler
         too_large = upload_error_response(request)
         if too_large is not None:
@@ -95,28 +90,22 @@ class VersionList(generics.ListCreateAPIView):
         return Response(VersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
-class VersionDetail(generics.RetrieveAPIView):
+class VersionDetail(ScopedMixin, generics.RetrieveAPIView):
     serializer_class = VersionDetailSerializer
-
-    def get_object(self):
-        version, _ = access.version_for(
-            self.request.user, self.kwargs["project"], self.kwargs["model"], self.kwargs["number"]
-        )
-        return ModelVersion.objects.prefetch_related("compatibility__device_type").select_related(
-            "model", "parent").get(pk=version.pk)
+    scope = MODEL
+    queryset = ModelVersion.objects.prefetch_related("compatibility__device_type").select_related("model", "parent")
+    lookup_field = "number"
 
 
-class DatasetList(generics.ListCreateAPIView):
+class DatasetList(ScopedMixin, generics.ListCreateAPIView):
     serializer_class = DatasetSerializer
     parser_classes = [parsers.MultiPartParser, parsers.FormParser]
-
-    def get_queryset(self):
-        model, _ = access.model_for(self.request.user, self.kwargs["project"], self.kwargs["model"])
-        return model.datasets.all()
+    scope = MODEL
+    queryset = Dataset.objects.all()
 
     @extend_schema(request=DatasetUploadSerializer, responses={201: DatasetSerializer})
     def post(self, request, *args, **kwargs):
-        model, _ = access.model_for(request.user, kwargs["project"], kwargs["model"], roles.CHANGE)
+        model = self.access.model
         request.FILES  # noqa: B018  (parse the body through the size-limited upload handler)
         too_large = upload_error_response(request)
         if too_large is not None:

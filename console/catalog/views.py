@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.shortcuts import render
 
 from console.models import slug_validator
-from console.projects import access, roles
+from console.projects import roles
+from console.projects.permissions import MODEL, VERSION, scoped_page
 from devices.models import DeviceType
 from jobs.tooling.transforms import TRANSFORMS
+
+PAGE_SIZE = 25  # versions, and datasets, on one page of a model
 
 
 class ModelForm(forms.Form):
@@ -20,24 +23,26 @@ class ModelForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
-@login_required
-def model_page(request, project, model):
-    model_obj, membership = access.model_for(request.user, project, model)
-    datasets = model_obj.datasets.all()
+@scoped_page(MODEL)
+def model_page(request, access, project, model):
+    model_obj = access.model
     versions = model_obj.versions.select_related("parent").annotate(
         compatible_count=Count("compatibility", filter=Q(compatibility__compatible=True)),
         checked_count=Count("compatibility"),
     ).order_by("-number")
+    # Two lists, each with its own page in the query string, so paging one keeps the other where it was.
     return render(request, "console/model.html", {
-        "project": model_obj.project, "model": model_obj, "versions": versions, "membership": membership,
-        "datasets": datasets,
-        "can_change": access.can(membership, roles.CHANGE),
+        "project": model_obj.project, "model": model_obj, "membership": access.membership,
+        "versions": Paginator(versions, PAGE_SIZE).get_page(request.GET.get("versions_page")),
+        "datasets": Paginator(model_obj.datasets.order_by("-created_at", "-pk"), PAGE_SIZE).get_page(
+            request.GET.get("datasets_page")),
+        "can_change": access.may(roles.CHANGE),
     })
 
 
-@login_required
-def version_page(request, project, model, number):
-    version, membership = access.version_for(request.user, project, model, number)
+@scoped_page(VERSION)
+def version_page(request, access, project, model, number):
+    version, membership = access.version, access.membership
     compatibility = version.compatibility.select_related("device_type")
     jobs = version.jobs.order_by("-created_at")[:10]
     histogram = version.metadata.get("operator_histogram", {})
@@ -48,7 +53,7 @@ def version_page(request, project, model, number):
         "compatibility": compatibility, "jobs": jobs, "facts": version.metadata,
         "histogram_json": json.dumps(histogram), "children": children,
         "active_job": next((j for j in jobs if not j.is_finished), None),
-        "can_change": access.can(membership, roles.CHANGE),
+        "can_change": access.may(roles.CHANGE),
         "transforms": TRANSFORMS.values(), "datasets": version.model.datasets.all(),
         "device_types": DeviceType.objects.visible_to(version.model.project_id),
         "device_run": device_run,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
@@ -17,18 +16,18 @@ from console.jobkinds.serializers import (
     OptimizeSerializer,
     TransformSerializer,
 )
-from console.projects import access, roles
+from console.projects.permissions import VERSION, ScopedMixin
 from jobs.models import Job
 from jobs.services import cancel_job
 from jobs.tooling.transforms import TRANSFORMS
 
 
-class JobList(generics.ListAPIView):
+class JobList(ScopedMixin, generics.ListAPIView):
     serializer_class = JobSerializer
+    queryset = Job.objects.select_related("input_version__model", "output_version__model")
 
     def get_queryset(self):
-        project, _ = access.project_for(self.request.user, self.kwargs["project"])
-        jobs = project.jobs.select_related("input_version__model", "output_version__model")
+        jobs = super().get_queryset()
         state = self.request.query_params.get("state")
         if state:
             if state not in Job.State.values:
@@ -37,22 +36,19 @@ class JobList(generics.ListAPIView):
         return jobs
 
 
-class JobDetail(generics.RetrieveAPIView):
+class JobDetail(ScopedMixin, generics.RetrieveAPIView):
     serializer_class = JobSerializer
-
-    def get_object(self):
-        project, _ = access.project_for(self.request.user, self.kwargs["project"])
-        return get_object_or_404(
-            Job.objects.select_related("input_version__model", "output_version__model"),
-            project=project, pk=self.kwargs["job_id"],
-        )
+    queryset = Job.objects.select_related("input_version__model", "output_version__model")
+    lookup_url_kwarg = "job_id"
 
 
-class JobCancel(APIView):
+class JobCancel(ScopedMixin, generics.GenericAPIView):
+    queryset = Job.objects.all()
+    lookup_url_kwarg = "job_id"
+
     @extend_schema(request=None, responses={200: JobSerializer})
     def post(self, request, project, job_id):
-        project_obj, _ = access.project_for(request.user, project, roles.CHANGE)
-        job = get_object_or_404(Job, project=project_obj, pk=job_id)
+        job = self.get_object()
         if not cancel_job(job):
             return Response({"detail": f"The job already ended ({job.state})."}, status=status.HTTP_409_CONFLICT)
         job.refresh_from_db()
@@ -69,12 +65,13 @@ class TransformList(APIView):
         return Response(TransformSerializer(rows, many=True).data)
 
 
-class _QueueOnVersion(APIView):
+class _QueueOnVersion(ScopedMixin, APIView):
+    scope = VERSION
     kind = ""
     input_serializer: type = OptimizeSerializer
 
     def post(self, request, project, model, number):
-        version, _ = access.version_for(request.user, project, model, number, roles.CHANGE)
+        version = self.access.version
         data = self.input_serializer(data=request.data, context={"model": version.model})
         data.is_valid(raise_exception=True)
         params = {k: v for k, v in data.validated_data.items() if k != "dataset"}

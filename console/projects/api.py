@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from django.db.models import OuterRef, Subquery
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from console.models import Membership, Project
-from console.projects import access, roles
+from console.models import Membership
+from console.projects import roles
 from console.projects import services as project_services
+from console.projects.permissions import ScopedMixin, projects_of
 from console.projects.serializers import MemberInputSerializer, MembershipSerializer, ProjectSerializer
 
 
 class ProjectList(generics.ListCreateAPIView):
+    """The projects I am a member of, with my role; any signed-in user may start one (and owns it)."""
+
     serializer_class = ProjectSerializer
 
     def get_queryset(self):
-        role = Membership.objects.filter(project=OuterRef("pk"), user=self.request.user).values("role")[:1]
-        return Project.objects.filter(memberships__user=self.request.user).annotate(my_role=Subquery(role))
+        return projects_of(self.request.user).order_by("slug")
 
     def perform_create(self, serializer):
         data = serializer.validated_data
@@ -31,39 +31,35 @@ class ProjectList(generics.ListCreateAPIView):
         serializer.instance = project
 
 
-class ProjectDetail(generics.RetrieveAPIView):
+class ProjectDetail(ScopedMixin, generics.RetrieveAPIView):
     serializer_class = ProjectSerializer
 
     def get_object(self):
-        project, membership = access.project_for(self.request.user, self.kwargs["project"])
-        project.my_role = membership.role
+        project = self.access.project
+        project.my_role = self.access.role
         return project
 
 
-class MemberList(generics.ListCreateAPIView):
+class MemberList(ScopedMixin, generics.ListCreateAPIView):
     serializer_class = MembershipSerializer
-
-    def get_queryset(self):
-        project, _ = access.project_for(self.request.user, self.kwargs["project"])
-        return project.memberships.select_related("user").order_by("user__username")
+    queryset = Membership.objects.select_related("user").order_by("user__username")
+    required_role = {"POST": roles.MANAGE}
 
     @extend_schema(request=MemberInputSerializer, responses={201: MembershipSerializer})
     def post(self, request, *args, **kwargs):
-        project, _ = access.project_for(request.user, kwargs["project"], roles.MANAGE)
         data = MemberInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = project_services.set_member(project=project, user=data.validated_data["username"],
-                                         role=data.validated_data["role"])
+        membership = project_services.set_member(project=self.access.project, user=data.validated_data["username"],
+                                                 role=data.validated_data["role"])
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 
-class MemberDetail(generics.DestroyAPIView):
+class MemberDetail(ScopedMixin, generics.DestroyAPIView):
     serializer_class = MembershipSerializer
-
-    def get_object(self):
-        project, _ = access.project_for(self.request.user, self.kwargs["project"], roles.MANAGE)
-        return get_object_or_404(Membership.objects.select_related("project"), project=project,
-                                 user__username=self.kwargs["username"])
+    queryset = Membership.objects.select_related("project", "user")
+    lookup_field = "user__username"
+    lookup_url_kwarg = "username"
+    required_role = {"DELETE": roles.MANAGE}
 
     def perform_destroy(self, instance):
         try:

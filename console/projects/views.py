@@ -11,8 +11,9 @@ from django.views.decorators.http import require_http_methods
 from console.catalog import services as catalog_services
 from console.catalog.views import ModelForm
 from console.models import Membership, Model, Project, slug_validator
-from console.projects import access, roles
+from console.projects import roles
 from console.projects import services as project_services
+from console.projects.permissions import PROJECT, scoped_page
 
 
 class ProjectForm(forms.Form):
@@ -39,13 +40,12 @@ def home(request):
     return render(request, "console/home.html", {"memberships": memberships, "form": form})
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def project_page(request, project):
-    project_obj, membership = access.project_for(request.user, project)
+@scoped_page(PROJECT)
+def project_page(request, access, project):
+    project_obj = access.project
     form = ModelForm(request.POST or None)
     if request.method == "POST":
-        access.project_for(request.user, project, roles.CHANGE)
         if form.is_valid():
             if Model.objects.filter(project=project_obj, name=form.cleaned_data["name"]).exists():
                 form.add_error("name", "A model with that name exists in this project.")
@@ -55,7 +55,7 @@ def project_page(request, project):
     models = project_obj.models.annotate(version_count=Count("versions"), latest=Max("versions__number"))
     jobs = project_obj.jobs.select_related("input_version__model")[:10]
     return render(request, "console/project.html", {
-        "project": project_obj, "membership": membership, "models": models, "jobs": jobs, "form": form,
-        "can_change": access.can(membership, roles.CHANGE),
+        "project": project_obj, "membership": access.membership, "models": models, "jobs": jobs, "form": form,
+        "can_change": access.may(roles.CHANGE),
         "members": project_obj.memberships.select_related("user").order_by("user__username"),
     })

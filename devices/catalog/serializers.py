@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from devices.models import DeviceType
+from devices.models import PRECISIONS, DeviceType
 
 
 class DeviceTypeSerializer(serializers.ModelSerializer):
@@ -21,10 +21,8 @@ class DeviceTypeSerializer(serializers.ModelSerializer):
         return device_type.project_id is None
 
     def validate_precisions(self, value):
-        from devices.models import PRECISIONS
-
-        unknown = [p for p in value if p not in PRECISIONS]
-        if not isinstance(value, list) or not value or unknown:
+        # The shape first: a number, an object or a nested list is refused with the same words, never iterated.
+        if not isinstance(value, list) or not value or not all(isinstance(p, str) and p in PRECISIONS for p in value):
             raise serializers.ValidationError(f"Give a non-empty list drawn from {', '.join(PRECISIONS)}.")
         return value
 

@@ -43,9 +43,13 @@ def filtered_devices(project: Project, filters: dict[str, Any]) -> QuerySet[Devi
         elif filters.get("delivery") == "fell_back":
             states = states.filter(resolution__in=FELL_BACK_RESOLUTIONS)
         devices = devices.filter(pk__in=states.values("device_id"))
-    return devices.prefetch_related(Prefetch(
-        "model_states", queryset=DeviceModelState.objects.select_related("model", "desired_version",
-                                                                         "installed_version")))
+    return devices.prefetch_related(model_states_with_versions())
+
+
+def model_states_with_versions() -> Prefetch:
+    """A device's ``model_states`` with what the fleet shows of each, in the prefetch query itself."""
+    return Prefetch("model_states", queryset=DeviceModelState.objects.select_related(
+        "model", "desired_version", "installed_version"))
 
 
 def delivery_summary(project: Project) -> list[dict[str, Any]]:

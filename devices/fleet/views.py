@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from console.projects import access, roles
+from console.projects import roles
+from console.projects.permissions import DEVICE, PROJECT, scoped_page
 from devices.fleet import services as fleet_services
 from devices.fleet.queries import delivery_summary, filter_choices, filtered_devices
 from devices.fleet.serializers import LAST_SEEN_CHOICES, FleetFilterSerializer
 from devices.telemetry.rollups import FUNNEL_DAYS, funnel_by_version, recent_rollups
 
 PAGE_SIZE = 50
-
-
 HISTORY_SIZE = 100
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def fleet_page(request, project):
-    project_obj, membership = access.project_for(request.user, project)
+@scoped_page(PROJECT, required_role={"POST": roles.MANAGE})
+def fleet_page(request, access, project):
+    project_obj = access.project
     fleet = fleet_services.fleet_settings_for(project_obj)
     new_key = None
     if request.method == "POST":
-        access.project_for(request.user, project, roles.MANAGE)
         if request.POST.get("action") == "rotate_key":
             fleet, new_key = fleet_services.rotate_enrollment_key(project=project_obj)
         elif request.POST.get("action") == "interval":
@@ -44,8 +41,8 @@ def fleet_page(request, project):
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "devices/fleet.html", {
-        "project": project_obj, "membership": membership, "fleet": fleet, "new_key": new_key,
-        "can_manage": access.can(membership, roles.MANAGE), "page": page, "query": query.urlencode(),
+        "project": project_obj, "membership": access.membership, "fleet": fleet, "new_key": new_key,
+        "can_manage": access.may(roles.MANAGE), "page": page, "query": query.urlencode(),
         "filters": request.GET, "filter_errors": filters.errors if not valid else {},
         "choices": filter_choices(project_obj), "summary": delivery_summary(project_obj),
         "models": project_obj.models.select_related("default_version"),
@@ -54,13 +51,11 @@ def fleet_page(request, project):
     })
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def device_page(request, project, device_id):
-    project_obj, membership = access.project_for(request.user, project)
-    device = get_object_or_404(project_obj.devices.select_related("device_type"), device_id=device_id)
+@scoped_page(DEVICE)
+def device_page(request, access, project, device_id):
+    project_obj, device = access.project, access.device
     if request.method == "POST":
-        access.project_for(request.user, project, roles.CHANGE)
         if request.POST.get("action") == "revoke":
             fleet_services.revoke_device(device=device, user=request.user)
             messages.info(request, f"Device {device.device_id} is revoked; its token no longer works.")
@@ -72,8 +67,8 @@ def device_page(request, project, device_id):
                 messages.error(request, "Give the check-in interval in whole seconds, 1 to 86400 (empty: project's).")
         return redirect("device", project=project, device_id=device.device_id)
     return render(request, "devices/device.html", {
-        "project": project_obj, "membership": membership, "device": device,
-        "can_change": access.can(membership, roles.CHANGE),
+        "project": project_obj, "membership": access.membership, "device": device,
+        "can_change": access.may(roles.CHANGE),
         "states": device.model_states.select_related("model", "desired_version", "installed_version"),
         "events": device.events.select_related("model", "version")[:HISTORY_SIZE],
         "fleet": fleet_services.fleet_settings_for(project_obj),

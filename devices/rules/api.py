@@ -8,7 +8,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from console.projects import access, roles
+from console.projects import roles
+from console.projects.permissions import MODEL, ScopedMixin
 from devices.delivery.cache import load_model_plans
 from devices.fleet import services as fleet_services
 from devices.models import TargetingRule
@@ -17,29 +18,15 @@ from devices.rules import services as rules_services
 from devices.rules.serializers import DefaultVersionSerializer, PreviewSerializer, RuleSerializer
 
 
-class ModelScoped:
-    """Views under /api/projects/<project>/models/<model>/."""
-
-    def model_for(self, action: str = roles.VIEW):
-        model, _ = access.model_for(self.request.user, self.kwargs["project"], self.kwargs["model"], action)
-        return model
-
-
-class RuleViewMixin(ModelScoped):
-    def check_permissions(self, request):
-        super().check_permissions(request)
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            self.model_for(roles.CHANGE)  # a 403 before any validation message
-
-    def get_queryset(self):
-        return TargetingRule.objects.filter(model=self.model_for()).select_related("version")
+class RuleViewMixin(ScopedMixin):
+    scope = MODEL
+    queryset = TargetingRule.objects.select_related("version")
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
-        if "model" in self.kwargs:  # absent while drf-spectacular builds the schema
-            model = self.model_for()
-            plan = load_model_plans(model.project_id, [model.name]).get(model.name)
-            context.update(model=model, shadowed=preview.shadowing(plan) if plan else {})
+        if not self.schema_only:
+            model = self.access.model
+            context.update(model=model, shadowed=preview.shadowing(preview.rules_of(model)))
         return context
 
 
@@ -68,12 +55,15 @@ class RuleDetail(RuleViewMixin, generics.RetrieveUpdateDestroyAPIView):
         rules_services.delete_rule(rule=instance)
 
 
-class RulePreview(ModelScoped, APIView):
+class RulePreview(ScopedMixin, APIView):
+    scope = MODEL
+    required_role = {"POST": roles.VIEW}  # asks what would happen; changes nothing
+
     @extend_schema(request=PreviewSerializer, responses={200: dict}, description=(
         "For a sample device configuration: each rule's verdict in evaluation order and what a check-in would "
         "get; and how many enrolled devices each rule matches (and wins) now."))
     def post(self, request, project, model):
-        model_obj = self.model_for()
+        model_obj = self.access.model
         sample = PreviewSerializer(data=request.data)
         sample.is_valid(raise_exception=True)
         device_type = fleet_services.device_type_for(model_obj.project_id, sample.validated_data["device_type"])
@@ -81,15 +71,17 @@ class RulePreview(ModelScoped, APIView):
             raise ValidationError({"device_type": f"unknown device type {sample.validated_data['device_type']!r}."})
         plan = load_model_plans(model_obj.project_id, [model_obj.name])[model_obj.name]
         facts = preview.sample_facts(sample.validated_data, device_type)
-        return Response({**preview.explain(plan, facts), "shadowed": preview.shadowing(plan),
+        return Response({**preview.explain(plan, facts), "shadowed": preview.shadowing(plan.rules),
                          "counts": preview.count_matches(model_obj.project_id, plan).as_dict()})
 
 
-class DefaultVersionView(ModelScoped, APIView):
+class DefaultVersionView(ScopedMixin, APIView):
+    scope = MODEL
+
     @extend_schema(request=DefaultVersionSerializer, responses={200: DefaultVersionSerializer},
                    description="The version devices get when no rule matches (null: nothing).")
     def put(self, request, project, model):
-        model_obj = self.model_for(roles.CHANGE)
+        model_obj = self.access.model
         data = DefaultVersionSerializer(data=request.data, context={"model": model_obj})
         data.is_valid(raise_exception=True)
         rules_services.set_default_version(model=model_obj, version=data.validated_data["version"])
@@ -97,6 +89,5 @@ class DefaultVersionView(ModelScoped, APIView):
 
     @extend_schema(responses={200: DefaultVersionSerializer})
     def get(self, request, project, model):
-        model_obj = self.model_for()
-        version = model_obj.default_version
+        version = self.access.model.default_version
         return Response({"version": version.number if version else None})

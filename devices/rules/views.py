@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from console.projects import access, roles
+from console.projects import roles
+from console.projects.permissions import MODEL, scoped_page
 from devices.catalog.queries import device_type_slugs
 from devices.delivery.cache import load_model_plans
 from devices.fleet import services as fleet_services
@@ -19,10 +19,11 @@ from devices.rules.serializers import PreviewSerializer
 from devices.telemetry.rollups import FUNNEL_DAYS, funnel_by_version, recent_rollups
 
 
-def _rules_context(model, plan) -> dict:
-    shadowed = preview.shadowing(plan)
-    counts = preview.count_matches(model.project_id, plan)
+def _rules_context(model) -> dict:
     rules = list(TargetingRule.objects.filter(model=model).select_related("version"))
+    plan = preview.rules_plan(model, [preview.rule_of(rule) for rule in rules])
+    shadowed = preview.shadowing(plan.rules)
+    counts = preview.count_matches(model.project_id, plan)
     for rule in rules:
         rule.shadowed_by = shadowed.get(rule.pk)
         rule.matches = counts.matches.get(rule.pk, 0)
@@ -30,14 +31,13 @@ def _rules_context(model, plan) -> dict:
     return {"rules": rules, "counts": counts}
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def rules_page(request, project, model):
-    model_obj, membership = access.model_for(request.user, project, model)
+@scoped_page(MODEL)
+def rules_page(request, access, project, model):
+    model_obj = access.model
     device_types = device_type_slugs(model_obj.project)
     form = RuleForm(model=model_obj, device_types=device_types)
     if request.method == "POST":
-        access.model_for(request.user, project, model, roles.CHANGE)
         if request.POST.get("action") == "default":
             number = request.POST.get("default_version", "")
             version = model_obj.versions.servable().filter(number=number).first() if number.isdigit() else None
@@ -55,7 +55,6 @@ def rules_page(request, project, model):
                                             user=request.user)
                 messages.info(request, f"Rule {rule.pk} saved.")
                 return redirect("delivery-rules", project=project, model=model)
-    plan = load_model_plans(model_obj.project_id, [model_obj.name])[model_obj.name]
     preview_form, explanation = PreviewForm(device_types=device_types), None
     if "preview" in request.GET:
         preview_form = PreviewForm(request.GET, device_types=device_types)
@@ -64,29 +63,29 @@ def rules_page(request, project, model):
                                              if value not in ("", None)})
             if sample.is_valid():
                 device_type = fleet_services.device_type_for(model_obj.project_id, sample.validated_data["device_type"])
+                plan = load_model_plans(model_obj.project_id, [model_obj.name])[model_obj.name]
                 explanation = preview.explain(plan, preview.sample_facts(sample.validated_data, device_type))
             else:
                 for field, errors in sample.errors.items():
                     for error in errors:
                         preview_form.add_error(field if field in preview_form.fields else None, error)
     return render(request, "devices/rules.html", {
-        "project": model_obj.project, "model": model_obj, "membership": membership, "form": form,
-        "can_change": access.can(membership, roles.CHANGE), "preview_form": preview_form,
+        "project": model_obj.project, "model": model_obj, "membership": access.membership, "form": form,
+        "can_change": access.may(roles.CHANGE), "preview_form": preview_form,
         "explanation": explanation, "ready_versions": model_obj.versions.servable(),
         "funnel": funnel_by_version(recent_rollups(model=model_obj)), "funnel_days": FUNNEL_DAYS,
-        **_rules_context(model_obj, plan),
+        "counts_cache_s": preview.COUNTS_CACHE_S, **_rules_context(model_obj),
     })
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def rule_page(request, project, model, rule_id):
-    model_obj, membership = access.model_for(request.user, project, model)
+@scoped_page(MODEL)
+def rule_page(request, access, project, model, rule_id):
+    model_obj = access.model
     rule = get_object_or_404(TargetingRule.objects.select_related("version"), model=model_obj, pk=rule_id)
     device_types = device_type_slugs(model_obj.project)
     form = RuleForm(initial=RuleForm.initial_for(rule), model=model_obj, device_types=device_types)
     if request.method == "POST":
-        access.model_for(request.user, project, model, roles.CHANGE)
         if request.POST.get("action") == "delete":
             rules_services.delete_rule(rule=rule)
             messages.info(request, f"Rule {rule_id} deleted.")
@@ -97,6 +96,6 @@ def rule_page(request, project, model, rule_id):
             messages.info(request, f"Rule {rule.pk} saved.")
             return redirect("delivery-rules", project=project, model=model)
     return render(request, "devices/rule.html", {
-        "project": model_obj.project, "model": model_obj, "membership": membership, "rule": rule, "form": form,
-        "can_change": access.can(membership, roles.CHANGE),
+        "project": model_obj.project, "model": model_obj, "membership": access.membership, "rule": rule,
+        "form": form, "can_change": access.may(roles.CHANGE),
     })

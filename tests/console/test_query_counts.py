@@ -1,0 +1,151 @@
+"""Every list page and list API reads a bounded number of queries, whatever the number of rows it lists.
+
+Each list below holds more rows than its query budget, so a query per row (an N+1) cannot fit in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+from django.utils import timezone
+
+from console.catalog import services as catalog_services
+from console.models import CompatibilityResult, Dataset, ModelVersion
+from console.projects import roles
+from console.projects import services as project_services
+from devices.fleet import services as fleet_services
+from devices.models import DailyRollup, DeviceEvent, DeviceType
+from devices.rules import services as rules_services
+from jobs.models import Job
+from tests.conftest import api_client_for
+from tests.devices.fleet_helpers import enroll
+
+pytestmark = pytest.mark.django_db
+
+ROWS = 20  # per list; more than any budget below
+
+
+def _version(model, number, **fields) -> ModelVersion:
+    digest = hashlib.sha256(f"{model.pk}:{number}".encode()).hexdigest()
+    return ModelVersion.objects.create(model=model, number=number, file=f"versions/{digest}.onnx", sha256=digest,
+                                       size_bytes=1000 + number, state=ModelVersion.State.READY, **fields)
+
+
+@pytest.fixture
+def fleet(project, model, owner, django_user_model):
+    """``ROWS`` of everything a list shows in ``project``, most of it around ``model``."""
+    cache.clear()  # the enroll throttle counts per process
+    builtin = list(DeviceType.objects.filter(project=None))
+    versions = [_version(model, number) for number in range(1, ROWS + 1)]
+    for version in versions[1:]:
+        version.parent = versions[0]
+        version.transform = "quantize_dynamic"
+        version.save(update_fields=["parent", "transform"])
+    for version in versions:
+        CompatibilityResult.objects.bulk_create(
+            CompatibilityResult(version=version, device_type=device_type, compatible=True) for device_type in builtin)
+        Job.objects.create(project=project, kind="check", input_version=version, output_version=version,
+                           state="succeeded")
+    for index in range(ROWS):
+        digest = hashlib.sha256(f"dataset {index}".encode()).hexdigest()
+        Dataset.objects.create(model=model, name=f"set {index}", file=f"datasets/{digest}.npz", format="npz",
+                               sha256=digest, size_bytes=10, rows=5, summary={"checked_against": 1})
+        catalog_services.create_model(project=project, name=f"model-{index}", user=owner)
+        DeviceType.objects.create(project=project, slug=f"kiosk-{index}", name=f"Kiosk {index}", memory_mb=512,
+                                  storage_mb=1024, max_model_mb=16, runtime_version="1.17", precisions=["fp32"])
+        project_services.set_member(project=project,
+                                    user=django_user_model.objects.create_user(username=f"member-{index}"),
+                                    role=roles.VIEWER)
+        rules_services.create_rule(model=model, version=versions[index], priority=index,
+                                   conditions={"regions": ["DE"]} if index % 2 else {})
+        other = project_services.create_project(slug=f"also-{index}", name=f"Also {index}", owner=owner)
+        assert other.pk
+    _, key = fleet_services.rotate_enrollment_key(project=project)
+    for index in range(ROWS):
+        response, _ = enroll(key, device_id=f"device-{index:02d}", region="DE" if index % 2 else "FR")
+        assert response.status_code == 201, response.content
+    device = project.devices.get(device_id="device-00")
+    now = timezone.now()
+    DeviceEvent.objects.bulk_create(
+        DeviceEvent(project=project, device=device, event_id=f"e{index}", type="download_started", model=model,
+                    version=versions[index], at=now, received_at=now) for index in range(ROWS))
+    DailyRollup.objects.bulk_create(
+        DailyRollup(project=project, day=now.date(), model=model, version=versions[index],
+                    device_type=builtin[index % len(builtin)], region="DE", download_started=index)
+        for index in range(ROWS))
+    return {"model": model.name, "number": ROWS, "device": device.device_id}
+
+
+def _page(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+# (what, URL, query budget): the budget is what the page reads today plus a little room, and below ROWS.
+PAGES = [
+    ("home", "/", 6),
+    ("project", "/p/kiosk/", 9),
+    ("model", "/p/kiosk/m/{model}/", 11),
+    ("version", "/p/kiosk/m/{model}/v/{number}/", 14),
+    ("device types", "/p/kiosk/device-types/", 7),
+    ("fleet", "/p/kiosk/fleet/", 16),
+    ("device", "/p/kiosk/fleet/{device}/", 10),
+    ("rules", "/p/kiosk/m/{model}/delivery/", 14),
+]
+
+
+def test_list_pages__read_a_bounded_number_of_queries(fleet, owner, django_assert_max_num_queries):
+    client = _page(owner)
+    for name, url, budget in PAGES:
+        with django_assert_max_num_queries(budget, info=f"the {name} page"):
+            response = client.get(url.format(**fleet))
+        assert response.status_code == 200, name
+
+
+# (what, URL, query budget, rows listed)
+APIS = [
+    ("projects", "/api/projects/", 4, ROWS + 1),
+    ("members", "/api/projects/kiosk/members/", 5, ROWS + 4),
+    ("models", "/api/projects/kiosk/models/", 5, ROWS + 1),
+    ("versions", "/api/projects/kiosk/models/{model}/versions/", 6, ROWS),
+    ("datasets", "/api/projects/kiosk/models/{model}/datasets/", 6, ROWS),
+    ("jobs", "/api/projects/kiosk/jobs/", 5, ROWS),
+    ("device types", "/api/projects/kiosk/device-types/", 5, None),  # None: the project's and the built-in ones
+    ("devices", "/api/projects/kiosk/devices/", 6, ROWS),
+    ("device events", "/api/projects/kiosk/devices/{device}/events/", 6, ROWS + 1),
+    ("rules", "/api/projects/kiosk/models/{model}/rules/", 6, ROWS),
+    ("rollups", "/api/projects/kiosk/models/{model}/rollups/", 5, ROWS),
+]
+
+
+def test_list_apis__read_a_bounded_number_of_queries(fleet, project, owner, django_assert_max_num_queries):
+    client = api_client_for(owner)
+    for name, url, budget, rows in APIS:
+        if rows is None:
+            rows = DeviceType.objects.visible_to(project).count()
+        with django_assert_max_num_queries(budget, info=f"the {name} list"):
+            response = client.get(url.format(**fleet))
+        assert response.status_code == 200, name
+        body = response.json()
+        assert len(body["results"] if isinstance(body, dict) else body) == rows, name
+
+
+def test_model_page__pages_versions_and_datasets_separately(project, model, owner):
+    from console.catalog.views import PAGE_SIZE
+
+    for number in range(1, PAGE_SIZE + 3):
+        _version(model, number)
+    client = _page(owner)
+
+    first = client.get(f"/p/kiosk/m/{model.name}/")
+    second = client.get(f"/p/kiosk/m/{model.name}/", {"versions_page": 2})
+
+    assert [v.number for v in first.context["versions"]] == list(range(PAGE_SIZE + 2, 2, -1))
+    assert [v.number for v in second.context["versions"]] == [2, 1]
+    assert "?versions_page=2" in first.content.decode()
+    assert 'href="/p/kiosk/m/digit-classifier/v/1/"' in second.content.decode()
+    assert "datasets-pages" not in first.content.decode()  # one page of datasets: no links
