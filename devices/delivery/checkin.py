@@ -87,10 +87,10 @@ def answer_checkin(
         if not checkin.config_sent:
             found = _ticket(checkin, token, now)
             if found is not None:  # the answer is unchanged, and no row was read to know it
-                holder, etag = found
+                holder, ticket_etag = found
                 admit(holder)
                 presence.note_seen(holder.pk, now)
-                return CheckinResult(status.HTTP_304_NOT_MODIFIED, None, {"ETag": etag}, holder)
+                return CheckinResult(status.HTTP_304_NOT_MODIFIED, None, {"ETag": ticket_etag}, holder)
         device = device_for_token(token)
         if device is None or device.is_revoked:
             DeviceTokenAuthentication.refuse(device)
