@@ -131,3 +131,69 @@ def test_preview__says_which_rule_wins_and_why_and_counts_enrolled_devices(teamm
 def test_preview__unknown_device_type__is_400(teammate, ready_v1):
     response = api_client_for(teammate).post(f"{RULES}preview/", {"device_type": "toaster"}, format="json")
     assert response.status_code == 400
+
+
+def test_preview__percentage_split_by_device_id__counts_each_devices_own_bucket(teammate, ready_v1, enrollment_key):
+    from devices.core.bucketing import in_percentage
+
+    client = api_client_for(teammate)
+    half = client.post(RULES, {"priority": 1, "version": 1, "conditions": {"percentage": 50, "salt": "half"}},
+                       format="json").json()
+    rest = client.post(RULES, {"priority": 2, "version": 1}, format="json").json()
+    ids = [f"kiosk-{index}" for index in range(16)]
+    for device_id in ids:
+        enroll(enrollment_key, device_id=device_id)
+    inside = sum(in_percentage("half", device_id, 50) for device_id in ids)
+    assert 0 < inside < len(ids)  # the split really divides this fleet
+
+    counts = client.post(f"{RULES}preview/", {"device_type": "x86-gateway"}, format="json").json()["counts"]
+
+    assert counts["rules"][str(half["id"])] == {"matches": inside, "wins": inside}
+    assert counts["rules"][str(rest["id"])] == {"matches": len(ids), "wins": len(ids) - inside}
+    assert (counts["devices"], counts["sampled"], counts["unmatched"]) == (len(ids), len(ids), 0)
+
+
+def test_preview__counts_devices_sharing_a_configuration_once_each(teammate, ready_v1, enrollment_key):
+    client = api_client_for(teammate)
+    pro = client.post(RULES, {"priority": 1, "version": 1, "conditions": {
+        "attributes": [{"key": "tier", "op": "eq", "value": "pro"}], "app_version": ">=2.0"}}, format="json").json()
+    for index in range(6):
+        enroll(enrollment_key, device_id=f"pro-{index}")  # tier pro, app 2.3.1
+    for index in range(4):
+        enroll(enrollment_key, device_id=f"old-{index}", app_version="1.9.0")
+
+    counts = client.post(f"{RULES}preview/", {"device_type": "x86-gateway"}, format="json").json()["counts"]
+
+    assert counts["rules"][str(pro["id"])] == {"matches": 6, "wins": 6}
+    assert (counts["devices"], counts["unmatched"]) == (10, 4)
+
+
+def test_preview__counts_again_when_a_device_enrolls_or_is_revoked(teammate, ready_v1, enrollment_key):
+    client = api_client_for(teammate)
+    everyone = client.post(RULES, {"version": 1}, format="json").json()
+    enroll(enrollment_key, device_id="first")
+
+    def matched():
+        body = client.post(f"{RULES}preview/", {"device_type": "x86-gateway"}, format="json").json()
+        return body["counts"]["rules"][str(everyone["id"])]["matches"]
+
+    assert matched() == 1
+    enroll(enrollment_key, device_id="second")
+    assert matched() == 2
+    assert client.post("/api/projects/kiosk/devices/first/revoke/").status_code == 200
+    assert matched() == 1
+
+
+def test_rules_list__reads_the_same_queries_for_a_larger_fleet(teammate, ready_v1, enrollment_key,
+                                                               django_assert_max_num_queries):
+    client = api_client_for(teammate)
+    for priority in range(8):
+        client.post(RULES, {"priority": priority, "version": 1, "conditions": {"regions": ["DE"]}}, format="json")
+    for index in range(10):
+        enroll(enrollment_key, device_id=f"d{index}")
+
+    with django_assert_max_num_queries(6):
+        listed = client.get(RULES).json()
+
+    assert len(listed) == 8
+    assert [rule["shadowed_by"] is not None for rule in listed] == [False] + [True] * 7
