@@ -2,11 +2,18 @@
 
 Every check says exactly what does not match, so the person who uploaded the file can fix it. NPZ files are
 read with ``allow_pickle=False``: an uploaded file must never run code on the worker.
+
+Uploaded files are hostile. With ``limits`` (as the console passes them) nothing is decompressed or parsed
+beyond them: an NPZ is judged from its zip directory and the header of each array (shape and dtype) before any
+array is read, and a CSV is parsed row by row into arrays whose size was checked first, so memory stays close
+to the size of the arrays that are accepted.
 """
 
 from __future__ import annotations
 
 import csv
+import math
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +27,23 @@ from jobs.tooling.inputs import TensorSpec
 
 LABELS_KEY = "labels"
 _MAX_EXAMPLES = 5  # cell-level problems listed by name before "and N more"
+_MAX_NPZ_MEMBERS = 1024  # arrays in one archive: a model has a few inputs, plus labels
+_CSV_BLOCK_VALUES = 1 << 16  # cells converted to numbers at once
+_CSV_CHARS_PER_COLUMN = 64  # a data row may be this long per header column (a number takes at most ~25)
+
+
+@dataclass(frozen=True)
+class DatasetLimits:
+    """What one dataset may hold; the console sets these from MAX_DATASET_* settings."""
+
+    max_bytes: int  # an NPZ's arrays once unpacked (the uploaded file itself is capped by the upload handler)
+    max_elements: int  # values across all arrays
+    max_rows: int
+    max_columns: int  # CSV columns
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):,.1f} MB"
 
 
 @dataclass
@@ -34,14 +58,18 @@ class Dataset:
 
 
 def load_dataset(
-    path: PathLike, specs: list[TensorSpec], *, label_column: str = "label", require_labels: bool = False
+    path: PathLike, specs: list[TensorSpec], *, label_column: str = "label", require_labels: bool = False,
+    limits: DatasetLimits | None = None,
 ) -> Dataset:
-    """Read an NPZ or CSV file and check it against the model's input specs; DatasetError lists every problem."""
+    """Read an NPZ or CSV file and check it against the model's input specs; DatasetError lists every problem.
+
+    ``limits`` refuses, before reading the values, a file that would unpack to more than they allow.
+    """
     path = Path(path)
     if is_npz(path):
-        inputs, labels = _read_npz(path, specs)
+        inputs, labels = _read_npz(path, specs, limits)
     else:
-        inputs, labels = _read_csv(path, specs, label_column)
+        inputs, labels = _read_csv(path, specs, label_column, limits)
     problems = check_arrays(inputs, labels, specs)
     if require_labels and labels is None:
         where = f"an array named '{LABELS_KEY}'" if is_npz(path) else f"a column named '{label_column}'"
@@ -172,10 +200,14 @@ def is_npz(path: Path) -> bool:
     return zipfile.is_zipfile(path)
 
 
-def _read_npz(path: Path, specs: list[TensorSpec]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+def _read_npz(
+    path: Path, specs: list[TensorSpec], limits: DatasetLimits | None
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     try:
+        if limits is not None:
+            check_npz_size(path, limits)
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path.name} is not a readable NPZ archive: {exc}") from exc
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise DatasetError(f"{path.name} holds one bare array; save named arrays with numpy.savez(x=..., labels=...)")
@@ -185,30 +217,106 @@ def _read_npz(path: Path, specs: list[TensorSpec]) -> tuple[dict[str, np.ndarray
             try:
                 arrays[name] = loaded[name]
             except ValueError as exc:  # object arrays need pickle, which we refuse
-                raise DatasetError(
-                    f"array '{name}' holds Python objects, which would need unpickling; save numbers or strings"
-                ) from exc
+                if "pickle" not in str(exc):
+                    raise DatasetError(f"array '{name}' cannot be read: {exc}") from exc
+                raise DatasetError(_pickled(name)) from exc
+            except (OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile) as exc:
+                raise DatasetError(f"array '{name}' cannot be read: {exc}") from exc
     labels = arrays.pop(LABELS_KEY, None)
     return arrays, labels
 
 
+def _pickled(name: str) -> str:
+    return f"array '{name}' holds Python objects, which would need unpickling; save numbers or strings"
+
+
+def _zip_entry_count(path: Path) -> int:
+    """The number of entries the zip's end record declares, read before zipfile builds one object per entry.
+
+    zipfile parses the whole central directory when it opens an archive: a small file of millions of empty
+    entries would cost gigabytes before the first check. The end record (the last 22 bytes plus a comment of
+    up to 64 KB) says how many there are.
+    """
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - (22 + 0xFFFF)))
+        tail = handle.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        raise zipfile.BadZipFile("no end-of-archive record")
+    return struct.unpack("<H", tail[at + 10:at + 12])[0]  # total entries (0xFFFF: more, in a zip64 record)
+
+
+def check_npz_size(path: Path, limits: DatasetLimits) -> None:
+    """Refuse an NPZ from its zip directory and array headers alone; no array data is decompressed.
+
+    Each member's declared size bounds what reading it can produce (zipfile stops there and checks the CRC), and
+    the .npy header gives shape and dtype, so the values and bytes the arrays will hold are known exactly.
+    """
+    entries = _zip_entry_count(path)
+    if entries > _MAX_NPZ_MEMBERS:
+        raise DatasetError(f"{path.name} holds {entries:,} or more entries; a dataset has at most "
+                           f"{_MAX_NPZ_MEMBERS:,} arrays")
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        unpacked = sum(member.file_size for member in members)
+        if unpacked > limits.max_bytes:
+            raise DatasetError(
+                f"{path.name} unpacks to {unpacked:,} bytes ({_mb(unpacked)}) from {_mb(path.stat().st_size)}; "
+                f"a dataset may unpack to at most {_mb(limits.max_bytes)}")
+        elements = 0
+        for member in members:
+            name = member.filename.removesuffix(".npy")
+            with archive.open(member) as stream:
+                shape, dtype, header_bytes = _npy_header(stream, name)
+            if dtype.hasobject:
+                raise DatasetError(_pickled(name))
+            count = math.prod(shape)
+            if member.file_size != header_bytes + count * dtype.itemsize:
+                raise DatasetError(
+                    f"array '{name}' declares shape {shape} of {dtype} ({count * dtype.itemsize:,} bytes) but the "
+                    f"archive holds {member.file_size - header_bytes:,} bytes for it; the file is damaged or crafted")
+            if shape and shape[0] > limits.max_rows:
+                raise DatasetError(f"array '{name}' has {shape[0]:,} rows; a dataset may have at most "
+                                   f"{limits.max_rows:,}")
+            elements += count
+    if elements > limits.max_elements:
+        raise DatasetError(f"{path.name} holds {elements:,} values; a dataset may hold at most "
+                           f"{limits.max_elements:,}")
+
+
+def _npy_header(stream, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and header length of one .npy member, read from its first bytes only."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f".npy format version {version[0]}.{version[1]}; save it with numpy.savez")
+    except (ValueError, EOFError, SyntaxError) as exc:
+        raise DatasetError(f"array '{name}' has no readable .npy header: {exc}") from exc
+    return tuple(int(dim) for dim in shape), np.dtype(dtype), stream.tell()
+
+
 def _read_csv(
-    path: Path, specs: list[TensorSpec], label_column: str
+    path: Path, specs: list[TensorSpec], label_column: str, limits: DatasetLimits | None
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError) as exc:
+            header = _read_header(handle, path, limits)
+            capacity = _csv_capacity(path, len(header), limits)
+            values, problems = _parse_rows(handle, header, capacity)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"{path.name} is not a readable CSV file: {exc}") from exc
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
-    if len(rows) < 2:
+    if len(values) == 0:
         raise DatasetError(f"{path.name} needs a header row and at least one data row")
-    header = [cell.strip() for cell in rows[0]]
-    if all(_is_number(cell) for cell in header):
-        raise DatasetError("the first CSV row must name the columns (it holds numbers)")
-    values, problems = _parse_cells(header, rows[1:])
     columns = {name: values[:, index] for index, name in enumerate(header)}
     labels = columns.pop(label_column, None)
+    if labels is not None:
+        labels = labels.copy()  # its own array, so the feature columns are not kept alive through it
     inputs = _columns_to_inputs(columns, specs, problems)
     if problems:
         raise DatasetError(problems)
@@ -217,32 +325,118 @@ def _read_csv(
     return inputs, labels
 
 
+def _read_header(handle, path: Path, limits: DatasetLimits | None) -> list[str]:
+    """The first non-blank row, refused cheaply when it names more columns than allowed."""
+    max_chars = limits.max_columns * _CSV_CHARS_PER_COLUMN if limits else -1
+    while True:
+        line = handle.readline(max_chars)
+        if not line:
+            raise DatasetError(f"{path.name} needs a header row and at least one data row")
+        cut_off = len(line) == max_chars and not line.endswith("\n")
+        if limits and (cut_off or ('"' not in line and line.count(",") >= limits.max_columns)):
+            raise DatasetError(f"the CSV header names more than {limits.max_columns:,} columns; a dataset may have "
+                               f"at most {limits.max_columns:,}")
+        if line.strip():
+            break
+    header = [cell.strip() for cell in next(csv.reader([line]))]
+    if limits and len(header) > limits.max_columns:
+        raise DatasetError(f"the CSV header names {len(header):,} columns; a dataset may have at most "
+                           f"{limits.max_columns:,}")
+    if all(_is_number(cell) for cell in header):
+        raise DatasetError("the first CSV row must name the columns (it holds numbers)")
+    return header
+
+
+def _csv_capacity(path: Path, columns: int, limits: DatasetLimits | None) -> int:
+    """Rows to make room for: the file's line count, refused when it already says the data is too large."""
+    newlines = returns = 0
+    last = b"\n"
+    with open(path, "rb") as raw:
+        while chunk := raw.read(1 << 20):
+            newlines += chunk.count(b"\n")
+            returns += chunk.count(b"\r")
+            last = chunk[-1:]
+    lines = max(newlines, returns) + (last not in (b"\n", b"\r"))  # \n, \r\n or \r; a last line without one
+    rows = lines - 1  # the header's line; blank lines count too, so this is an upper bound
+    if limits is None:
+        return rows
+    if rows > limits.max_rows or rows * columns > limits.max_elements:
+        raise DatasetError(
+            f"the CSV has {rows:,} lines of {columns:,} columns ({rows * columns:,} values); a dataset may have "
+            f"at most {limits.max_rows:,} rows and {limits.max_elements:,} values")
+    return rows
+
+
+def _parse_rows(handle, header: list[str], capacity: int) -> tuple[np.ndarray, list[str]]:
+    """Numbers of every data row, converted a block at a time into one array sized up front.
+
+    Row 1 is the header, as a spreadsheet numbers them; a blank line is skipped but still counted.
+    """
+    width = len(header)
+    values = np.empty((capacity, width))
+    problems: list[str] = []
+    bad_cells: list[str] = []
+    block: list[list[str]] = []
+    block_rows: list[int] = []
+    filled = 0
+    block_limit = max(1, _CSV_BLOCK_VALUES // width)
+    max_chars = width * _CSV_CHARS_PER_COLUMN + 1024
+
+    def flush() -> None:
+        nonlocal filled
+        if filled + len(block) > capacity:
+            raise DatasetError("the CSV has more rows than lines (it mixes line endings); save it again with one "
+                               "kind of line ending")
+        try:
+            values[filled:filled + len(block)] = np.array(block, dtype=np.float64)
+        except ValueError:
+            for offset, (row_number, row) in enumerate(zip(block_rows, block, strict=True)):
+                for index, cell in enumerate(row):
+                    try:
+                        values[filled + offset, index] = float(cell)
+                    except ValueError:
+                        values[filled + offset, index] = np.nan
+                        shown = repr(cell.strip()) if cell.strip() else "an empty cell"
+                        bad_cells.append(f"row {row_number} column '{header[index]}': {shown}")
+        filled += len(block)
+        block.clear()
+        block_rows.clear()
+
+    reader = csv.reader(_bounded_lines(handle, max_chars))
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        row_number = reader.line_num + 1
+        if len(row) != width:
+            problems.append(f"CSV row {row_number} has {len(row)} cells; the header has {width}")
+            continue
+        block.append(row)
+        block_rows.append(row_number)
+        if len(block) >= block_limit:
+            flush()
+    if block:
+        flush()
+    if bad_cells:
+        more = f" and {len(bad_cells) - _MAX_EXAMPLES} more" if len(bad_cells) > _MAX_EXAMPLES else ""
+        problems.append(f"{len(bad_cells)} non-numeric CSV cells: {'; '.join(bad_cells[:_MAX_EXAMPLES])}{more}")
+    return values[:filled], problems
+
+
+def _bounded_lines(handle, max_chars: int) -> Iterator[str]:
+    """The file's lines, refusing one longer than a row of numbers could be (it would be read whole)."""
+    while line := handle.readline(max_chars + 1):
+        if len(line) > max_chars:
+            raise DatasetError(f"a CSV line is longer than {max_chars:,} characters, far more than a row of numbers "
+                               "under this header needs")
+        yield line
+
+
 def _is_number(cell: str) -> bool:
     try:
         float(cell)
     except ValueError:
         return False
     return True
-
-
-def _parse_cells(header: list[str], rows: list[list[str]]) -> tuple[np.ndarray, list[str]]:
-    problems: list[str] = []
-    bad_cells: list[str] = []
-    values = np.full((len(rows), len(header)), np.nan)
-    for row_number, row in enumerate(rows, start=2):  # row 1 is the header, as a spreadsheet numbers them
-        if len(row) != len(header):
-            problems.append(f"CSV row {row_number} has {len(row)} cells; the header has {len(header)}")
-            continue
-        for index, cell in enumerate(row):
-            try:
-                values[row_number - 2, index] = float(cell)
-            except ValueError:
-                shown = repr(cell.strip()) if cell.strip() else "an empty cell"
-                bad_cells.append(f"row {row_number} column '{header[index]}': {shown}")
-    if bad_cells:
-        more = f" and {len(bad_cells) - _MAX_EXAMPLES} more" if len(bad_cells) > _MAX_EXAMPLES else ""
-        problems.append(f"{len(bad_cells)} non-numeric CSV cells: {'; '.join(bad_cells[:_MAX_EXAMPLES])}{more}")
-    return values, problems
 
 
 def _columns_to_inputs(

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import pickle
+import re
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jobs.tooling.common import model_input_specs
-from jobs.tooling.datasets import Dataset, as_dataset, iter_batches, load_dataset
+from jobs.tooling.datasets import Dataset, DatasetLimits, as_dataset, iter_batches, load_dataset
 from jobs.tooling.errors import DatasetError
+from tests.security import hostile_files
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +173,107 @@ def test_dataset_error__survives_pickling_with_the_same_message():
     copy = pickle.loads(pickle.dumps(error))
     assert str(copy) == str(error) == "dataset does not fit the model: 'x' has shape (2,); no labels"
     assert copy.problems == error.problems
+
+
+# --- hostile files under limits ------------------------------------------------------------------
+
+LIMITS = DatasetLimits(max_bytes=64 * 1024 * 1024, max_elements=1_000_000, max_rows=10_000, max_columns=100)
+
+
+def peak_rss_growth_mb(action) -> float:
+    """MB the process's peak resident memory rose above its current size while ``action`` ran (Linux)."""
+    status = Path("/proc/self/status")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current size
+    before = int(re.search(r"VmRSS:\s+(\d+)", status.read_text()).group(1))
+    try:
+        action()
+    finally:
+        peak = int(re.search(r"VmHWM:\s+(\d+)", status.read_text()).group(1))
+    return (peak - before) / 1024
+
+
+def limited_problems(path, specs) -> str:
+    with pytest.raises(DatasetError) as raised:
+        load_dataset(path, specs, limits=LIMITS)
+    return "\n".join(raised.value.problems)
+
+
+def test_load_dataset__npz_bomb__is_refused_from_its_zip_directory_without_decompressing(tmp_path, digits_specs):
+    path = tmp_path / "bomb.npz"
+    path.write_bytes(hostile_files.npz_bomb())  # 2 MB holding 2 GiB of zeros
+    started = time.perf_counter()
+    grew = peak_rss_growth_mb(lambda: limited_problems(path, digits_specs))
+    assert time.perf_counter() - started < 2 and grew < 32
+    problems = limited_problems(path, digits_specs)
+    assert "bomb.npz unpacks to 2,147,483,648 bytes (2,048.0 MB) from 2.0 MB" in problems
+    assert "at most 64.0 MB" in problems
+
+
+def test_load_dataset__npz_header_declaring_more_than_the_archive_holds__is_refused(tmp_path, digits_specs):
+    path = tmp_path / "data.npz"
+    path.write_bytes(hostile_files.npz_declaring((1 << 40, 64)))
+    assert ("array 'x' declares shape (1099511627776, 64) of float32 (281,474,976,710,656 bytes) but the archive "
+            "holds 16 bytes for it") in limited_problems(path, digits_specs)
+
+
+def test_load_dataset__npz_over_the_value_limit__is_refused_with_the_figures(tmp_path, digits_specs):
+    path = write_npz(tmp_path, input=np.zeros((5000, 64), np.float32), labels=np.zeros(5000, np.int64))
+    limits = DatasetLimits(max_bytes=LIMITS.max_bytes, max_elements=300_000, max_rows=10_000, max_columns=100)
+    with pytest.raises(DatasetError, match="data.npz holds 325,000 values; a dataset may hold at most 300,000"):
+        load_dataset(path, digits_specs, limits=limits)
+
+
+def test_load_dataset__npz_over_the_row_limit__is_refused(tmp_path, digits_specs):
+    path = write_npz(tmp_path, input=np.zeros((10_001, 64), np.float32))
+    assert "array 'input' has 10,001 rows; a dataset may have at most 10,000" in limited_problems(path, digits_specs)
+
+
+def test_load_dataset__npz_of_many_entries__is_refused_before_zipfile_reads_them(tmp_path, digits_specs):
+    path = tmp_path / "data.npz"
+    path.write_bytes(hostile_files.npz_with_entries(5000))
+    assert "holds 5,000 or more entries; a dataset has at most 1,024 arrays" in limited_problems(path, digits_specs)
+
+
+def test_load_dataset__npz_with_pickles_under_limits__is_refused_from_the_header(tmp_path, digits_specs):
+    path = tmp_path / "data.npz"
+    path.write_bytes(hostile_files.npz_pickled())
+    assert "would need unpickling" in limited_problems(path, digits_specs)
+
+
+def test_load_dataset__npz_within_limits__loads_as_without_them(digits, digits_specs):
+    dataset = load_dataset(digits.npz, digits_specs, require_labels=True, limits=LIMITS)
+    np.testing.assert_array_equal(dataset.labels, digits.y_test)
+
+
+def test_load_dataset__csv_with_a_million_columns__is_refused_from_its_first_line(tmp_path, regressor_path):
+    path = tmp_path / "wide.csv"
+    path.write_bytes(hostile_files.csv_with_columns(1_000_000))
+    started = time.perf_counter()
+    problems = limited_problems(path, model_input_specs(regressor_path))
+    assert time.perf_counter() - started < 1
+    assert "the CSV header names more than 100 columns; a dataset may have at most 100" in problems
+
+
+def test_load_dataset__csv_over_the_value_limit__is_refused_from_its_line_count(tmp_path, regressor_path):
+    header = ",".join(f"f{i}" for i in range(8)) + ",label\n"
+    path = write_csv(tmp_path, header + "1,2,3,4,5,6,7,8,1\n" * 10_001)
+    assert ("the CSV has 10,001 lines of 9 columns (90,009 values); a dataset may have at most 10,000 rows and "
+            "1,000,000 values") in limited_problems(path, model_input_specs(regressor_path))
+
+
+def test_load_dataset__csv_line_longer_than_numbers_need__is_refused(tmp_path, regressor_path):
+    header = ",".join(f"f{i}" for i in range(8)) + ",label\n"
+    path = write_csv(tmp_path, header + "1" * 100_000 + ",2,3,4,5,6,7,8,1\n")
+    assert "a CSV line is longer than 1,600 characters" in limited_problems(path, model_input_specs(regressor_path))
+
+
+def test_load_dataset__csv_is_parsed_with_memory_near_its_values(tmp_path, regressor_path):
+    header = ",".join(f"f{i}" for i in range(8)) + ",label\n"
+    rows = 200_000  # 16 MB of text, 14 MB of float64 values
+    path = write_csv(tmp_path, header + "0.123456,1.5,2.25,3,4,5,6,7.75,1\n" * rows)
+    specs = model_input_specs(regressor_path)
+    limits = DatasetLimits(max_bytes=LIMITS.max_bytes, max_elements=2_000_000, max_rows=rows, max_columns=100)
+    loaded = []
+    grew = peak_rss_growth_mb(lambda: loaded.append(load_dataset(path, specs, limits=limits)))
+    assert loaded[0].rows == rows and loaded[0].inputs["x"].shape == (rows, 8)
+    assert grew < 64  # the whole file as lists of strings took ~22x its size, here about 350 MB
