@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from devices.delivery.cache import bump_plan_generation
+from devices.delivery.cache import invalidate
 
 from .models import DailyRollup, Device, DeviceEvent, DeviceType, FleetSettings, TargetingRule
 
@@ -13,16 +13,16 @@ class NewGenerationOnChange(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        bump_plan_generation(project_id=obj.project_id)
+        invalidate(obj.project_id)
 
     def delete_model(self, request, obj):
         super().delete_model(request, obj)
-        bump_plan_generation(project_id=obj.project_id)
+        invalidate(obj.project_id)
 
     def delete_queryset(self, request, queryset):
         project_ids = set(queryset.values_list("project_id", flat=True))
         super().delete_queryset(request, queryset)
-        bump_plan_generation(project_id__in=project_ids)
+        invalidate(project_ids)
 
 
 @admin.register(DeviceType)

@@ -1,10 +1,10 @@
 """Which version of a model a device should run: the one place delivery decides.
 
-Pure: plain dataclasses in, an ``Outcome`` out; ``devices.plans`` loads the plans from the database and
-``devices.services.checkin`` stores and answers the outcome. Resolution has two steps:
+Pure: plain dataclasses in, an ``Outcome`` out; ``devices.delivery.cache`` loads the plans from the database and
+``devices.delivery.checkin`` stores and answers the outcome. Resolution has two steps:
 
 1. Decide. ``DECIDERS`` are asked in order and the first that names a version wins. Today: targeting rules
-   (``devices.targeting``, first match by priority), then the model's default version. Experiment arms and
+   (``devices.core.targeting``, first match by priority), then the model's default version. Experiment arms and
    rollout stages go *before* the rules: add a decider with the same signature to the front of the tuple.
 2. Make it runnable. A version the device type cannot run (its compatibility row says no, or it was never
    checked for that type, or it is not ``ready``) is never served. Instead the closest ready descendant in

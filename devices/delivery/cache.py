@@ -80,12 +80,6 @@ def _fleets_of(projects) -> QuerySet[FleetSettings] | None:
     return FleetSettings.objects.filter(project_id__in=ids) if ids else None
 
 
-def bump_plan_generation(**project_filter: object) -> None:
-    """Old spelling of ``invalidate`` (``project_filter``: FleetSettings lookups), kept while devices/admin.py
-    still calls it; new code calls ``invalidate``."""
-    invalidate(FleetSettings.objects.filter(**project_filter).values("project_id"))
-
-
 def clear_cache() -> None:
     with _lock:
         _cache.clear()

@@ -302,16 +302,3 @@ def record_of(device: Device, fleet: FleetSettings) -> DeviceRecord:
         last_seen_at=device.last_seen_at, revoked_at=device.revoked_at, fleet_id=fleet.pk,
         plan_generation=fleet.plan_generation, project_checkin_interval_s=fleet.checkin_interval_s,
     )
-
-
-def checkin(*, device: Device, fleet: FleetSettings, models: list[str], installed: dict[str, dict[str, Any]],
-            now: datetime | None = None) -> _Answer:
-    """A full check-in of a device row at hand, for devices/fleet/demo.py (which has no token to hand to
-    ``answer_checkin``). The answer's ``stable`` part is what a device would get, without download URLs."""
-    request = CheckinRequest(fingerprint=device.fingerprint, models=models, installed=installed)
-    record = record_of(device, fleet)
-    now = now or timezone.now()
-    answer = _resolve_and_remember(record, request, now)
-    presence.note_seen(device.pk, now, device.last_seen_at)
-    device.delivery_digest = answer.digest
-    return answer

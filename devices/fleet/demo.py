@@ -18,7 +18,7 @@ from django.utils import timezone
 from console.models import Model, Project
 from devices.agent.simulate import DEFAULT_APP_VERSIONS, DEFAULT_REGIONS
 from devices.catalog.builtin import BUILTIN_DEVICE_TYPE_SLUGS, DEVICE_REPORTS
-from devices.delivery import checkin as delivery_checkin
+from devices.delivery.checkin import CheckinRequest, answer_checkin
 from devices.delivery.serializers import DeviceConfigSerializer
 from devices.fleet import services as fleet_services
 from devices.telemetry import events as telemetry_events
@@ -53,11 +53,12 @@ def seed_demo_fleet(*, project: Project, model: Model, count: int = 24, seed: in
         config = DeviceConfigSerializer(data=demo_config(index, rng))
         config.is_valid(raise_exception=True)
         device_type = fleet_services.device_type_for(project.pk, config.validated_data["device_type"])
-        device, _ = fleet_services.enroll_device(fleet=fleet, device_id=f"demo-{index:02d}", config=config.validated_data,
-                                           device_type=device_type, now=now - timedelta(hours=6))
-        answer = delivery_checkin.checkin(device=device, fleet=fleet, models=[model.name], installed={},
-                                  now=now - timedelta(hours=5))
-        manifest = answer.stable["models"][model.name].get("manifest")
+        device, token = fleet_services.enroll_device(
+            fleet=fleet, device_id=f"demo-{index:02d}", config=config.validated_data, device_type=device_type,
+            now=now - timedelta(hours=6))
+        first = CheckinRequest(fingerprint=device.fingerprint, models=[model.name], installed={})
+        answer = answer_checkin(first, token=token, now=now - timedelta(hours=5))
+        manifest = answer.body["models"][model.name].get("manifest")
         if not manifest:
             continue  # nothing this device type can run: the fleet page shows why
         at = now - timedelta(hours=5) + timedelta(minutes=index)
@@ -78,6 +79,6 @@ def seed_demo_fleet(*, project: Project, model: Model, count: int = 24, seed: in
         telemetry_events.record_events(device=device, events=batch.validated_data["events"], now=now - timedelta(hours=1))
         installed = {model.name: {"version_id": manifest["version_id"], "sha256": manifest["sha256"],
                                   "state": "running"}}
-        delivery_checkin.checkin(device=device, fleet=fleet, models=[model.name], installed=installed,
-                         now=now - timedelta(minutes=rng.randint(1, 50)))
+        answer_checkin(CheckinRequest(fingerprint=device.fingerprint, models=[model.name], installed=installed),
+                       token=token, now=now - timedelta(minutes=rng.randint(1, 50)))
     return count

@@ -163,7 +163,7 @@ def revoke_device(*, device: Device, user=None, now: datetime | None = None) -> 
 
 
 def void_token(*, project_id: int, token_hash: str, now: datetime) -> None:
-    """Refuse this token on the ticket path too (devices.tickets); prunes rows no ticket can need anymore."""
+    """Refuse this token on the ticket path too (devices.core.tickets); prunes rows no ticket can need anymore."""
     VoidedToken.objects.create(project_id=project_id, token_hash=token_hash, voided_at=now)
     keep = timedelta(seconds=conf.checkin_ticket_ttl_s()) + timedelta(days=1)  # margin for a TTL raised later
     VoidedToken.objects.filter(project_id=project_id, voided_at__lt=now - keep).delete()
