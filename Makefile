@@ -34,8 +34,11 @@ test: setup
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff (lint and format) on the whole tree, mypy with django-stubs on jobs/ and devices/ (STYLE.md).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 worker: setup
 	$(BIN)/celery -A console worker -Q default,checks,heavy --loglevel INFO
