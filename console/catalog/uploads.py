@@ -1,4 +1,8 @@
-"""Upload handling: stream to a temporary file while hashing, and stop at the size limit."""
+"""Upload handling: stream to a temporary file while hashing, and stop at the size limit.
+
+Models and datasets have separate limits: a dataset is read whole in the web request, a model only outlined
+there (jobs.tooling.modelfile.check_upload), so MAX_DATASET_BYTES is the smaller one.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,19 @@ def _human(n: int) -> str:
     return f"{n / (1024 * 1024):.0f} MB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
-def too_large_message(limit: int | None = None) -> str:
-    limit = limit or settings.MAX_UPLOAD_BYTES
-    return f"The file is larger than this console's upload limit of {_human(limit)} (MAX_UPLOAD_BYTES)."
+# The setting that caps an upload, by the name of the URL it is posted to; every other upload is a model.
+_LIMIT_SETTING_BY_ROUTE = {"api-datasets": "MAX_DATASET_BYTES"}
+
+
+def limit_setting_for(request) -> str:
+    match = getattr(request, "resolver_match", None)
+    return _LIMIT_SETTING_BY_ROUTE.get(getattr(match, "url_name", None), "MAX_UPLOAD_BYTES")
+
+
+def too_large_message(setting: str = "MAX_UPLOAD_BYTES") -> str:
+    what = "dataset" if setting == "MAX_DATASET_BYTES" else "upload"
+    limit = getattr(settings, setting)
+    return f"The file is larger than this console's {what} limit of {_human(limit)} ({setting})."
 
 
 class HashingUploadHandler(TemporaryFileUploadHandler):
@@ -30,12 +44,14 @@ class HashingUploadHandler(TemporaryFileUploadHandler):
         super().new_file(*args, **kwargs)
         self.hasher = hashlib.sha256()
         self.received = 0
+        self.limit_setting = limit_setting_for(self.request)
+        self.limit = getattr(settings, self.limit_setting)
 
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)
-        if self.received > settings.MAX_UPLOAD_BYTES:
+        if self.received > self.limit:
             self.file.close()  # TemporaryUploadedFile deletes itself on close
-            self.request.upload_error = too_large_message()
+            self.request.upload_error = too_large_message(self.limit_setting)
             raise StopUpload(connection_reset=False)
         self.hasher.update(raw_data)
         return super().receive_data_chunk(raw_data, start)
