@@ -18,10 +18,10 @@ about a body they may not send. What each role may do lives in ``console.project
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -33,6 +33,9 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthentic
 from console.models import Membership, Model, ModelVersion, Project
 from console.projects import roles
 from devices.models import Device
+
+if TYPE_CHECKING:
+    from rest_framework.permissions import _PermissionClass
 
 # What a URL names, outermost first: a model and a device live in a project, a version in a model.
 PROJECT = "project"
@@ -143,7 +146,9 @@ class ScopedMixin:
 
     scope: str = PROJECT
     required_role: Mapping[str, str] = {}
-    permission_classes = [IsAuthenticated, MemberRole]
+    permission_classes: Sequence[_PermissionClass] = [IsAuthenticated, MemberRole]
+    request: Any  # set by the view it is mixed into, as are its URL kwargs
+    kwargs: dict[str, Any]
 
     @cached_property
     def access(self) -> Access:

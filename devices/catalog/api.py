@@ -16,11 +16,9 @@ from devices.models import DeviceType
 class VisibleDeviceTypes(ScopedMixin):
     """Built-in device types plus the project's own, never another project's."""
 
-    queryset = DeviceType.objects.all()
-
     def get_queryset(self):
         if self.schema_only:
-            return self.queryset.none()
+            return DeviceType.objects.none()
         return DeviceType.objects.visible_to(self.access.project)
 
 

@@ -20,7 +20,6 @@ from devices.rules.serializers import DefaultVersionSerializer, PreviewSerialize
 
 class RuleViewMixin(ScopedMixin):
     scope = MODEL
-    queryset = TargetingRule.objects.select_related("version")
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
@@ -35,6 +34,7 @@ class RuleList(RuleViewMixin, generics.ListCreateAPIView):
     hides this one for every device."""
 
     serializer_class = RuleSerializer
+    queryset = TargetingRule.objects.select_related("version")
     pagination_class = None
 
     def perform_create(self, serializer):
@@ -46,6 +46,7 @@ class RuleList(RuleViewMixin, generics.ListCreateAPIView):
 
 class RuleDetail(RuleViewMixin, generics.RetrieveUpdateDestroyAPIView):
     serializer_class = RuleSerializer
+    queryset = TargetingRule.objects.select_related("version")
     lookup_url_kwarg = "rule_id"
 
     def perform_update(self, serializer):

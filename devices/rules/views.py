@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
@@ -20,7 +22,7 @@ from devices.telemetry.rollups import FUNNEL_DAYS, funnel_by_version, recent_rol
 
 
 def _rules_context(model) -> dict:
-    rules = list(TargetingRule.objects.filter(model=model).select_related("version"))
+    rules: list[Any] = list(TargetingRule.objects.filter(model=model).select_related("version"))  # annotated below
     plan = preview.rules_plan(model, [preview.rule_of(rule) for rule in rules])
     shadowed = preview.shadowing(plan.rules)
     counts = preview.count_matches(model.project_id, plan)
