@@ -19,13 +19,18 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from jobs.tooling.errors import TransformError
+
 _STRING_TYPE = onnx.TensorProto.STRING
 # 16M values: 64 MB of float32, far above the inputs of the models this console ships to devices.
 MAX_GENERATED_ELEMENTS = 1 << 24
 
 
-class InputsTooLarge(ValueError):
-    """The model's declared inputs are too large to generate; the message says which and how large."""
+class InputsTooLarge(TransformError):
+    """The model's declared inputs are too large to generate; the message says which and how large.
+
+    Permanent, as every TransformError: a job that needs generated inputs fails at once with this reason.
+    """
 
 
 @dataclass(frozen=True)
