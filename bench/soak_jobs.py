@@ -10,8 +10,8 @@ held within the run; and the jobs are of a trivial kind registered for the soak 
 spread round-robin over the three queues), so the run measures the machinery, not onnxruntime.
 
 This process plays the web server: it queues the jobs with jobs.services.start_job at a steady rate, and once
-half of them have finished it SIGKILLs the worker's main process (no warm shutdown, no ack, as when a
-machine dies). The supervisor must start a new worker, and every job must still finish exactly as asked.
+half of them have finished, at a moment when a job is running, it SIGKILLs the worker's main process (no warm
+shutdown, no ack, as when a machine dies; run_console's supervisor then stops the orphaned pool processes). The supervisor must start a new worker, and every job must still finish exactly as asked.
 
 Figures:
 - lost: jobs still queued and never started at the end; stuck: started and not finished at the end;
@@ -135,7 +135,8 @@ def run_soak(*, jobs: int, rate: float, kill_at: float, stale_seconds: int, time
     def maybe_kill() -> None:
         if seen["health_while_running"] is None and finished() > 0:
             seen["health_while_running"] = check_health().status
-        if not kill["done"] and finished() >= kill_at * jobs:
+        # Kill mid-job: once enough have finished, at a moment when the worker is running one.
+        if not kill["done"] and finished() >= kill_at * jobs and Job.objects.filter(state=Job.State.RUNNING).exists():
             kill["pid"] = supervisor.kill_worker(signal.SIGKILL)
             kill["at"], kill["done"] = time.monotonic() - started, True
             unfinished = set(Job.objects.exclude(state__in=Job.FINISHED).values_list("pk", flat=True))

@@ -1,4 +1,5 @@
-"""Worker heartbeats: a thread in each Celery worker's main process writes one row per queue it consumes.
+"""Worker heartbeats: a thread in each Celery worker's main process writes one row per queue it consumes
+(and, on the server-less broker, prunes the messages consumers took long ago).
 
 The thread starts when the worker is ready (consuming) and its rows are deleted when the worker shuts down
 cleanly; a worker that dies without warning simply stops being seen, and is taken for dead after
