@@ -43,6 +43,7 @@ class JobDetail(ScopedMixin, generics.RetrieveAPIView):
 
 
 class JobCancel(ScopedMixin, generics.GenericAPIView):
+    serializer_class = JobSerializer  # what it answers; it reads no body
     queryset = Job.objects.all()
     lookup_url_kwarg = "job_id"
 

@@ -173,3 +173,16 @@ def test_pages__outsider_gets_404_for_every_page_of_the_project(world, outsider)
                 "/p/kiosk/fleet/", "/p/kiosk/fleet/device-1/", "/p/kiosk/device-types/",
                 "/p/kiosk/m/digit-classifier/delivery/"):
         assert client.get(url).status_code == 404, url
+
+
+def test_options__offers_a_write_only_to_roles_that_may_make_it(world, project, owner, viewer):
+    from jobs.models import Job
+
+    job = Job.objects.create(project=project, kind="check")
+    for url in (f"/api/projects/kiosk/jobs/{job.pk}/cancel/", "/api/projects/kiosk/models/"):
+        as_owner = api_client_for(owner).options(url)
+        as_viewer = api_client_for(viewer).options(url)
+
+        assert (as_owner.status_code, as_viewer.status_code) == (200, 200), url
+        assert "POST" in as_owner.json()["actions"]
+        assert "actions" not in as_viewer.json()
