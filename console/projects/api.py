@@ -20,7 +20,7 @@ class ProjectList(generics.ListCreateAPIView):
     serializer_class = ProjectSerializer
 
     def get_queryset(self):
-        return projects_of(self.request.user).order_by("slug")
+        return projects_of(self.request.user)
 
     def perform_create(self, serializer):
         data = serializer.validated_data
