@@ -156,15 +156,18 @@ class ModelOutline:
     signature: onnx.ModelProto
 
 
-# Bits per value in raw_data, by TensorProto data type; types whose packing we do not check are absent.
+_T = onnx.TensorProto
+# Bits per value in raw_data, by data type; types whose packing we do not check (strings, 2- and 6-bit) are absent.
 _RAW_BITS = {
     data_type: helper.tensor_dtype_to_np_dtype(data_type).itemsize * 8
-    for data_type in (1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 24)
-}
-_RAW_BITS.update({onnx.TensorProto.UINT4: 4, onnx.TensorProto.INT4: 4, onnx.TensorProto.FLOAT4E2M1: 4})
-# Typed fields hold one entry per value (two for complex numbers); the sub-byte types pack theirs, unchecked.
-_TYPED_PER_VALUE = {data_type: 1 for data_type in _RAW_BITS if _RAW_BITS[data_type] >= 8}
-_TYPED_PER_VALUE.update({onnx.TensorProto.COMPLEX64: 2, onnx.TensorProto.COMPLEX128: 2, onnx.TensorProto.STRING: 1})
+    for data_type in (_T.FLOAT, _T.UINT8, _T.INT8, _T.UINT16, _T.INT16, _T.INT32, _T.INT64, _T.BOOL, _T.FLOAT16,
+                      _T.DOUBLE, _T.UINT32, _T.UINT64, _T.COMPLEX64, _T.COMPLEX128, _T.BFLOAT16, _T.FLOAT8E4M3FN,
+                      _T.FLOAT8E4M3FNUZ, _T.FLOAT8E5M2, _T.FLOAT8E5M2FNUZ, _T.FLOAT8E8M0)
+} | {_T.UINT4: 4, _T.INT4: 4, _T.FLOAT4E2M1: 4}
+# Typed fields (float_data, int32_data, ...) hold one entry per value, two for complex numbers; the 4-bit types
+# pack theirs and are not checked.
+_TYPED_PER_VALUE = {data_type: 1 for data_type, bits in _RAW_BITS.items() if bits >= 8} | {
+    _T.COMPLEX64: 2, _T.COMPLEX128: 2, _T.STRING: 1}
 
 
 @dataclass
@@ -354,10 +357,10 @@ def _check_tensor_size(tensor: _Tensor) -> None:
     declared = f"declares shape {dims} ({values:,} values)"
     if tensor.raw_bytes is not None:
         bits = _RAW_BITS.get(tensor.data_type)
-        if bits is not None and tensor.raw_bytes != math.ceil(values * bits / 8):
+        if bits is not None and tensor.raw_bytes != (values * bits + 7) // 8:
             raise ModelFileError(
                 f"The model's {label} {declared} but stores {tensor.raw_bytes:,} bytes, where "
-                f"{math.ceil(values * bits / 8):,} are needed. The file is damaged or crafted; export it again.")
+                f"{(values * bits + 7) // 8:,} are needed. The file is damaged or crafted; export it again.")
     elif tensor.typed_values:
         per_value = _TYPED_PER_VALUE.get(tensor.data_type)
         if per_value is not None and tensor.typed_values != values * per_value:
