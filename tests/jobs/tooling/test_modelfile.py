@@ -70,6 +70,12 @@ def test_outline__fields_repeated_without_end__are_refused_at_the_field_budget(t
     assert "more than 1,000 protobuf fields" in refusal(path)
 
 
+def test_outline__tensor_declaring_more_values_than_a_float_holds__is_refused_with_the_count(tmp_path):
+    tensor = onnx.TensorProto(name="w", data_type=onnx.TensorProto.FLOAT, dims=[1 << 62] * 64, raw_data=b"\0" * 4)
+    path = write(tmp_path, hostile_files.model_with_initializer(tensor))
+    assert "declares shape [4611686018427387904, " in refusal(path)
+
+
 def test_check_upload__small_file__runs_the_onnx_checker(tmp_path):
     broken = make_mlp()
     broken.graph.node[0].input[1] = "no_such_tensor"
