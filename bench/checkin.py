@@ -5,7 +5,7 @@
 It creates a dedicated PostgreSQL database (dropped at the end), migrates it, seeds a project, starts the
 console under gunicorn (DEBUG=false, 127.0.0.1 only) and drives it with wrk from another process:
 
-- check-in requests per second and latency p50/p99, as a ratio to the trivial JSON endpoint ``/api/health/``
+- check-in requests per second and latency p50/p99, as a ratio to the trivial JSON endpoint ``/api/health/live/``
   of the same server in the same run, with 1k, 10k and 100k enrolled devices and 10 and 500 rules;
 - download throughput of a 50 MB package through Django, from nginx directly, and through Django handing
   the file to nginx with X-Accel-Redirect.
@@ -254,7 +254,7 @@ local devices = {devices}
 math.randomseed(os.time())
 request = function()
   local i = math.random(0, devices - 1)
-  return wrk.format("GET", "/api/health/", {{["Authorization"] = "Device dev_bench_" .. i}})
+  return wrk.format("GET", "/api/health/live/", {{["Authorization"] = "Device dev_bench_" .. i}})
 end
 """
 CHECKIN_LUA = """
@@ -394,7 +394,7 @@ def gunicorn(processes: Processes, env: dict[str, str], port: int, log: Path) ->
     processes.start([sys.executable, "-m", "gunicorn", "console.wsgi", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}",
                      "--log-level", "warning", "--keep-alive", "5"], env, log)
     base = f"http://127.0.0.1:{port}"
-    wait_for(f"{base}/api/health/")
+    wait_for(f"{base}/api/health/live/")
     return base
 
 
@@ -472,8 +472,8 @@ def measure_downloads(processes: Processes, env: dict[str, str], tmp: Path, medi
     conf.write_text(NGINX_CONF.format(tmp=tmp, media=media, direct_port=direct_port, proxy_port=proxy_port,
                                       django_port=accel_port))
     processes.start(["nginx", "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"], env, tmp / "nginx.log")
-    wait_for(f"{accel_base}/api/health/")
-    wait_for(f"http://127.0.0.1:{proxy_port}/api/health/")
+    wait_for(f"{accel_base}/api/health/live/")
+    wait_for(f"http://127.0.0.1:{proxy_port}/api/health/live/")
     via_nginx = f"http://127.0.0.1:{proxy_port}"
     check_download(via_nginx + path, token, seed["big_version"])
     accel = wrk(via_nginx + path, seconds=seconds, connections=4, headers={"Authorization": f"Device {token}"})

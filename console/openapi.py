@@ -14,7 +14,7 @@ ERROR_SCHEMA = {
     "properties": {"detail": {"type": "string"}},
     "additionalProperties": True,
 }
-PUBLIC_PATHS = ("/api/health/", "/api/schema/", "/api/docs/", "/api/redoc/", "/api/transforms/")
+PUBLIC_PATHS = ("/api/health/", "/api/health/live/", "/api/schema/", "/api/docs/", "/api/redoc/", "/api/transforms/")
 BODY_METHODS = ("post", "put", "patch")
 
 

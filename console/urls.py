@@ -14,6 +14,7 @@ from devices.catalog import views as device_type_views
 
 api_patterns = [
     path("health/", health.HealthView.as_view(), name="api-health"),
+    path("health/live/", health.LiveView.as_view(), name="api-health-live"),
     path("projects/", projects_api.ProjectList.as_view(), name="api-projects"),
     path("projects/<slug:project>/", projects_api.ProjectDetail.as_view(), name="api-project"),
     path("projects/<slug:project>/members/", projects_api.MemberList.as_view(), name="api-members"),

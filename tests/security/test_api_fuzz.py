@@ -82,6 +82,8 @@ def test_openapi_schema__generated_requests__get_no_5xx_and_match_the_schema(liv
     operations = 0
     for result in schema.get_all_operations():
         operation = result.ok()
+        if operation.path == "/api/health/":
+            continue  # answers 503 by design while no worker runs (none does here); tests/console/test_health.py
         operations += 1
         _fuzz_operation(operation, live_server.url, fuzz_world["tokens"][persona], fuzz_world["path"], failures,
                         EXAMPLES_PER_OPERATION[persona])

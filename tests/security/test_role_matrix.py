@@ -30,7 +30,7 @@ from tests.devices.fleet_helpers import enroll, ready_version
 pytestmark = pytest.mark.django_db
 
 UNSAFE = ("post", "put", "patch", "delete")
-PUBLIC = {"api-health", "api-schema", "api-docs", "api-redoc", "login", "logout", "api-transforms"}
+PUBLIC = {"api-health", "api-health-live", "api-schema", "api-docs", "api-redoc", "login", "logout", "api-transforms"}
 DEVICE_ROUTES = re.compile(r"^api/device/")
 # Managing a project is the owner's: these (route, method) pairs refuse a developer.
 MANAGE_ONLY = {
