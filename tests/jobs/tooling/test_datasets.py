@@ -144,6 +144,20 @@ def test_load_dataset__csv_row_with_missing_cells__is_reported(tmp_path, regress
     assert "CSV row 3 has 3 cells; the header has 9" in problems_of(path, model_input_specs(regressor_path))
 
 
+def test_load_dataset__csv_of_many_short_rows__names_five_and_counts_the_rest(tmp_path, regressor_path):
+    header = ",".join(f"f{i}" for i in range(8)) + ",label"
+    path = write_csv(tmp_path, "\n".join([header, *["1,2,3"] * 1000]))
+    problems = problems_of(path, model_input_specs(regressor_path))
+    assert "CSV row 6 has 3 cells; the header has 9" in problems
+    assert "CSV row 7 has" not in problems
+    assert "and 995 more CSV rows of the wrong width" in problems
+
+
+def test_load_dataset__csv_naming_a_column_twice__is_refused(tmp_path, regressor_path):
+    path = write_csv(tmp_path, "a,b,a,label\n1,2,3,0\n")
+    assert "the CSV header names 'a' more than once" in problems_of(path, model_input_specs(regressor_path))
+
+
 def test_load_dataset__csv_without_header__is_refused(tmp_path, regressor_path):
     path = write_csv(tmp_path, "1,2,3,4,5,6,7,8,1\n1,2,3,4,5,6,7,8,1\n")
     assert "must name the columns" in problems_of(path, model_input_specs(regressor_path))
