@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Count, Max
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, parsers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -63,7 +63,8 @@ class VersionList(ScopedMixin, generics.ListCreateAPIView):
     scope = MODEL
     queryset = ModelVersion.objects.select_related("model", "parent")
 
-    @extend_schema(request=VersionUploadSerializer, responses={201: VersionSerializer})
+    @extend_schema(request=VersionUploadSerializer, responses={201: VersionSerializer, 409: OpenApiResponse(
+        description="The model already has a version with this file; existing_version and url name it.")})
     def post(self, request, *args, **kwargs):
         model = self.access.model
         files = request.FILES  # parses the body, running the size-limited upload handler

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -47,7 +47,8 @@ class JobCancel(ScopedMixin, generics.GenericAPIView):
     queryset = Job.objects.all()
     lookup_url_kwarg = "job_id"
 
-    @extend_schema(request=None, responses={200: JobSerializer})
+    @extend_schema(request=None, responses={200: JobSerializer, 409: OpenApiResponse(
+        description="The job already ended; nothing was changed.")})
     def post(self, request, project, job_id):
         job = self.get_object()
         if not cancel_job(job):
@@ -84,7 +85,10 @@ class _QueueOnVersion(ScopedMixin, APIView):
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
-@extend_schema_view(post=extend_schema(request=OptimizeSerializer, responses={202: JobSerializer}))
+NOT_DEPLOYABLE = OpenApiResponse(description="The version may not be optimized (it is not ready); the detail says why.")
+
+
+@extend_schema_view(post=extend_schema(request=OptimizeSerializer, responses={202: JobSerializer, 409: NOT_DEPLOYABLE}))
 class OptimizeVersion(_QueueOnVersion):
     """Queue one transform of this version; the variant becomes a child version."""
 
@@ -92,7 +96,8 @@ class OptimizeVersion(_QueueOnVersion):
     input_serializer = OptimizeSerializer
 
 
-@extend_schema_view(post=extend_schema(request=OptimizeForDeviceSerializer, responses={202: JobSerializer}))
+@extend_schema_view(post=extend_schema(request=OptimizeForDeviceSerializer,
+                                       responses={202: JobSerializer, 409: NOT_DEPLOYABLE}))
 class OptimizeForDevice(_QueueOnVersion):
     """Try the candidate transforms for a device type and keep the best variant within an accuracy budget."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import ProtectedError
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import SAFE_METHODS, BasePermission
@@ -41,6 +42,8 @@ class BuiltinsAreStaffOnly(BasePermission):
         return request.method in SAFE_METHODS or obj.project_id is not None or request.user.is_staff
 
 
+@extend_schema_view(delete=extend_schema(responses={204: None, 409: OpenApiResponse(
+    description="Enrolled devices still use this device type.")}))
 class DeviceTypeDetail(VisibleDeviceTypes, generics.RetrieveUpdateDestroyAPIView):
     serializer_class = DeviceTypeSerializer
     lookup_field = "slug"
