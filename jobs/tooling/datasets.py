@@ -492,9 +492,9 @@ def _columns_to_inputs(
     inputs = {}
     for index, name in enumerate(names):
         column = features[:, index]
-        spec = next((spec for spec in specs if spec.name == name), None)
-        array = column if spec is None or spec.shape is None or len(spec.shape) == 1 else column[:, None]
-        inputs[name] = _as_input_dtype(array, spec, problems) if spec else array
+        named = next((spec for spec in specs if spec.name == name), None)
+        array = column if named is None or named.shape is None or len(named.shape) == 1 else column[:, None]
+        inputs[name] = _as_input_dtype(array, named, problems) if named else array
     return inputs
 
 

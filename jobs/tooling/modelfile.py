@@ -158,16 +158,16 @@ class ModelOutline:
 
 _T = onnx.TensorProto
 # Bits per value in raw_data, by data type; types whose packing we do not check (strings, 2- and 6-bit) are absent.
-_RAW_BITS = {
-    data_type: helper.tensor_dtype_to_np_dtype(data_type).itemsize * 8
+_RAW_BITS: dict[int, int] = {
+    int(data_type): helper.tensor_dtype_to_np_dtype(data_type).itemsize * 8
     for data_type in (_T.FLOAT, _T.UINT8, _T.INT8, _T.UINT16, _T.INT16, _T.INT32, _T.INT64, _T.BOOL, _T.FLOAT16,
                       _T.DOUBLE, _T.UINT32, _T.UINT64, _T.COMPLEX64, _T.COMPLEX128, _T.BFLOAT16, _T.FLOAT8E4M3FN,
                       _T.FLOAT8E4M3FNUZ, _T.FLOAT8E5M2, _T.FLOAT8E5M2FNUZ, _T.FLOAT8E8M0)
-} | {_T.UINT4: 4, _T.INT4: 4, _T.FLOAT4E2M1: 4}
+} | {int(_T.UINT4): 4, int(_T.INT4): 4, int(_T.FLOAT4E2M1): 4}
 # Typed fields (float_data, int32_data, ...) hold one entry per value, two for complex numbers; the 4-bit types
 # pack theirs and are not checked.
-_TYPED_PER_VALUE = {data_type: 1 for data_type, bits in _RAW_BITS.items() if bits >= 8} | {
-    _T.COMPLEX64: 2, _T.COMPLEX128: 2, _T.STRING: 1}
+_TYPED_PER_VALUE: dict[int, int] = {data_type: 1 for data_type, bits in _RAW_BITS.items() if bits >= 8} | {
+    int(_T.COMPLEX64): 2, int(_T.COMPLEX128): 2, int(_T.STRING): 1}
 
 
 @dataclass
