@@ -26,9 +26,13 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
     checked: dict = {}  # the page query of the request being paginated
 
     def paginate_queryset(self, queryset, request, view=None):
-        page = PageQuerySerializer(data={name: request.query_params[name]
-                                         for name in (self.limit_query_param, self.offset_query_param)
-                                         if name in request.query_params})
+        page = PageQuerySerializer(
+            data={
+                name: request.query_params[name]
+                for name in (self.limit_query_param, self.offset_query_param)
+                if name in request.query_params
+            }
+        )
         if not page.is_valid():
             raise ValidationError(page.errors)
         self.checked = page.validated_data

@@ -36,7 +36,9 @@ class ModelList(ScopedMixin, generics.ListCreateAPIView):
     def perform_create(self, serializer):
         data = serializer.validated_data
         serializer.instance = catalog_services.create_model(
-            project=self.access.project, name=data["name"], description=data.get("description", ""),
+            project=self.access.project,
+            name=data["name"],
+            description=data.get("description", ""),
             user=self.request.user,
         )
 
@@ -51,7 +53,9 @@ class ModelDetail(ScopedMixin, generics.RetrieveAPIView):
 
 def upload_error_response(request):
     """413 when the upload handler stopped at the size limit; None otherwise."""
-    message = getattr(request, "upload_error", None) or getattr(getattr(request, "_request", None), "upload_error", None)
+    message = getattr(request, "upload_error", None) or getattr(
+        getattr(request, "_request", None), "upload_error", None
+    )
     if message:
         return Response({"detail": message}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     return None
@@ -63,8 +67,15 @@ class VersionList(ScopedMixin, generics.ListCreateAPIView):
     scope = MODEL
     queryset = ModelVersion.objects.select_related("model", "parent")
 
-    @extend_schema(request=VersionUploadSerializer, responses={201: VersionSerializer, 409: OpenApiResponse(
-        description="The model already has a version with this file; existing_version and url name it.")})
+    @extend_schema(
+        request=VersionUploadSerializer,
+        responses={
+            201: VersionSerializer,
+            409: OpenApiResponse(
+                description="The model already has a version with this file; existing_version and url name it."
+            ),
+        },
+    )
     def post(self, request, *args, **kwargs):
         model = self.access.model
         files = request.FILES  # parses the body, running the size-limited upload handler
@@ -75,7 +86,9 @@ class VersionList(ScopedMixin, generics.ListCreateAPIView):
         if upload is None:
             raise ValidationError({"file": "Attach the model as multipart/form-data field 'file'."})
         try:
-            version = catalog_services.upload_version(model=model, uploaded=upload, user=request.user, filename=upload.name)
+            version = catalog_services.upload_version(
+                model=model, uploaded=upload, user=request.user, filename=upload.name
+            )
         except ModelFileError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except catalog_services.DuplicateVersion as exc:
@@ -116,10 +129,16 @@ class DatasetList(ScopedMixin, generics.ListCreateAPIView):
         upload = data.validated_data["file"]
         try:
             dataset = attach_dataset(
-                model=model, uploaded=upload, name=data.validated_data.get("name", ""), user=request.user,
-                label_column=data.validated_data["label_column"], version_number=data.validated_data.get("version"),
+                model=model,
+                uploaded=upload,
+                name=data.validated_data.get("name", ""),
+                user=request.user,
+                label_column=data.validated_data["label_column"],
+                version_number=data.validated_data.get("version"),
             )
         except DatasetRefused as exc:
-            return Response({"detail": "The dataset does not fit the model.", "problems": exc.problems},
-                            status=status.HTTP_400_BAD_REQUEST)
+            return Response(
+                {"detail": "The dataset does not fit the model.", "problems": exc.problems},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)

@@ -26,18 +26,29 @@ class ModelForm(forms.Form):
 @scoped_page(MODEL)
 def model_page(request, access, project, model):
     model_obj = access.model
-    versions = model_obj.versions.select_related("parent").annotate(
-        compatible_count=Count("compatibility", filter=Q(compatibility__compatible=True)),
-        checked_count=Count("compatibility"),
-    ).order_by("-number")
+    versions = (
+        model_obj.versions.select_related("parent")
+        .annotate(
+            compatible_count=Count("compatibility", filter=Q(compatibility__compatible=True)),
+            checked_count=Count("compatibility"),
+        )
+        .order_by("-number")
+    )
     # Two lists, each with its own page in the query string, so paging one keeps the other where it was.
-    return render(request, "console/model.html", {
-        "project": model_obj.project, "model": model_obj, "membership": access.membership,
-        "versions": Paginator(versions, PAGE_SIZE).get_page(request.GET.get("versions_page")),
-        "datasets": Paginator(model_obj.datasets.order_by("-created_at", "-pk"), PAGE_SIZE).get_page(
-            request.GET.get("datasets_page")),
-        "can_change": access.may(roles.CHANGE),
-    })
+    return render(
+        request,
+        "console/model.html",
+        {
+            "project": model_obj.project,
+            "model": model_obj,
+            "membership": access.membership,
+            "versions": Paginator(versions, PAGE_SIZE).get_page(request.GET.get("versions_page")),
+            "datasets": Paginator(model_obj.datasets.order_by("-created_at", "-pk"), PAGE_SIZE).get_page(
+                request.GET.get("datasets_page")
+            ),
+            "can_change": access.may(roles.CHANGE),
+        },
+    )
 
 
 @scoped_page(VERSION)
@@ -48,17 +59,28 @@ def version_page(request, access, project, model, number):
     histogram = version.metadata.get("operator_histogram", {})
     children = version.children.order_by("number")
     device_run = version.jobs.filter(kind="optimize_for_device", state="succeeded").order_by("-finished_at").first()
-    return render(request, "console/version.html", {
-        "project": version.model.project, "model": version.model, "version": version, "membership": membership,
-        "compatibility": compatibility, "jobs": jobs, "facts": version.metadata,
-        "histogram_json": json.dumps(histogram), "children": children,
-        "active_job": next((j for j in jobs if not j.is_finished), None),
-        "can_change": access.may(roles.CHANGE),
-        "transforms": TRANSFORMS.values(), "datasets": version.model.datasets.all(),
-        "device_types": DeviceType.objects.visible_to(version.model.project_id),
-        "device_run": device_run,
-        "variants_json": json.dumps(variant_points(version, children, device_run)),
-    })
+    return render(
+        request,
+        "console/version.html",
+        {
+            "project": version.model.project,
+            "model": version.model,
+            "version": version,
+            "membership": membership,
+            "compatibility": compatibility,
+            "jobs": jobs,
+            "facts": version.metadata,
+            "histogram_json": json.dumps(histogram),
+            "children": children,
+            "active_job": next((j for j in jobs if not j.is_finished), None),
+            "can_change": access.may(roles.CHANGE),
+            "transforms": TRANSFORMS.values(),
+            "datasets": version.model.datasets.all(),
+            "device_types": DeviceType.objects.visible_to(version.model.project_id),
+            "device_run": device_run,
+            "variants_json": json.dumps(variant_points(version, children, device_run)),
+        },
+    )
 
 
 def variant_points(version, children, device_run) -> dict:
@@ -66,21 +88,41 @@ def variant_points(version, children, device_run) -> dict:
     points = []
     parent_bench = version.metrics.get("benchmark")
     if parent_bench:
-        points.append({"label": f"v{version.number} (this version)", "size": parent_bench["size_bytes"],
-                       "latency": parent_bench["latency_1_thread"]["median_ms"],
-                       "accuracy": (parent_bench.get("evaluation") or {}).get("accuracy"), "kind": "parent"})
+        points.append(
+            {
+                "label": f"v{version.number} (this version)",
+                "size": parent_bench["size_bytes"],
+                "latency": parent_bench["latency_1_thread"]["median_ms"],
+                "accuracy": (parent_bench.get("evaluation") or {}).get("accuracy"),
+                "kind": "parent",
+            }
+        )
     for child in children:
         bench = child.metrics.get("benchmark")
         if bench:
-            points.append({"label": f"v{child.number} {child.transform}", "size": bench["size_bytes"],
-                           "latency": bench["latency_1_thread"]["median_ms"],
-                           "accuracy": (bench.get("evaluation") or {}).get("accuracy"), "kind": "version"})
+            points.append(
+                {
+                    "label": f"v{child.number} {child.transform}",
+                    "size": bench["size_bytes"],
+                    "latency": bench["latency_1_thread"]["median_ms"],
+                    "accuracy": (bench.get("evaluation") or {}).get("accuracy"),
+                    "kind": "version",
+                }
+            )
     chosen = None
     if device_run:
         chosen = device_run.result.get("choice")
         for row in device_run.result.get("candidates", []):
             if "size_bytes" in row:
-                points.append({"label": row["name"], "size": row["size_bytes"], "latency": row["latency_ms"],
-                               "accuracy": row.get("accuracy"), "kind": "chosen" if row["name"] == chosen
-                               else ("candidate" if row.get("runnable_on_device") else "not runnable")})
+                points.append(
+                    {
+                        "label": row["name"],
+                        "size": row["size_bytes"],
+                        "latency": row["latency_ms"],
+                        "accuracy": row.get("accuracy"),
+                        "kind": "chosen"
+                        if row["name"] == chosen
+                        else ("candidate" if row.get("runnable_on_device") else "not runnable"),
+                    }
+                )
     return {"points": points, "chosen": chosen}

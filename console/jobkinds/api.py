@@ -47,8 +47,10 @@ class JobCancel(ScopedMixin, generics.GenericAPIView):
     queryset = Job.objects.all()
     lookup_url_kwarg = "job_id"
 
-    @extend_schema(request=None, responses={200: JobSerializer, 409: OpenApiResponse(
-        description="The job already ended; nothing was changed.")})
+    @extend_schema(
+        request=None,
+        responses={200: JobSerializer, 409: OpenApiResponse(description="The job already ended; nothing was changed.")},
+    )
     def post(self, request, project, job_id):
         job = self.get_object()
         if not cancel_job(job):
@@ -62,8 +64,15 @@ class TransformList(APIView):
 
     @extend_schema(responses={200: TransformSerializer(many=True)})
     def get(self, request):
-        rows = [{"name": t.name, "description": t.description, "needs_dataset": t.needs_dataset,
-                 "defaults": {k: v for k, v in t.defaults.items() if k != "dataset"}} for t in TRANSFORMS.values()]
+        rows = [
+            {
+                "name": t.name,
+                "description": t.description,
+                "needs_dataset": t.needs_dataset,
+                "defaults": {k: v for k, v in t.defaults.items() if k != "dataset"},
+            }
+            for t in TRANSFORMS.values()
+        ]
         return Response(TransformSerializer(rows, many=True).data)
 
 
@@ -78,8 +87,13 @@ class _QueueOnVersion(ScopedMixin, APIView):
         data.is_valid(raise_exception=True)
         params = {k: v for k, v in data.validated_data.items() if k != "dataset"}
         try:
-            job = jobkind_services.queue_optimization(version=version, kind=self.kind, params=params,
-                                              dataset=data.validated_data.get("dataset"), user=request.user)
+            job = jobkind_services.queue_optimization(
+                version=version,
+                kind=self.kind,
+                params=params,
+                dataset=data.validated_data.get("dataset"),
+                user=request.user,
+            )
         except catalog_services.NotDeployable as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
@@ -96,8 +110,9 @@ class OptimizeVersion(_QueueOnVersion):
     input_serializer = OptimizeSerializer
 
 
-@extend_schema_view(post=extend_schema(request=OptimizeForDeviceSerializer,
-                                       responses={202: JobSerializer, 409: NOT_DEPLOYABLE}))
+@extend_schema_view(
+    post=extend_schema(request=OptimizeForDeviceSerializer, responses={202: JobSerializer, 409: NOT_DEPLOYABLE})
+)
 class OptimizeForDevice(_QueueOnVersion):
     """Try the candidate transforms for a device type and keep the best variant within an accuracy budget."""
 

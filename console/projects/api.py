@@ -49,8 +49,9 @@ class MemberList(ScopedMixin, generics.ListCreateAPIView):
     def post(self, request, *args, **kwargs):
         data = MemberInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = project_services.set_member(project=self.access.project, user=data.validated_data["username"],
-                                                 role=data.validated_data["role"])
+        membership = project_services.set_member(
+            project=self.access.project, user=data.validated_data["username"], role=data.validated_data["role"]
+        )
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 

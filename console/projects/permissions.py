@@ -74,8 +74,9 @@ class Access:
     def require(self, action: str) -> None:
         """PermissionDenied, naming the member's role, unless that role allows ``action``."""
         if not self.may(action):
-            raise PermissionDenied(f"Your role in {self.project.slug} is {self.role}; it may not "
-                                   f"{ACTION_WORDS.get(action, action)}.")
+            raise PermissionDenied(
+                f"Your role in {self.project.slug} is {self.role}; it may not {ACTION_WORDS.get(action, action)}."
+            )
 
     def scoped_to(self, scope: str) -> Project | Model | ModelVersion | Device:
         return getattr(self, scope)
@@ -95,26 +96,30 @@ def access_for(user, scope: str, url_kwargs: Mapping[str, Any]) -> Access:
     in the project. Any role may get this far; ``Access.require`` checks the action."""
     if not user.is_authenticated:
         raise Http404("No such project.")
-    membership = (Membership.objects.select_related("project")
-                  .filter(user=user, project__slug=url_kwargs["project"]).first())
+    membership = (
+        Membership.objects.select_related("project").filter(user=user, project__slug=url_kwargs["project"]).first()
+    )
     if membership is None:
         raise Http404("No such project.")
     project = membership.project
     if scope == PROJECT:
         return Access(membership)
     if scope == DEVICE:
-        device = get_object_or_404(Device.objects.select_related("device_type"), project=project,
-                                   device_id=url_kwargs["device_id"])
+        device = get_object_or_404(
+            Device.objects.select_related("device_type"), project=project, device_id=url_kwargs["device_id"]
+        )
         device.project = project
         return Access(membership, device=device)
-    model = get_object_or_404(Model.objects.select_related("default_version"), project=project,
-                              name=url_kwargs["model"])
+    model = get_object_or_404(
+        Model.objects.select_related("default_version"), project=project, name=url_kwargs["model"]
+    )
     model.project = project
     if scope == MODEL:
         return Access(membership, model=model)
     if scope == VERSION:
-        version = get_object_or_404(ModelVersion.objects.select_related("parent"), model=model,
-                                    number=url_kwargs["number"])
+        version = get_object_or_404(
+            ModelVersion.objects.select_related("parent"), model=model, number=url_kwargs["number"]
+        )
         version.model = model
         return Access(membership, model=model, version=version)
     raise ValueError(f"unknown scope {scope!r}")

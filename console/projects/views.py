@@ -54,8 +54,16 @@ def project_page(request, access, project):
                 return redirect("model", project=project, model=model.name)
     models = project_obj.models.annotate(version_count=Count("versions"), latest=Max("versions__number"))
     jobs = project_obj.jobs.select_related("input_version__model")[:10]
-    return render(request, "console/project.html", {
-        "project": project_obj, "membership": access.membership, "models": models, "jobs": jobs, "form": form,
-        "can_change": access.may(roles.CHANGE),
-        "members": project_obj.memberships.select_related("user").order_by("user__username"),
-    })
+    return render(
+        request,
+        "console/project.html",
+        {
+            "project": project_obj,
+            "membership": access.membership,
+            "models": models,
+            "jobs": jobs,
+            "form": form,
+            "can_change": access.may(roles.CHANGE),
+            "members": project_obj.memberships.select_related("user").order_by("user__username"),
+        },
+    )

@@ -42,8 +42,11 @@ class BuiltinsAreStaffOnly(BasePermission):
         return request.method in SAFE_METHODS or obj.project_id is not None or request.user.is_staff
 
 
-@extend_schema_view(delete=extend_schema(responses={204: None, 409: OpenApiResponse(
-    description="Enrolled devices still use this device type.")}))
+@extend_schema_view(
+    delete=extend_schema(
+        responses={204: None, 409: OpenApiResponse(description="Enrolled devices still use this device type.")}
+    )
+)
 class DeviceTypeDetail(VisibleDeviceTypes, generics.RetrieveUpdateDestroyAPIView):
     serializer_class = DeviceTypeSerializer
     lookup_field = "slug"
@@ -53,5 +56,6 @@ class DeviceTypeDetail(VisibleDeviceTypes, generics.RetrieveUpdateDestroyAPIView
         try:
             instance.delete()
         except ProtectedError as exc:
-            raise Conflict(f"Device type {instance.slug!r} is still used by enrolled devices; move or revoke them "
-                           "first.") from exc
+            raise Conflict(
+                f"Device type {instance.slug!r} is still used by enrolled devices; move or revoke them first."
+            ) from exc

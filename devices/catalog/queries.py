@@ -6,5 +6,4 @@ from devices.models import DeviceType
 
 
 def device_type_slugs(project) -> list[str]:
-    return list(DeviceType.objects.visible_to(project).order_by("slug")
-                .values_list("slug", flat=True))
+    return list(DeviceType.objects.visible_to(project).order_by("slug").values_list("slug", flat=True))

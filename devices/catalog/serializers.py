@@ -13,8 +13,20 @@ class DeviceTypeSerializer(serializers.ModelSerializer):
     class Meta:
         model = DeviceType
         fields = [
-            "slug", "name", "cpu_arch", "accelerator", "execution_provider", "memory_mb", "storage_mb",
-            "max_model_mb", "runtime", "runtime_version", "runtime_build", "precisions", "notes", "builtin",
+            "slug",
+            "name",
+            "cpu_arch",
+            "accelerator",
+            "execution_provider",
+            "memory_mb",
+            "storage_mb",
+            "max_model_mb",
+            "runtime",
+            "runtime_version",
+            "runtime_build",
+            "precisions",
+            "notes",
+            "builtin",
         ]
 
     def get_builtin(self, device_type) -> bool:

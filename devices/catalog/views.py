@@ -13,7 +13,12 @@ from devices.models import DeviceType
 def device_types_page(request, access, project):
     if request.method == "POST":
         messages.info(request, "Add device types through the API or the admin.")
-    return render(request, "console/device_types.html", {
-        "project": access.project, "membership": access.membership,
-        "device_types": DeviceType.objects.visible_to(access.project),
-    })
+    return render(
+        request,
+        "console/device_types.html",
+        {
+            "project": access.project,
+            "membership": access.membership,
+            "device_types": DeviceType.objects.visible_to(access.project),
+        },
+    )

@@ -35,18 +35,24 @@ class FleetSettingsView(ScopedMixin, generics.RetrieveUpdateAPIView):
     def perform_update(self, serializer):
         if "checkin_interval_s" in serializer.validated_data:
             serializer.instance = fleet_services.set_project_checkin_interval(
-                fleet=serializer.instance, seconds=serializer.validated_data["checkin_interval_s"])
+                fleet=serializer.instance, seconds=serializer.validated_data["checkin_interval_s"]
+            )
 
 
 class EnrollmentKeyView(ScopedMixin, APIView):
     required_role = {"POST": roles.MANAGE}
 
-    @extend_schema(request=None, responses={201: EnrollmentKeySerializer},
-                   description="Issue a new enrollment key (owners). Shown once; the previous key stops working.")
+    @extend_schema(
+        request=None,
+        responses={201: EnrollmentKeySerializer},
+        description="Issue a new enrollment key (owners). Shown once; the previous key stops working.",
+    )
     def post(self, request, project):
         fleet, raw = fleet_services.rotate_enrollment_key(project=self.access.project)
-        return Response({"enrollment_key": raw, "enrollment_key_prefix": fleet.enrollment_key_prefix},
-                        status=status.HTTP_201_CREATED)
+        return Response(
+            {"enrollment_key": raw, "enrollment_key_prefix": fleet.enrollment_key_prefix},
+            status=status.HTTP_201_CREATED,
+        )
 
 
 @extend_schema(parameters=[FleetFilterSerializer])
@@ -77,7 +83,8 @@ class DeviceDetail(ScopedMixin, generics.RetrieveUpdateAPIView):
     def perform_update(self, serializer):
         if "checkin_interval_s" in serializer.validated_data:
             serializer.instance = fleet_services.set_device_checkin_interval(
-                device=serializer.instance, seconds=serializer.validated_data["checkin_interval_s"])
+                device=serializer.instance, seconds=serializer.validated_data["checkin_interval_s"]
+            )
 
 
 class DeviceRevoke(ScopedMixin, APIView):

@@ -31,15 +31,17 @@ def filtered_devices(project: Project, filters: dict[str, Any]) -> QuerySet[Devi
     if last_seen in LAST_SEEN_WINDOWS:
         devices = devices.filter(last_seen_at__gte=timezone.now() - LAST_SEEN_WINDOWS[last_seen])
     elif last_seen == "stale":
-        devices = devices.filter(Q(last_seen_at__lt=timezone.now() - LAST_SEEN_WINDOWS["7d"]) |
-                                 Q(last_seen_at__isnull=True))
+        devices = devices.filter(
+            Q(last_seen_at__lt=timezone.now() - LAST_SEEN_WINDOWS["7d"]) | Q(last_seen_at__isnull=True)
+        )
     if filters.get("model"):
         states = DeviceModelState.objects.filter(model__project=project, model__name=filters["model"])
         if filters.get("version"):
             states = states.filter(installed_version__number=filters["version"])
         if filters.get("delivery") == "behind":
             states = states.exclude(desired_version=None).filter(
-                Q(installed_version=None) | ~Q(installed_version=F("desired_version")))
+                Q(installed_version=None) | ~Q(installed_version=F("desired_version"))
+            )
         elif filters.get("delivery") == "fell_back":
             states = states.filter(resolution__in=FELL_BACK_RESOLUTIONS)
         devices = devices.filter(pk__in=states.values("device_id"))
@@ -48,24 +50,29 @@ def filtered_devices(project: Project, filters: dict[str, Any]) -> QuerySet[Devi
 
 def model_states_with_versions() -> Prefetch:
     """A device's ``model_states`` with what the fleet shows of each, in the prefetch query itself."""
-    return Prefetch("model_states", queryset=DeviceModelState.objects.select_related(
-        "model", "desired_version", "installed_version"))
+    return Prefetch(
+        "model_states",
+        queryset=DeviceModelState.objects.select_related("model", "desired_version", "installed_version"),
+    )
 
 
 def delivery_summary(project: Project) -> list[dict[str, Any]]:
     """Per model: devices up to date, behind, fell back (for compatibility), failed, with nothing to install."""
     fell_back = Q(resolution__in=FELL_BACK_RESOLUTIONS)
     in_sync = Q(installed_version=F("desired_version"), installed_state=RUNNING)
-    rows = (DeviceModelState.objects.filter(model__project=project, device__revoked_at=None)
-            .values("model__name")
-            .annotate(
-                devices=Count("id"),
-                up_to_date=Count("id", filter=in_sync & ~fell_back & Q(desired_version__isnull=False)),
-                fell_back=Count("id", filter=fell_back),
-                behind=Count("id", filter=Q(desired_version__isnull=False) & ~in_sync),
-                failed=Count("id", filter=Q(installed_state="failed")),
-                nothing=Count("id", filter=Q(desired_version__isnull=True) & ~fell_back),
-            ).order_by("model__name"))
+    rows = (
+        DeviceModelState.objects.filter(model__project=project, device__revoked_at=None)
+        .values("model__name")
+        .annotate(
+            devices=Count("id"),
+            up_to_date=Count("id", filter=in_sync & ~fell_back & Q(desired_version__isnull=False)),
+            fell_back=Count("id", filter=fell_back),
+            behind=Count("id", filter=Q(desired_version__isnull=False) & ~in_sync),
+            failed=Count("id", filter=Q(installed_state="failed")),
+            nothing=Count("id", filter=Q(desired_version__isnull=True) & ~fell_back),
+        )
+        .order_by("model__name")
+    )
     return list(rows)
 
 
@@ -73,8 +80,9 @@ def filter_choices(project: Project) -> dict[str, list]:
     """Values present in the fleet, for the filter drop-downs."""
     devices = Device.objects.filter(project=project)
     return {
-        "device_types": list(devices.order_by("device_type__slug").values_list("device_type__slug", flat=True)
-                             .distinct()),
+        "device_types": list(
+            devices.order_by("device_type__slug").values_list("device_type__slug", flat=True).distinct()
+        ),
         "regions": list(devices.exclude(region="").order_by("region").values_list("region", flat=True).distinct()),
         "app_versions": list(devices.order_by("app_version").values_list("app_version", flat=True).distinct()),
     }

@@ -40,15 +40,27 @@ def fleet_page(request, access, project):
     page = Paginator(devices, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "devices/fleet.html", {
-        "project": project_obj, "membership": access.membership, "fleet": fleet, "new_key": new_key,
-        "can_manage": access.may(roles.MANAGE), "page": page, "query": query.urlencode(),
-        "filters": request.GET, "filter_errors": filters.errors if not valid else {},
-        "choices": filter_choices(project_obj), "summary": delivery_summary(project_obj),
-        "models": project_obj.models.select_related("default_version"),
-        "funnel": funnel_by_version(recent_rollups(project=project_obj)), "funnel_days": FUNNEL_DAYS,
-        "last_seen_choices": LAST_SEEN_CHOICES,
-    })
+    return render(
+        request,
+        "devices/fleet.html",
+        {
+            "project": project_obj,
+            "membership": access.membership,
+            "fleet": fleet,
+            "new_key": new_key,
+            "can_manage": access.may(roles.MANAGE),
+            "page": page,
+            "query": query.urlencode(),
+            "filters": request.GET,
+            "filter_errors": filters.errors if not valid else {},
+            "choices": filter_choices(project_obj),
+            "summary": delivery_summary(project_obj),
+            "models": project_obj.models.select_related("default_version"),
+            "funnel": funnel_by_version(recent_rollups(project=project_obj)),
+            "funnel_days": FUNNEL_DAYS,
+            "last_seen_choices": LAST_SEEN_CHOICES,
+        },
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -66,10 +78,16 @@ def device_page(request, access, project, device_id):
             else:
                 messages.error(request, "Give the check-in interval in whole seconds, 1 to 86400 (empty: project's).")
         return redirect("device", project=project, device_id=device.device_id)
-    return render(request, "devices/device.html", {
-        "project": project_obj, "membership": access.membership, "device": device,
-        "can_change": access.may(roles.CHANGE),
-        "states": device.model_states.select_related("model", "desired_version", "installed_version"),
-        "events": device.events.select_related("model", "version")[:HISTORY_SIZE],
-        "fleet": fleet_services.fleet_settings_for(project_obj),
-    })
+    return render(
+        request,
+        "devices/device.html",
+        {
+            "project": project_obj,
+            "membership": access.membership,
+            "device": device,
+            "can_change": access.may(roles.CHANGE),
+            "states": device.model_states.select_related("model", "desired_version", "installed_version"),
+            "events": device.events.select_related("model", "version")[:HISTORY_SIZE],
+            "fleet": fleet_services.fleet_settings_for(project_obj),
+        },
+    )

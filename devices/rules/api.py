@@ -40,8 +40,13 @@ class RuleList(RuleViewMixin, generics.ListCreateAPIView):
     def perform_create(self, serializer):
         data = serializer.validated_data
         serializer.instance = rules_services.create_rule(
-            model=serializer.context["model"], version=data["version"], conditions=data.get("conditions", {}),
-            priority=data.get("priority", 100), description=data.get("description", ""), user=self.request.user)
+            model=serializer.context["model"],
+            version=data["version"],
+            conditions=data.get("conditions", {}),
+            priority=data.get("priority", 100),
+            description=data.get("description", ""),
+            user=self.request.user,
+        )
 
 
 class RuleDetail(RuleViewMixin, generics.RetrieveUpdateDestroyAPIView):
@@ -60,9 +65,14 @@ class RulePreview(ScopedMixin, APIView):
     scope = MODEL
     required_role = {"POST": roles.VIEW}  # asks what would happen; changes nothing
 
-    @extend_schema(request=PreviewSerializer, responses={200: dict}, description=(
-        "For a sample device configuration: each rule's verdict in evaluation order and what a check-in would "
-        "get; and how many enrolled devices each rule matches (and wins) now."))
+    @extend_schema(
+        request=PreviewSerializer,
+        responses={200: dict},
+        description=(
+            "For a sample device configuration: each rule's verdict in evaluation order and what a check-in would "
+            "get; and how many enrolled devices each rule matches (and wins) now."
+        ),
+    )
     def post(self, request, project, model):
         model_obj = self.access.model
         sample = PreviewSerializer(data=request.data)
@@ -72,15 +82,23 @@ class RulePreview(ScopedMixin, APIView):
             raise ValidationError({"device_type": f"unknown device type {sample.validated_data['device_type']!r}."})
         plan = load_model_plans(model_obj.project_id, [model_obj.name])[model_obj.name]
         facts = preview.sample_facts(sample.validated_data, device_type)
-        return Response({**preview.explain(plan, facts), "shadowed": preview.shadowing(plan.rules),
-                         "counts": preview.count_matches(model_obj.project_id, plan).as_dict()})
+        return Response(
+            {
+                **preview.explain(plan, facts),
+                "shadowed": preview.shadowing(plan.rules),
+                "counts": preview.count_matches(model_obj.project_id, plan).as_dict(),
+            }
+        )
 
 
 class DefaultVersionView(ScopedMixin, APIView):
     scope = MODEL
 
-    @extend_schema(request=DefaultVersionSerializer, responses={200: DefaultVersionSerializer},
-                   description="The version devices get when no rule matches (null: nothing).")
+    @extend_schema(
+        request=DefaultVersionSerializer,
+        responses={200: DefaultVersionSerializer},
+        description="The version devices get when no rule matches (null: nothing).",
+    )
     def put(self, request, project, model):
         model_obj = self.access.model
         data = DefaultVersionSerializer(data=request.data, context={"model": model_obj})

@@ -30,8 +30,14 @@ COUNTS_CACHE_S = 60
 
 def sample_facts(sample: dict[str, Any], device_type: DeviceType) -> DeviceFacts:
     """Resolution facts for a validated ``PreviewSerializer`` sample."""
-    return DeviceFacts(device_id=sample["device_id"], device_type_id=device_type.pk, device_type=device_type.slug,
-                       region=sample["region"], app_version=sample["app_version"], attributes=sample["attributes"])
+    return DeviceFacts(
+        device_id=sample["device_id"],
+        device_type_id=device_type.pk,
+        device_type=device_type.slug,
+        region=sample["region"],
+        app_version=sample["app_version"],
+        attributes=sample["attributes"],
+    )
 
 
 def explain(plan: ModelPlan, facts: DeviceFacts) -> dict[str, Any]:
@@ -56,8 +62,12 @@ class MatchCounts:
     unmatched: int = 0  # devices no rule matches (they get the default version, if any)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"devices": self.devices, "sampled": self.sampled, "unmatched": self.unmatched,
-                "rules": {str(rule): {"matches": self.matches[rule], "wins": self.wins[rule]} for rule in self.matches}}
+        return {
+            "devices": self.devices,
+            "sampled": self.sampled,
+            "unmatched": self.unmatched,
+            "rules": {str(rule): {"matches": self.matches[rule], "wins": self.wins[rule]} for rule in self.matches},
+        }
 
 
 def count_matches(project_id: int, plan: ModelPlan) -> MatchCounts:
@@ -65,24 +75,46 @@ def count_matches(project_id: int, plan: ModelPlan) -> MatchCounts:
     MAX_SAMPLE and COUNTS_CACHE_S for the bounds)."""
     devices = Device.objects.filter(project_id=project_id, revoked_at=None)
     fleet = devices.aggregate(size=Count("pk"), newest=Max("pk"))
-    key = "rules-preview-counts:" + hashlib.sha256(
-        repr((project_id, plan.model_id, fleet, tuple(plan.rules))).encode()).hexdigest()
+    key = (
+        "rules-preview-counts:"
+        + hashlib.sha256(repr((project_id, plan.model_id, fleet, tuple(plan.rules))).encode()).hexdigest()
+    )
     counts = cache.get(key)
     if counts is None:
-        counts = MatchCounts(devices=fleet["size"], matches={rule.id: 0 for rule in plan.rules},
-                             wins={rule.id: 0 for rule in plan.rules})
+        counts = MatchCounts(
+            devices=fleet["size"], matches={rule.id: 0 for rule in plan.rules}, wins={rule.id: 0 for rule in plan.rules}
+        )
         if any(_splits_by_device_id(rule) for rule in plan.rules):
             rows = devices.order_by("pk").values_list("device_id", *CONFIGURATION)[:MAX_SAMPLE]
             for device_id, device_type, region, app_version, attributes in rows.iterator(chunk_size=2000):
-                _tally(counts, plan, {"device_id": device_id, "device_type": device_type, "region": region,
-                                      "app_version": app_version, "attributes": attributes}, 1)
+                _tally(
+                    counts,
+                    plan,
+                    {
+                        "device_id": device_id,
+                        "device_type": device_type,
+                        "region": region,
+                        "app_version": app_version,
+                        "attributes": attributes,
+                    },
+                    1,
+                )
         else:
-            configurations = (devices.values(*CONFIGURATION).annotate(size=Count("pk"))
-                              .order_by("-size")[:MAX_CONFIGURATIONS])
+            configurations = (
+                devices.values(*CONFIGURATION).annotate(size=Count("pk")).order_by("-size")[:MAX_CONFIGURATIONS]
+            )
             for row in configurations:
-                _tally(counts, plan, {"device_type": row["device_type__slug"], "region": row["region"],
-                                      "app_version": row["app_version"], "attributes": row["attributes"]},
-                       row["size"])
+                _tally(
+                    counts,
+                    plan,
+                    {
+                        "device_type": row["device_type__slug"],
+                        "region": row["region"],
+                        "app_version": row["app_version"],
+                        "attributes": row["attributes"],
+                    },
+                    row["size"],
+                )
         cache.set(key, counts, COUNTS_CACHE_S)
     return counts
 
@@ -111,21 +143,25 @@ def _tally(counts: MatchCounts, plan: ModelPlan, config: dict[str, Any], devices
 
 def rule_of(rule: TargetingRule) -> Rule:
     """A stored rule as resolution reads it."""
-    return Rule.from_dict({"id": rule.pk, "priority": rule.priority, "version": rule.version_id,
-                           "conditions": rule.conditions})
+    return Rule.from_dict(
+        {"id": rule.pk, "priority": rule.priority, "version": rule.version_id, "conditions": rule.conditions}
+    )
 
 
 def rules_of(model) -> list[Rule]:
     """The model's targeting rules as resolution reads them (one query), e.g. for ``shadowing``."""
-    return [rule_of(rule) for rule in TargetingRule.objects.filter(model=model).only(
-        "id", "priority", "version_id", "conditions")]
+    return [
+        rule_of(rule)
+        for rule in TargetingRule.objects.filter(model=model).only("id", "priority", "version_id", "conditions")
+    ]
 
 
 def rules_plan(model, rules: Iterable[Rule]) -> ModelPlan:
     """A plan of the model's rules alone (no versions): all that ``count_matches`` and ``shadowing`` read, without
     the version and compatibility queries of a full plan."""
-    return ModelPlan(model_id=model.pk, name=model.name, rules=tuple(rules), default_version_id=None, versions={},
-                     children={})
+    return ModelPlan(
+        model_id=model.pk, name=model.name, rules=tuple(rules), default_version_id=None, versions={}, children={}
+    )
 
 
 def shadowing(rules: Iterable[Rule]) -> dict[Any, Any]:

@@ -52,17 +52,23 @@ def rules_page(request, access, project, model):
             form = RuleForm(request.POST, model=model_obj, device_types=device_types)
             if form.is_valid():
                 data = form.validated
-                rule = rules_services.create_rule(model=model_obj, version=data["version"], conditions=data["conditions"],
-                                            priority=data["priority"], description=data.get("description", ""),
-                                            user=request.user)
+                rule = rules_services.create_rule(
+                    model=model_obj,
+                    version=data["version"],
+                    conditions=data["conditions"],
+                    priority=data["priority"],
+                    description=data.get("description", ""),
+                    user=request.user,
+                )
                 messages.info(request, f"Rule {rule.pk} saved.")
                 return redirect("delivery-rules", project=project, model=model)
     preview_form, explanation = PreviewForm(device_types=device_types), None
     if "preview" in request.GET:
         preview_form = PreviewForm(request.GET, device_types=device_types)
         if preview_form.is_valid():
-            sample = PreviewSerializer(data={key: value for key, value in preview_form.cleaned_data.items()
-                                             if value not in ("", None)})
+            sample = PreviewSerializer(
+                data={key: value for key, value in preview_form.cleaned_data.items() if value not in ("", None)}
+            )
             if sample.is_valid():
                 device_type = fleet_services.device_type_for(model_obj.project_id, sample.validated_data["device_type"])
                 plan = load_model_plans(model_obj.project_id, [model_obj.name])[model_obj.name]
@@ -71,13 +77,24 @@ def rules_page(request, access, project, model):
                 for field, errors in sample.errors.items():
                     for error in errors:
                         preview_form.add_error(field if field in preview_form.fields else None, error)
-    return render(request, "devices/rules.html", {
-        "project": model_obj.project, "model": model_obj, "membership": access.membership, "form": form,
-        "can_change": access.may(roles.CHANGE), "preview_form": preview_form,
-        "explanation": explanation, "ready_versions": model_obj.versions.servable(),
-        "funnel": funnel_by_version(recent_rollups(model=model_obj)), "funnel_days": FUNNEL_DAYS,
-        "counts_cache_s": preview.COUNTS_CACHE_S, **_rules_context(model_obj),
-    })
+    return render(
+        request,
+        "devices/rules.html",
+        {
+            "project": model_obj.project,
+            "model": model_obj,
+            "membership": access.membership,
+            "form": form,
+            "can_change": access.may(roles.CHANGE),
+            "preview_form": preview_form,
+            "explanation": explanation,
+            "ready_versions": model_obj.versions.servable(),
+            "funnel": funnel_by_version(recent_rollups(model=model_obj)),
+            "funnel_days": FUNNEL_DAYS,
+            "counts_cache_s": preview.COUNTS_CACHE_S,
+            **_rules_context(model_obj),
+        },
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -97,7 +114,15 @@ def rule_page(request, access, project, model, rule_id):
             rules_services.update_rule(rule=rule, **form.validated)
             messages.info(request, f"Rule {rule.pk} saved.")
             return redirect("delivery-rules", project=project, model=model)
-    return render(request, "devices/rule.html", {
-        "project": model_obj.project, "model": model_obj, "membership": access.membership, "rule": rule,
-        "form": form, "can_change": access.may(roles.CHANGE),
-    })
+    return render(
+        request,
+        "devices/rule.html",
+        {
+            "project": model_obj.project,
+            "model": model_obj,
+            "membership": access.membership,
+            "rule": rule,
+            "form": form,
+            "can_change": access.may(roles.CHANGE),
+        },
+    )

@@ -56,8 +56,10 @@ def test_models__developer_creates_one_and_duplicate_names_are_refused(project, 
 
 def test_members__only_owner_manages_and_last_owner_cannot_leave(project, owner, teammate, outsider):
     url = f"/api/projects/{project.slug}/members/"
-    assert api_client_for(teammate).post(url, {"username": outsider.username, "role": "viewer"},
-                                         format="json").status_code == 403
+    assert (
+        api_client_for(teammate).post(url, {"username": outsider.username, "role": "viewer"}, format="json").status_code
+        == 403
+    )
     client = api_client_for(owner)
     assert client.post(url, {"username": outsider.username, "role": "viewer"}, format="json").status_code == 201
     assert api_client_for(outsider).get(f"/api/projects/{project.slug}/").json()["role"] == "viewer"
@@ -66,23 +68,40 @@ def test_members__only_owner_manages_and_last_owner_cannot_leave(project, owner,
     assert "at least one owner" in response.json()["detail"]
 
 
-def test_device_types__builtins_are_listed_and_project_types_stay_in_their_project(project, other_project, teammate,
-                                                                                   outsider):
+def test_device_types__builtins_are_listed_and_project_types_stay_in_their_project(
+    project, other_project, teammate, outsider
+):
     url = f"/api/projects/{project.slug}/device-types/"
-    payload = {"slug": "kiosk-v2", "name": "Kiosk v2", "memory_mb": 2048, "storage_mb": 4096, "max_model_mb": 50,
-               "runtime_version": "1.17", "precisions": ["fp32", "int8"]}
+    payload = {
+        "slug": "kiosk-v2",
+        "name": "Kiosk v2",
+        "memory_mb": 2048,
+        "storage_mb": 4096,
+        "max_model_mb": 50,
+        "runtime_version": "1.17",
+        "precisions": ["fp32", "int8"],
+    }
     assert api_client_for(teammate).post(url, payload, format="json").status_code == 201
     slugs = {d["slug"] for d in api_client_for(teammate).get(url).json()["results"]}
     assert {"raspberry-pi-4", "x86-gateway", "kiosk-v2"} <= slugs
-    other = {d["slug"] for d in api_client_for(outsider).get(f"/api/projects/{other_project.slug}/device-types/")
-             .json()["results"]}
+    other = {
+        d["slug"]
+        for d in api_client_for(outsider).get(f"/api/projects/{other_project.slug}/device-types/").json()["results"]
+    }
     assert "kiosk-v2" not in other and "raspberry-pi-4" in other
 
 
 def test_device_types__bad_precision_and_runtime_are_explained(project, teammate):
     url = f"/api/projects/{project.slug}/device-types/"
-    payload = {"slug": "odd", "name": "Odd", "memory_mb": 1, "storage_mb": 1, "max_model_mb": 1,
-               "runtime_version": "latest", "precisions": ["fp8"]}
+    payload = {
+        "slug": "odd",
+        "name": "Odd",
+        "memory_mb": 1,
+        "storage_mb": 1,
+        "max_model_mb": 1,
+        "runtime_version": "latest",
+        "precisions": ["fp8"],
+    }
     body = api_client_for(teammate).post(url, payload, format="json").json()
     assert "major.minor" in str(body["runtime_version"])
     assert "fp32" in str(body["precisions"])
@@ -141,8 +160,16 @@ def test_device_types__one_in_use_by_devices__cannot_be_deleted_and_says_why(pro
     from devices.models import DeviceType
     from tests.devices.fleet_helpers import enroll
 
-    DeviceType.objects.create(project=project, slug="kiosk-v2", name="Kiosk v2", memory_mb=2048, storage_mb=4096,
-                              max_model_mb=50, runtime_version="1.17", precisions=["fp32"])
+    DeviceType.objects.create(
+        project=project,
+        slug="kiosk-v2",
+        name="Kiosk v2",
+        memory_mb=2048,
+        storage_mb=4096,
+        max_model_mb=50,
+        runtime_version="1.17",
+        precisions=["fp32"],
+    )
     _, key = fleet_services.rotate_enrollment_key(project=project)
     assert enroll(key, device_type="kiosk-v2")[0].status_code == 201
 

@@ -28,16 +28,19 @@ def test_limit__beyond_the_largest_page__is_served_as_the_largest_page(jobs, vie
     assert f"limit={MAX_LIMIT}" in body["next"]
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ({"offset": str(2**63)}, f"Ensure this value is less than or equal to {MAX_OFFSET}."),
-    ({"offset": str(MAX_OFFSET + 1)}, f"Ensure this value is less than or equal to {MAX_OFFSET}."),
-    ({"offset": "-1"}, "Ensure this value is greater than or equal to 0."),
-    ({"offset": "ten"}, "A valid integer is required."),
-    ({"limit": "0"}, "Ensure this value is greater than or equal to 1."),
-    ({"limit": "-3"}, "Ensure this value is greater than or equal to 1."),
-    ({"limit": "lots"}, "A valid integer is required."),
-    ({"limit": "1.5"}, "A valid integer is required."),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"offset": str(2**63)}, f"Ensure this value is less than or equal to {MAX_OFFSET}."),
+        ({"offset": str(MAX_OFFSET + 1)}, f"Ensure this value is less than or equal to {MAX_OFFSET}."),
+        ({"offset": "-1"}, "Ensure this value is greater than or equal to 0."),
+        ({"offset": "ten"}, "A valid integer is required."),
+        ({"limit": "0"}, "Ensure this value is greater than or equal to 1."),
+        ({"limit": "-3"}, "Ensure this value is greater than or equal to 1."),
+        ({"limit": "lots"}, "A valid integer is required."),
+        ({"limit": "1.5"}, "A valid integer is required."),
+    ],
+)
 def test_limit_or_offset__not_a_whole_number_in_range__is_400_saying_what_to_send(project, viewer, query, message):
     response = api_client_for(viewer).get(JOBS, query)
 

@@ -50,14 +50,22 @@ def test_developer__managing_members__is_403_naming_the_role_and_what_it_may_not
     response = api_client_for(teammate).post("/api/projects/kiosk/members/", {"username": "x"}, format="json")
 
     assert response.status_code == 403
-    assert response.json()["detail"] == ("Your role in kiosk is developer; it may not manage this project's "
-                                         "members and settings.")
+    assert response.json()["detail"] == (
+        "Your role in kiosk is developer; it may not manage this project's members and settings."
+    )
 
 
-@pytest.mark.parametrize("url", [
-    "/api/projects/kiosk/", f"{MODEL}/", f"{MODEL}/versions/1/", "/api/projects/kiosk/devices/device-1/",
-    f"{MODEL}/rules/", "/api/projects/kiosk/jobs/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/projects/kiosk/",
+        f"{MODEL}/",
+        f"{MODEL}/versions/1/",
+        "/api/projects/kiosk/devices/device-1/",
+        f"{MODEL}/rules/",
+        "/api/projects/kiosk/jobs/",
+    ],
+)
 def test_outsider__gets_the_same_404_as_for_a_project_that_does_not_exist(world, outsider, url):
     client = api_client_for(outsider)
 
@@ -97,8 +105,9 @@ def test_device_type__non_list_precisions__owner_gets_400_saying_what_to_send(pr
 
 
 def test_device_type__builtin__developer_gets_403_even_for_an_invalid_body(project, teammate):
-    response = api_client_for(teammate).patch("/api/projects/kiosk/device-types/raspberry-pi-4/",
-                                              {"precisions": 5}, format="json")
+    response = api_client_for(teammate).patch(
+        "/api/projects/kiosk/device-types/raspberry-pi-4/", {"precisions": 5}, format="json"
+    )
 
     assert response.status_code == 403
     assert "only staff may change them" in response.json()["detail"]
@@ -132,8 +141,11 @@ def test_every_developer_api_view_under_a_project__declares_its_scope():
             elif isinstance(pattern, URLPattern):
                 yield prefix + str(pattern.pattern), getattr(pattern.callback, "cls", None)
 
-    routes = [(route, view) for route, view in walk(get_resolver().url_patterns)
-              if route.startswith("api/projects/<slug:project>/")]
+    routes = [
+        (route, view)
+        for route, view in walk(get_resolver().url_patterns)
+        if route.startswith("api/projects/<slug:project>/")
+    ]
     assert len(routes) > 15
     assert [route for route, view in routes if not issubclass(view, ScopedMixin)] == []
 
@@ -147,12 +159,15 @@ def _browser(user) -> Client:
     return client
 
 
-@pytest.mark.parametrize(("url", "body"), [
-    ("/p/kiosk/", {"name": "Not A Slug!"}),
-    ("/p/kiosk/fleet/", {"action": "interval", "checkin_interval_s": "-1"}),
-    ("/p/kiosk/fleet/device-1/", {"action": "interval", "checkin_interval_s": "x"}),
-    ("/p/kiosk/m/digit-classifier/delivery/", {"action": "create", "regions": "Germany"}),
-])
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/p/kiosk/", {"name": "Not A Slug!"}),
+        ("/p/kiosk/fleet/", {"action": "interval", "checkin_interval_s": "-1"}),
+        ("/p/kiosk/fleet/device-1/", {"action": "interval", "checkin_interval_s": "x"}),
+        ("/p/kiosk/m/digit-classifier/delivery/", {"action": "create", "regions": "Germany"}),
+    ],
+)
 def test_pages__viewer_posting__gets_403_naming_the_role(world, viewer, url, body):
     response = _browser(viewer).post(url, body)
 
@@ -169,9 +184,15 @@ def test_pages__fleet_settings__are_the_owners_to_change(world, teammate):
 
 def test_pages__outsider_gets_404_for_every_page_of_the_project(world, outsider):
     client = _browser(outsider)
-    for url in ("/p/kiosk/", "/p/kiosk/m/digit-classifier/", "/p/kiosk/m/digit-classifier/v/1/",
-                "/p/kiosk/fleet/", "/p/kiosk/fleet/device-1/", "/p/kiosk/device-types/",
-                "/p/kiosk/m/digit-classifier/delivery/"):
+    for url in (
+        "/p/kiosk/",
+        "/p/kiosk/m/digit-classifier/",
+        "/p/kiosk/m/digit-classifier/v/1/",
+        "/p/kiosk/fleet/",
+        "/p/kiosk/fleet/device-1/",
+        "/p/kiosk/device-types/",
+        "/p/kiosk/m/digit-classifier/delivery/",
+    ):
         assert client.get(url).status_code == 404, url
 
 

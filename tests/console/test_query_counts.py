@@ -30,8 +30,15 @@ ROWS = 20  # per list; more than any budget below
 
 def _version(model, number, **fields) -> ModelVersion:
     digest = hashlib.sha256(f"{model.pk}:{number}".encode()).hexdigest()
-    return ModelVersion.objects.create(model=model, number=number, file=f"versions/{digest}.onnx", sha256=digest,
-                                       size_bytes=1000 + number, state=ModelVersion.State.READY, **fields)
+    return ModelVersion.objects.create(
+        model=model,
+        number=number,
+        file=f"versions/{digest}.onnx",
+        sha256=digest,
+        size_bytes=1000 + number,
+        state=ModelVersion.State.READY,
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -46,21 +53,40 @@ def fleet(project, model, owner, django_user_model):
         version.save(update_fields=["parent", "transform"])
     for version in versions:
         CompatibilityResult.objects.bulk_create(
-            CompatibilityResult(version=version, device_type=device_type, compatible=True) for device_type in builtin)
-        Job.objects.create(project=project, kind="check", input_version=version, output_version=version,
-                           state="succeeded")
+            CompatibilityResult(version=version, device_type=device_type, compatible=True) for device_type in builtin
+        )
+        Job.objects.create(
+            project=project, kind="check", input_version=version, output_version=version, state="succeeded"
+        )
     for index in range(ROWS):
         digest = hashlib.sha256(f"dataset {index}".encode()).hexdigest()
-        Dataset.objects.create(model=model, name=f"set {index}", file=f"datasets/{digest}.npz", format="npz",
-                               sha256=digest, size_bytes=10, rows=5, summary={"checked_against": 1})
+        Dataset.objects.create(
+            model=model,
+            name=f"set {index}",
+            file=f"datasets/{digest}.npz",
+            format="npz",
+            sha256=digest,
+            size_bytes=10,
+            rows=5,
+            summary={"checked_against": 1},
+        )
         catalog_services.create_model(project=project, name=f"model-{index}", user=owner)
-        DeviceType.objects.create(project=project, slug=f"kiosk-{index}", name=f"Kiosk {index}", memory_mb=512,
-                                  storage_mb=1024, max_model_mb=16, runtime_version="1.17", precisions=["fp32"])
-        project_services.set_member(project=project,
-                                    user=django_user_model.objects.create_user(username=f"member-{index}"),
-                                    role=roles.VIEWER)
-        rules_services.create_rule(model=model, version=versions[index], priority=index,
-                                   conditions={"regions": ["DE"]} if index % 2 else {})
+        DeviceType.objects.create(
+            project=project,
+            slug=f"kiosk-{index}",
+            name=f"Kiosk {index}",
+            memory_mb=512,
+            storage_mb=1024,
+            max_model_mb=16,
+            runtime_version="1.17",
+            precisions=["fp32"],
+        )
+        project_services.set_member(
+            project=project, user=django_user_model.objects.create_user(username=f"member-{index}"), role=roles.VIEWER
+        )
+        rules_services.create_rule(
+            model=model, version=versions[index], priority=index, conditions={"regions": ["DE"]} if index % 2 else {}
+        )
         other = project_services.create_project(slug=f"also-{index}", name=f"Also {index}", owner=owner)
         assert other.pk
     _, key = fleet_services.rotate_enrollment_key(project=project)
@@ -70,12 +96,30 @@ def fleet(project, model, owner, django_user_model):
     device = project.devices.get(device_id="device-00")
     now = timezone.now()
     DeviceEvent.objects.bulk_create(
-        DeviceEvent(project=project, device=device, event_id=f"e{index}", type="download_started", model=model,
-                    version=versions[index], at=now, received_at=now) for index in range(ROWS))
+        DeviceEvent(
+            project=project,
+            device=device,
+            event_id=f"e{index}",
+            type="download_started",
+            model=model,
+            version=versions[index],
+            at=now,
+            received_at=now,
+        )
+        for index in range(ROWS)
+    )
     DailyRollup.objects.bulk_create(
-        DailyRollup(project=project, day=now.date(), model=model, version=versions[index],
-                    device_type=builtin[index % len(builtin)], region="DE", download_started=index)
-        for index in range(ROWS))
+        DailyRollup(
+            project=project,
+            day=now.date(),
+            model=model,
+            version=versions[index],
+            device_type=builtin[index % len(builtin)],
+            region="DE",
+            download_started=index,
+        )
+        for index in range(ROWS)
+    )
     return {"model": model.name, "number": ROWS, "device": device.device_id}
 
 

@@ -55,8 +55,10 @@ def test_devices__list_filters_and_shows_desired_vs_installed(teammate, enrollme
     assert [d["device_id"] for d in listed] == ["kiosk-de"]
     assert listed[0]["models"][0]["desired_version"] == 1
     assert listed[0]["models"][0]["installed_version"] is None
-    assert [d["device_id"] for d in client.get(DEVICES, {"model": "digit-classifier", "delivery": "behind"})
-            .json()["results"]] == ["kiosk-de"]
+    assert [
+        d["device_id"]
+        for d in client.get(DEVICES, {"model": "digit-classifier", "delivery": "behind"}).json()["results"]
+    ] == ["kiosk-de"]
     assert client.get(DEVICES, {"last_seen": "sometime"}).status_code == 400
     assert client.get(DEVICES, {"version": 1}).status_code == 400
 
@@ -96,7 +98,9 @@ def test_devices__device_of_another_project__is_404(teammate, other_project):
 def test_devices__own_checkin_interval_and_history(teammate, enrolled):
     client = api_client_for(teammate)
 
-    assert client.patch(f"{DEVICES}device-1/", {"checkin_interval_s": 45}, format="json").json()[
-        "checkin_interval_s"] == 45
+    assert (
+        client.patch(f"{DEVICES}device-1/", {"checkin_interval_s": 45}, format="json").json()["checkin_interval_s"]
+        == 45
+    )
     events = client.get(f"{DEVICES}device-1/events/").json()["results"]
     assert [e["type"] for e in events] == ["enrolled"]

@@ -57,8 +57,9 @@ def test_fleet_page__filters_and_shows_desired_vs_installed(viewer, enrollment_k
     assert "last_seen" in client.get(FLEET, {"last_seen": "never-ever"}).content.decode()
 
 
-def test_fleet_page__query_count_does_not_grow_with_the_fleet(viewer, enrollment_key, model, ready_v1,
-                                                               django_assert_max_num_queries):
+def test_fleet_page__query_count_does_not_grow_with_the_fleet(
+    viewer, enrollment_key, model, ready_v1, django_assert_max_num_queries
+):
     rules_services.create_rule(model=model, version=ready_v1)
     for index in range(25):
         response, config = enroll(enrollment_key, device_id=f"d{index:02d}")
@@ -74,9 +75,22 @@ def test_device_page__shows_history_and_a_developer_revokes(teammate, enrolled, 
     device, token, config = enrolled
     rules_services.create_rule(model=model, version=ready_v1)
     checkin(device_client(token), config)
-    device_client(token).post(f"{API}/events", {"events": [
-        {"id": "e1", "type": "download_failed", "model": "digit-classifier", "version_id": ready_v1.pk,
-         "at": timezone.now().isoformat(), "reason": "connection reset"}]}, format="json")
+    device_client(token).post(
+        f"{API}/events",
+        {
+            "events": [
+                {
+                    "id": "e1",
+                    "type": "download_failed",
+                    "model": "digit-classifier",
+                    "version_id": ready_v1.pk,
+                    "at": timezone.now().isoformat(),
+                    "reason": "connection reset",
+                }
+            ]
+        },
+        format="json",
+    )
     client = browser(teammate)
 
     page = client.get(f"{FLEET}device-1/").content.decode()
@@ -95,22 +109,37 @@ def test_device_page__viewer_cannot_revoke(viewer, enrolled):
 def test_rules_page__developer_adds_a_rule_from_the_form(teammate, ready_v1):
     client = browser(teammate)
 
-    response = client.post(RULES, {"action": "create", "priority": "10", "version": "1",
-                                   "device_types": ["x86-gateway"], "regions": "de, fr", "app_version": ">=2.3",
-                                   "attributes": 'tier eq "pro"\nram_gb gte 4', "percentage": "50",
-                                   "bucket_by": "device_id", "salt": "", "description": "pro gateways"})
+    response = client.post(
+        RULES,
+        {
+            "action": "create",
+            "priority": "10",
+            "version": "1",
+            "device_types": ["x86-gateway"],
+            "regions": "de, fr",
+            "app_version": ">=2.3",
+            "attributes": 'tier eq "pro"\nram_gb gte 4',
+            "percentage": "50",
+            "bucket_by": "device_id",
+            "salt": "",
+            "description": "pro gateways",
+        },
+    )
 
     assert response.status_code == 302
     rule = TargetingRule.objects.get()
     assert rule.conditions["regions"] == ["DE", "FR"]
-    assert rule.conditions["attributes"] == [{"key": "tier", "op": "eq", "value": "pro"},
-                                             {"key": "ram_gb", "op": "gte", "value": 4}]
+    assert rule.conditions["attributes"] == [
+        {"key": "tier", "op": "eq", "value": "pro"},
+        {"key": "ram_gb", "op": "gte", "value": 4},
+    ]
     assert rule.conditions["percentage"] == 50
 
 
 def test_rules_page__invalid_rule__shows_why_and_saves_nothing(teammate, ready_v1):
-    page = browser(teammate).post(RULES, {"action": "create", "priority": "10", "version": "1",
-                                          "regions": "Germany", "attributes": "tier"})
+    page = browser(teammate).post(
+        RULES, {"action": "create", "priority": "10", "version": "1", "regions": "Germany", "attributes": "tier"}
+    )
 
     text = page.content.decode()
     assert page.status_code == 200
@@ -123,8 +152,16 @@ def test_rules_page__marks_shadowed_rules_and_previews_a_sample_device(viewer, m
     rules_services.create_rule(model=model, version=ready_v1, priority=2, conditions={"regions": ["FR"]})
     enroll(enrollment_key)
 
-    page = browser(viewer).get(RULES, {"preview": "1", "device_type": "x86-gateway", "region": "DE",
-                                       "app_version": "2.3.1", "attributes": '{"tier": "pro"}'})
+    page = browser(viewer).get(
+        RULES,
+        {
+            "preview": "1",
+            "device_type": "x86-gateway",
+            "region": "DE",
+            "app_version": "2.3.1",
+            "attributes": '{"tier": "pro"}',
+        },
+    )
 
     text = page.content.decode()
     assert f"shadowed by rule {everyone.pk}" in text
@@ -152,9 +189,21 @@ def test_rules_page__default_version_and_funnel_chart(teammate, enrolled, model,
     client.post(RULES, {"action": "default", "default_version": "1"})
     model.refresh_from_db()
     assert model.default_version == ready_v1
-    device_client(token).post(f"{API}/events", {"events": [
-        {"id": "e1", "type": "download_started", "model": "digit-classifier", "version_id": ready_v1.pk,
-         "at": (timezone.now() + timedelta(minutes=5)).isoformat()}]}, format="json")  # a clock a little ahead
+    device_client(token).post(
+        f"{API}/events",
+        {
+            "events": [
+                {
+                    "id": "e1",
+                    "type": "download_started",
+                    "model": "digit-classifier",
+                    "version_id": ready_v1.pk,
+                    "at": (timezone.now() + timedelta(minutes=5)).isoformat(),
+                }
+            ]
+        },
+        format="json",
+    )  # a clock a little ahead
 
     text = client.get(RULES).content.decode()
 

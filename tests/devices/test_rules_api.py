@@ -16,9 +16,19 @@ RULES = "/api/projects/kiosk/models/digit-classifier/rules/"
 def test_rules__developer_creates_a_rule_and_lists_them_in_evaluation_order(teammate, ready_v1):
     client = api_client_for(teammate)
     late = client.post(RULES, {"priority": 50, "version": 1, "conditions": {"regions": ["de"]}}, format="json")
-    early = client.post(RULES, {"priority": 10, "version": 1, "conditions": {
-        "attributes": [{"key": "tier", "op": "eq", "value": "pro"}], "percentage": 25, "salt": "pro-25"}},
-        format="json")
+    early = client.post(
+        RULES,
+        {
+            "priority": 10,
+            "version": 1,
+            "conditions": {
+                "attributes": [{"key": "tier", "op": "eq", "value": "pro"}],
+                "percentage": 25,
+                "salt": "pro-25",
+            },
+        },
+        format="json",
+    )
 
     assert late.status_code == 201, late.content
     assert late.json()["conditions"]["regions"] == ["DE"]
@@ -30,8 +40,7 @@ def test_rules__developer_creates_a_rule_and_lists_them_in_evaluation_order(team
 def test_rules__rule_hidden_by_an_earlier_one__names_it_in_shadowed_by(teammate, ready_v1):
     client = api_client_for(teammate)
     everyone = client.post(RULES, {"priority": 1, "version": 1}, format="json").json()
-    hidden = client.post(RULES, {"priority": 2, "version": 1, "conditions": {"regions": ["FR"]}},
-                         format="json").json()
+    hidden = client.post(RULES, {"priority": 2, "version": 1, "conditions": {"regions": ["FR"]}}, format="json").json()
 
     listed = {rule["id"]: rule for rule in client.get(RULES).json()}
 
@@ -48,8 +57,7 @@ def test_rules__rule_hidden_by_an_earlier_one__names_it_in_shadowed_by(teammate,
         ({"version": 1, "conditions": {"percentage": 120}}, "outside 0..100"),
         ({"version": 1, "conditions": {"region": ["DE"]}}, "unknown condition region"),
         ({"version": 1, "conditions": {"device_types": ["toaster"]}}, "unknown device type toaster"),
-        ({"version": 1, "conditions": {"attributes": [{"key": "ram", "op": "gte", "value": "4"}]}},
-         "needs a number"),
+        ({"version": 1, "conditions": {"attributes": [{"key": "ram", "op": "gte", "value": "4"}]}}, "needs a number"),
     ],
 )
 def test_rules__invalid_rule__is_400_with_a_message(teammate, ready_v1, body, message):
@@ -108,14 +116,18 @@ def test_default_version__set_and_cleared(teammate, model, ready_v1):
 def test_preview__says_which_rule_wins_and_why_and_counts_enrolled_devices(teammate, model, ready_v1, enrollment_key):
     client = api_client_for(teammate)
     fr = client.post(RULES, {"priority": 1, "version": 1, "conditions": {"regions": ["FR"]}}, format="json").json()
-    pro = client.post(RULES, {"priority": 2, "version": 1, "conditions": {
-        "attributes": [{"key": "tier", "op": "eq", "value": "pro"}]}}, format="json").json()
+    pro = client.post(
+        RULES,
+        {"priority": 2, "version": 1, "conditions": {"attributes": [{"key": "tier", "op": "eq", "value": "pro"}]}},
+        format="json",
+    ).json()
     enroll(enrollment_key, device_id="a", region="FR")
     enroll(enrollment_key, device_id="b", region="DE")
     enroll(enrollment_key, device_id="c", region="DE", attributes={"tier": "free"})
 
-    response = client.post(f"{RULES}preview/", {"device_type": "x86-gateway", "region": "DE",
-                                                "attributes": {"tier": "pro"}}, format="json")
+    response = client.post(
+        f"{RULES}preview/", {"device_type": "x86-gateway", "region": "DE", "attributes": {"tier": "pro"}}, format="json"
+    )
 
     body = response.json()
     assert response.status_code == 200, body
@@ -137,8 +149,9 @@ def test_preview__percentage_split_by_device_id__counts_each_devices_own_bucket(
     from devices.core.bucketing import in_percentage
 
     client = api_client_for(teammate)
-    half = client.post(RULES, {"priority": 1, "version": 1, "conditions": {"percentage": 50, "salt": "half"}},
-                       format="json").json()
+    half = client.post(
+        RULES, {"priority": 1, "version": 1, "conditions": {"percentage": 50, "salt": "half"}}, format="json"
+    ).json()
     rest = client.post(RULES, {"priority": 2, "version": 1}, format="json").json()
     ids = [f"kiosk-{index}" for index in range(16)]
     for device_id in ids:
@@ -155,8 +168,15 @@ def test_preview__percentage_split_by_device_id__counts_each_devices_own_bucket(
 
 def test_preview__counts_devices_sharing_a_configuration_once_each(teammate, ready_v1, enrollment_key):
     client = api_client_for(teammate)
-    pro = client.post(RULES, {"priority": 1, "version": 1, "conditions": {
-        "attributes": [{"key": "tier", "op": "eq", "value": "pro"}], "app_version": ">=2.0"}}, format="json").json()
+    pro = client.post(
+        RULES,
+        {
+            "priority": 1,
+            "version": 1,
+            "conditions": {"attributes": [{"key": "tier", "op": "eq", "value": "pro"}], "app_version": ">=2.0"},
+        },
+        format="json",
+    ).json()
     for index in range(6):
         enroll(enrollment_key, device_id=f"pro-{index}")  # tier pro, app 2.3.1
     for index in range(4):
@@ -184,8 +204,9 @@ def test_preview__counts_again_when_a_device_enrolls_or_is_revoked(teammate, rea
     assert matched() == 1
 
 
-def test_rules_list__reads_the_same_queries_for_a_larger_fleet(teammate, ready_v1, enrollment_key,
-                                                               django_assert_max_num_queries):
+def test_rules_list__reads_the_same_queries_for_a_larger_fleet(
+    teammate, ready_v1, enrollment_key, django_assert_max_num_queries
+):
     client = api_client_for(teammate)
     for priority in range(8):
         client.post(RULES, {"priority": priority, "version": 1, "conditions": {"regions": ["DE"]}}, format="json")
