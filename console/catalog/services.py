@@ -13,7 +13,7 @@ from console.catalog.uploads import sha256_of
 from console.errors import AlreadyExists
 from console.models import Model, ModelVersion, Project
 from jobs.services import start_job
-from jobs.tooling.modelfile import ModelFileError, load_model
+from jobs.tooling.modelfile import ModelFileError, check_upload
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def upload_version(*, model: Model, uploaded, user=None, filename: str = "") -> 
     path = uploaded.temporary_file_path() if hasattr(uploaded, "temporary_file_path") else None
     if path is None:
         raise ModelFileError("The upload did not arrive as a file; send it as multipart/form-data field 'file'.")
-    load_model(path)  # raises ModelFileError with the reason
+    check_upload(path)  # structure always; parse + ONNX checker up to 32 MB, larger files in the check job
     return register_version(model=model, source=uploaded, sha256=sha256, user=user,
                             filename=filename or uploaded.name or "")
 

@@ -13,6 +13,7 @@ from django.db.models import Exists, OuterRef
 from jobs.files import local_path
 from jobs.registry import QUEUE_CHECKS, JobKind, PermanentJobError, register
 from jobs.tooling import compat, live_runtime
+from jobs.tooling.inputs import InputsTooLarge
 from jobs.tooling.inspect import inspect_model
 from jobs.tooling.modelfile import ModelFileError, load_model
 
@@ -39,6 +40,9 @@ def run_check(job, progress):
         progress(45, f"running the model in onnxruntime {live_runtime.version()} on generated inputs")
         try:
             facts["smoke_run"] = live_runtime.smoke_run(path)
+        except InputsTooLarge as exc:
+            # A model may declare inputs far larger than any device feeds it: record the skip and why.
+            facts["smoke_run"] = {"skipped": f"The run on generated inputs was skipped: {exc}."}
         except live_runtime.RunFailure as exc:
             raise PermanentJobError(str(exc)) from exc
     facts["server_runtime"] = live_runtime.capabilities()

@@ -16,6 +16,7 @@ from jobs.models import Job
 from jobs.tasks import execute_job, run_job
 from tests.conftest import make_mlp
 from tests.jobs.helpers import database_fails_on, messages_sent, unrunnable_model_bytes, uploaded_version
+from tests.security import hostile_files
 
 pytestmark = pytest.mark.django_db
 
@@ -175,3 +176,11 @@ def test_check__worker_killed_mid_check__version_page_says_when_it_is_retried(cl
     retry_at = last_word + timedelta(seconds=settings.JOB_STALE_SECONDS)
     assert f"No word from its worker since {timezone.localtime(last_word):%H:%M:%S}" in page
     assert f"a retry is pending at {timezone.localtime(retry_at):%H:%M:%S}" in page
+
+
+def test_check__model_declaring_huge_inputs__is_ready_with_the_run_skipped_and_why(model):
+    version = uploaded_version(model, hostile_files.big_declared_input(8192))
+    execute_job(check_job(version).pk)
+    version.refresh_from_db()
+    assert version.state == ModelVersion.State.READY
+    assert "67,108,864 generated values" in version.metadata["smoke_run"]["skipped"]

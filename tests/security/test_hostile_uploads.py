@@ -167,8 +167,6 @@ def test_model_upload__hostile_filename_on_a_good_model__is_stored_under_its_has
     assert list(upload_temp_dir.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="until catalog.services.upload_version calls modelfile.check_upload, not "
-                   "load_model: a full parse in the request costs about 4x the file (192 MB here)")
 def test_model_upload__large_valid_model__is_accepted_without_parsing_it_in_the_request(
         project, model, teammate, upload_temp_dir):
     payload = hostile_files.valid_model_of(48)  # parsed and checked in full, this costs about 3x its size
