@@ -10,7 +10,8 @@ from django.views.decorators.http import require_http_methods
 
 from console.catalog import services as catalog_services
 from console.catalog.views import ModelForm
-from console.models import Membership, Model, Project, slug_validator
+from console.errors import AlreadyExists
+from console.models import Membership, slug_validator
 from console.projects import roles
 from console.projects import services as project_services
 from console.projects.permissions import PROJECT, scoped_page
@@ -26,10 +27,11 @@ class ProjectForm(forms.Form):
 def home(request):
     form = ProjectForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if Project.objects.filter(slug=form.cleaned_data["slug"]).exists():
-            form.add_error("slug", "That slug is taken.")
-        else:
+        try:
             project = project_services.create_project(owner=request.user, **form.cleaned_data)
+        except AlreadyExists as exc:  # the service is the one place that knows a slug is taken (races included)
+            form.add_error("slug", str(exc))
+        else:
             return redirect("project", project=project.slug)
     memberships = (
         Membership.objects.filter(user=request.user)
@@ -47,10 +49,11 @@ def project_page(request, access, project):
     form = ModelForm(request.POST or None)
     if request.method == "POST":
         if form.is_valid():
-            if Model.objects.filter(project=project_obj, name=form.cleaned_data["name"]).exists():
-                form.add_error("name", "A model with that name exists in this project.")
-            else:
+            try:
                 model = catalog_services.create_model(project=project_obj, user=request.user, **form.cleaned_data)
+            except AlreadyExists as exc:
+                form.add_error("name", str(exc))
+            else:
                 return redirect("model", project=project, model=model.name)
     models = project_obj.models.annotate(version_count=Count("versions"), latest=Max("versions__number"))
     jobs = project_obj.jobs.select_related("input_version__model")[:10]

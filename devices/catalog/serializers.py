@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from devices.catalog import services as device_type_services
 from devices.models import PRECISIONS, DeviceType
 
 
@@ -43,3 +44,10 @@ class DeviceTypeSerializer(serializers.ModelSerializer):
         if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
             raise serializers.ValidationError("Give the runtime release as major.minor, e.g. 1.17.")
         return value
+
+    # The slug rules (a project's slug never a built-in's; built-ins unique; races) live in the services.
+    def create(self, validated_data):
+        return device_type_services.create_device_type(**validated_data)
+
+    def update(self, instance, validated_data):
+        return device_type_services.update_device_type(device_type=instance, **validated_data)

@@ -93,14 +93,12 @@ def test_rename__project_type_to_a_free_slug__is_allowed(project):
 
 # --- through the API (devices/catalog/serializers.py saves through the services above) ------------------------
 
-WIRED = pytest.mark.xfail(strict=True, reason="until DeviceTypeSerializer.create/update call devices.catalog.services")
 
 
 def type_url(project, slug=""):
     return f"/api/projects/{project.slug}/device-types/{slug + '/' if slug else ''}"
 
 
-@WIRED
 def test_api_patch__project_type_onto_a_builtin_slug__is_409_and_the_builtin_page_still_works(project, teammate):
     client = api_client_for(teammate)
     assert client.post(type_url(project), {"slug": "kiosk-v2", **FIELDS}, format="json").status_code == 201
@@ -113,7 +111,6 @@ def test_api_patch__project_type_onto_a_builtin_slug__is_409_and_the_builtin_pag
     assert client.get(type_url(project, "kiosk-v2")).status_code == 200
 
 
-@WIRED
 def test_api_patch__staff_renames_a_builtin_onto_another_builtin__is_409_not_500(project, owner):
     owner.is_staff = True
     owner.save()
