@@ -19,7 +19,8 @@ from console.models import ModelVersion
 from devices import conf
 from jobs.files import is_local
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# At most 18 digits a side (any real offset fits): a longer number is a malformed header, not a 5,000-digit int().
+_RANGE_RE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 CHUNK_BYTES = 256 * 1024
 
 

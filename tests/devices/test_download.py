@@ -54,6 +54,16 @@ def test_download__open_range__resumes_with_206(assigned, ready_v1):
     assert body_of(response) == ready_v1.file.open("rb").read()[100:]
 
 
+@pytest.mark.parametrize("header", ["bytes=" + "9" * 5000 + "-", "bytes=-" + "1" * 5000, "bytes=0-" + "7" * 19])
+def test_download__range_with_absurdly_long_numbers__is_ignored_and_the_whole_file_sent(assigned, ready_v1, header):
+    client, url = assigned
+
+    response = client.get(url, HTTP_RANGE=header)
+
+    assert response.status_code == 200
+    assert body_of(response) == ready_v1.file.open("rb").read()
+
+
 def test_download__closed_range__sends_just_those_bytes(assigned, ready_v1):
     client, url = assigned
 
