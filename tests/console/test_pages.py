@@ -64,3 +64,14 @@ def test_pages__version_page_shows_matrix_and_facts(signed_in, project, model, t
     assert "Raspberry Pi 4" in body and "x86-64 edge gateway" in body
     assert version.sha256 in body
     assert "vendor/plotly/plotly.min.js" in body
+
+
+def test_project_and_version_pages__queued_check_with_no_worker__say_it_waits_for_a_worker(
+        signed_in, project, model, teammate, mlp_bytes):
+    from tests.jobs.helpers import uploaded_version
+
+    version = uploaded_version(model, mlp_bytes)  # its check job is queued; no worker runs in this test
+    c = signed_in(teammate)
+
+    assert "waiting for a worker" in c.get(f"/p/{project.slug}/").content.decode()
+    assert "waiting for a worker" in c.get(f"/p/{project.slug}/m/{model.name}/v/{version.number}/").content.decode()
