@@ -128,11 +128,21 @@ def ready_version(model, payload: bytes, number: int):
 
     sha256 = hashlib.sha256(payload).hexdigest()
     name = default_storage.save(f"projects/{model.project_id}/models/{model.pk}/{sha256}.onnx", ContentFile(payload))
-    version = ModelVersion.objects.create(model=model, number=number, file=name, sha256=sha256,
-                                          size_bytes=len(payload), state="ready",
-                                          metadata={"opset_imports": {"ai.onnx": 13}})
-    CompatibilityResult.objects.bulk_create([CompatibilityResult(version=version, device_type=t, compatible=True)
-                                             for t in DeviceType.objects.filter(project=None)])
+    version = ModelVersion.objects.create(
+        model=model,
+        number=number,
+        file=name,
+        sha256=sha256,
+        size_bytes=len(payload),
+        state="ready",
+        metadata={"opset_imports": {"ai.onnx": 13}},
+    )
+    CompatibilityResult.objects.bulk_create(
+        [
+            CompatibilityResult(version=version, device_type=t, compatible=True)
+            for t in DeviceType.objects.filter(project=None)
+        ]
+    )
     return version
 
 
@@ -152,8 +162,14 @@ def seed_project() -> dict[str, Any]:
     big_version = ready_version(big, os.urandom(BIG_BYTES), 1)
     rules_services.set_default_version(model=big, version=big_version)
     fleet_services.fleet_settings_for(project)
-    return {"project": project, "model": model, "version": version, "big_version": big_version, "etags": [],
-            "tickets": []}
+    return {
+        "project": project,
+        "model": model,
+        "version": version,
+        "big_version": big_version,
+        "etags": [],
+        "tickets": [],
+    }
 
 
 def set_rules(seed: dict[str, Any], count: int) -> None:
@@ -162,9 +178,21 @@ def set_rules(seed: dict[str, Any], count: int) -> None:
     types = sorted(DeviceType.objects.filter(project=None).values_list("slug", flat=True))
     model, version = seed["model"], seed["version"]
     TargetingRule.objects.filter(model=model).delete()
-    rules = [TargetingRule(model=model, version=version, priority=i, conditions={
-        "device_types": [types[i % 4]], "regions": [REGIONS[(i // 4) % 8]], "app_version": f">=2.{i % 5}",
-        "percentage": 10 + i % 90, "salt": f"bench-{i}"}) for i in range(count - 1)]
+    rules = [
+        TargetingRule(
+            model=model,
+            version=version,
+            priority=i,
+            conditions={
+                "device_types": [types[i % 4]],
+                "regions": [REGIONS[(i // 4) % 8]],
+                "app_version": f">=2.{i % 5}",
+                "percentage": 10 + i % 90,
+                "salt": f"bench-{i}",
+            },
+        )
+        for i in range(count - 1)
+    ]
     rules.append(TargetingRule(model=model, version=version, priority=1_000_000, conditions={}))
     TargetingRule.objects.bulk_create(rules)  # a new plan generation, as any change of rules
 
@@ -173,9 +201,21 @@ def segment_configs() -> list[dict[str, Any]]:
     from devices.models import DeviceType
 
     types = sorted(DeviceType.objects.filter(project=None).values_list("slug", flat=True))
-    return [{"device_type": types[s % 4], "runtime": "onnxruntime", "runtime_version": "1.17.3", "os": "linux",
-             "cpu_arch": "arm64", "accelerator": "none", "memory_mb": 4096, "region": REGIONS[(s // 4) % 8],
-             "app_version": "2.3.1", "attributes": {"tier": "pro"}} for s in range(SEGMENTS)]
+    return [
+        {
+            "device_type": types[s % 4],
+            "runtime": "onnxruntime",
+            "runtime_version": "1.17.3",
+            "os": "linux",
+            "cpu_arch": "arm64",
+            "accelerator": "none",
+            "memory_mb": 4096,
+            "region": REGIONS[(s // 4) % 8],
+            "app_version": "2.3.1",
+            "attributes": {"tier": "pro"},
+        }
+        for s in range(SEGMENTS)
+    ]
 
 
 def installed_report(version) -> dict[str, Any]:
@@ -204,12 +244,25 @@ def add_devices(seed: dict[str, Any], start: int, stop: int) -> None:
         devices, rows = [], []
         for i in range(chunk_start, min(stop, chunk_start + 5000)):
             config = configs[i % SEGMENTS]
-            device = Device(project=project, device_id=f"bench-{i:06d}", token_hash=hash_token(f"dev_bench_{i}"),
-                            device_type=types[config["device_type"]], region=config["region"],
-                            app_version=config["app_version"], attributes=config["attributes"], config=config,
-                            runtime="onnxruntime", runtime_version="1.17.3", os="linux", cpu_arch="arm64",
-                            accelerator="none", memory_mb=4096, fingerprint=config_fingerprint(config),
-                            enrolled_at=now, last_seen_at=now)
+            device = Device(
+                project=project,
+                device_id=f"bench-{i:06d}",
+                token_hash=hash_token(f"dev_bench_{i}"),
+                device_type=types[config["device_type"]],
+                region=config["region"],
+                app_version=config["app_version"],
+                attributes=config["attributes"],
+                config=config,
+                runtime="onnxruntime",
+                runtime_version="1.17.3",
+                os="linux",
+                cpu_arch="arm64",
+                accelerator="none",
+                memory_mb=4096,
+                fingerprint=config_fingerprint(config),
+                enrolled_at=now,
+                last_seen_at=now,
+            )
             request = CheckinRequest(fingerprint=device.fingerprint, models=[MODEL], installed=installed)
             device.delivery_digest, etag, states = settled_state(record_of(device, fleet), request, plans)
             seed["etags"].append(etag)
@@ -220,8 +273,12 @@ def add_devices(seed: dict[str, Any], start: int, stop: int) -> None:
             request = CheckinRequest(fingerprint=device.fingerprint, models=[MODEL], installed=installed)
             seed["tickets"].append(ticketed(record_of(device, fleet), request, etag, timezone.now()))  # as a check-in
         DeviceModelState.objects.bulk_create(
-            [DeviceModelState(device=device, resolved_at=now, **row) for device, row in zip(devices, rows, strict=True)],
-            batch_size=2500)
+            [
+                DeviceModelState(device=device, resolved_at=now, **row)
+                for device, row in zip(devices, rows, strict=True)
+            ],
+            batch_size=2500,
+        )
     analyze()
 
 
@@ -277,9 +334,23 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 _BYTES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 
 
-def wrk(url: str, *, seconds: float, connections: int = 16, script: Path | None = None,
-        headers: dict[str, str] | None = None) -> dict[str, float]:
-    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s"]
+def wrk(
+    url: str,
+    *,
+    seconds: float,
+    connections: int = 16,
+    script: Path | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, float]:
+    command = [
+        "wrk",
+        f"-t{min(2, connections)}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
     if script is not None:
         command += ["-s", str(script)]
     for name, value in (headers or {}).items():
@@ -287,12 +358,17 @@ def wrk(url: str, *, seconds: float, connections: int = 16, script: Path | None 
     output = subprocess.run([*command, url], capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])
     transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", output)
-    latency = {p: float(v) * _UNITS[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", output,
-                                                                     re.MULTILINE)}
+    latency = {
+        p: float(v) * _UNITS[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    }
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    return {"rps": rps, "p50_ms": latency.get("50", 0.0), "p99_ms": latency.get("99", 0.0),
-            "mb_s": float(transfer[1]) * _BYTES[transfer[2]] / 1024**2 if transfer else 0.0,
-            "errors": int(errors[1]) if errors else 0}
+    return {
+        "rps": rps,
+        "p50_ms": latency.get("50", 0.0),
+        "p99_ms": latency.get("99", 0.0),
+        "mb_s": float(transfer[1]) * _BYTES[transfer[2]] / 1024**2 if transfer else 0.0,
+        "errors": int(errors[1]) if errors else 0,
+    }
 
 
 def measure_point(base: str, scripts: dict[str, Path], rounds: int, seconds: float) -> dict[str, float]:
@@ -320,23 +396,39 @@ def measure_point(base: str, scripts: dict[str, Path], rounds: int, seconds: flo
     def median_of(runs: list[dict[str, float]], key: str) -> float:
         return round(statistics.median(run[key] for run in runs), 2)
 
-    return {"checkin_rps": median_of(steady, "rps"), "trivial_rps": median_of(trivial, "rps"),
-            "ratio": round(statistics.median(ratios), 3), "ratio_min": round(min(ratios), 3),
-            "ratio_max": round(max(ratios), 3), "p50_ms": median_of(steady, "p50_ms"),
-            "p99_ms": median_of(steady, "p99_ms"), "row_rps": median_of(row, "rps"),
-            "row_ratio": round(statistics.median(row_ratios), 3), "full_rps": median_of(full, "rps"),
-            "full_ratio": round(statistics.median(full_ratios), 3), "full_p50_ms": median_of(full, "p50_ms"),
-            "full_p99_ms": median_of(full, "p99_ms")}
+    return {
+        "checkin_rps": median_of(steady, "rps"),
+        "trivial_rps": median_of(trivial, "rps"),
+        "ratio": round(statistics.median(ratios), 3),
+        "ratio_min": round(min(ratios), 3),
+        "ratio_max": round(max(ratios), 3),
+        "p50_ms": median_of(steady, "p50_ms"),
+        "p99_ms": median_of(steady, "p99_ms"),
+        "row_rps": median_of(row, "rps"),
+        "row_ratio": round(statistics.median(row_ratios), 3),
+        "full_rps": median_of(full, "rps"),
+        "full_ratio": round(statistics.median(full_ratios), 3),
+        "full_p50_ms": median_of(full, "p50_ms"),
+        "full_p99_ms": median_of(full, "p99_ms"),
+    }
 
 
 def check_steady(base: str, etags: list[str], version) -> None:
     """A few devices sending their ETag must get 304, else the steady figure would measure something else."""
     for i in range(0, len(etags), max(1, len(etags) // 10)):
-        body = json.dumps({"fingerprint": _fingerprint_of(i), "models": [MODEL],
-                           "installed": installed_report(version)}).encode()
-        request = urllib.request.Request(f"{base}/api/device/v1/checkin", data=body, method="POST", headers={
-            "Authorization": f"Device dev_bench_{i}", "Content-Type": "application/json",
-            "If-None-Match": etags[i]})
+        body = json.dumps(
+            {"fingerprint": _fingerprint_of(i), "models": [MODEL], "installed": installed_report(version)}
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/api/device/v1/checkin",
+            data=body,
+            method="POST",
+            headers={
+                "Authorization": f"Device dev_bench_{i}",
+                "Content-Type": "application/json",
+                "If-None-Match": etags[i],
+            },
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 status = response.status
@@ -355,10 +447,17 @@ def write_scripts(tmp: Path, devices: int, seed: dict[str, Any]) -> dict[str, Pa
         etags_file = tmp / f"etags-{kind}-{devices}.txt"
         etags_file.write_text("\n".join(etags[:devices]) + "\n")
         script = scripts[kind] = tmp / f"checkin-{kind}-{devices}.lua"
-        script.write_text(CHECKIN_LUA.format(
-            devices=devices, fingerprints=fingerprints, segments=SEGMENTS, model=MODEL, etags=etags_file,
-            steady="true" if etags else "false",
-            installed=json.dumps(installed_report(seed["version"]), separators=(",", ":"))))
+        script.write_text(
+            CHECKIN_LUA.format(
+                devices=devices,
+                fingerprints=fingerprints,
+                segments=SEGMENTS,
+                model=MODEL,
+                etags=etags_file,
+                steady="true" if etags else "false",
+                installed=json.dumps(installed_report(seed["version"]), separators=(",", ":")),
+            )
+        )
     scripts["trivial"] = tmp / f"trivial-{devices}.lua"
     scripts["trivial"].write_text(TRIVIAL_LUA.format(devices=devices))
     return scripts
@@ -373,8 +472,9 @@ class Processes:
 
     def start(self, command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         handle = open(log, "ab")  # inherited by the process; closed when this one exits
-        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.running.append(process)
         return process
 
@@ -391,8 +491,24 @@ class Processes:
 
 
 def gunicorn(processes: Processes, env: dict[str, str], port: int, log: Path) -> str:
-    processes.start([sys.executable, "-m", "gunicorn", "console.wsgi", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}",
-                     "--log-level", "warning", "--keep-alive", "5"], env, log)
+    processes.start(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "console.wsgi",
+            "-w",
+            str(WORKERS),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--keep-alive",
+            "5",
+        ],
+        env,
+        log,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_for(f"{base}/api/health/live/")
     return base
@@ -430,8 +546,12 @@ http {{
 
 def download_url(base: str, device_index: int) -> str:
     body = json.dumps({"fingerprint": _fingerprint_of(device_index), "models": [BIG_MODEL]}).encode()
-    request = urllib.request.Request(f"{base}/api/device/v1/checkin", data=body, method="POST", headers={
-        "Authorization": f"Device dev_bench_{device_index}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{base}/api/device/v1/checkin",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Device dev_bench_{device_index}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["models"][BIG_MODEL]["manifest"]["download_url"]
 
@@ -445,19 +565,24 @@ def _fingerprint_of(device_index: int) -> str:
 def check_download(url: str, token: str, big_version) -> None:
     """The bytes and headers a device would check, through whichever server ``url`` points at."""
     etag = f'"{big_version.sha256}"'
-    request = urllib.request.Request(url, headers={"Authorization": f"Device {token}", "Range": "bytes=1000-",
-                                                   "If-Range": etag})  # as the agent resumes
+    request = urllib.request.Request(
+        url, headers={"Authorization": f"Device {token}", "Range": "bytes=1000-", "If-Range": etag}
+    )  # as the agent resumes
     with urllib.request.urlopen(request, timeout=60) as response:
         data = response.read()
-        if (response.status != 206 or response.headers["X-Content-SHA256"] != big_version.sha256
-                or response.headers["ETag"] != etag):
+        if (
+            response.status != 206
+            or response.headers["X-Content-SHA256"] != big_version.sha256
+            or response.headers["ETag"] != etag
+        ):
             raise RuntimeError(f"{url}: status {response.status}, headers {dict(response.headers)}")
     if len(data) != BIG_BYTES - 1000:
         raise RuntimeError(f"{url}: {len(data)} bytes")
 
 
-def measure_downloads(processes: Processes, env: dict[str, str], tmp: Path, media: Path, base: str,
-                      seed: dict[str, Any], seconds: float) -> dict[str, float]:
+def measure_downloads(
+    processes: Processes, env: dict[str, str], tmp: Path, media: Path, base: str, seed: dict[str, Any], seconds: float
+) -> dict[str, float]:
     token = "dev_bench_0"
     path = download_url(base, 0)
     check_download(base + path, token, seed["big_version"])
@@ -469,18 +594,23 @@ def measure_downloads(processes: Processes, env: dict[str, str], tmp: Path, medi
     for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp / name).mkdir(exist_ok=True)
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, media=media, direct_port=direct_port, proxy_port=proxy_port,
-                                      django_port=accel_port))
+    conf.write_text(
+        NGINX_CONF.format(tmp=tmp, media=media, direct_port=direct_port, proxy_port=proxy_port, django_port=accel_port)
+    )
     processes.start(["nginx", "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"], env, tmp / "nginx.log")
     wait_for(f"{accel_base}/api/health/live/")
     wait_for(f"http://127.0.0.1:{proxy_port}/api/health/live/")
     via_nginx = f"http://127.0.0.1:{proxy_port}"
     check_download(via_nginx + path, token, seed["big_version"])
     accel = wrk(via_nginx + path, seconds=seconds, connections=4, headers={"Authorization": f"Device {token}"})
-    direct = wrk(f"http://127.0.0.1:{direct_port}/media/{seed['big_version'].file.name}", seconds=seconds,
-                 connections=4)
-    return {"django_mb_s": round(django["mb_s"], 1), "nginx_mb_s": round(direct["mb_s"], 1),
-            "accel_redirect_mb_s": round(accel["mb_s"], 1)}
+    direct = wrk(
+        f"http://127.0.0.1:{direct_port}/media/{seed['big_version'].file.name}", seconds=seconds, connections=4
+    )
+    return {
+        "django_mb_s": round(django["mb_s"], 1),
+        "nginx_mb_s": round(direct["mb_s"], 1),
+        "accel_redirect_mb_s": round(accel["mb_s"], 1),
+    }
 
 
 # -- main -----------------------------------------------------------------------------------------------------
@@ -494,8 +624,9 @@ def main(argv: list[str] | None = None) -> int:
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed: apt-get install -y wrk nginx")
-    device_counts, rule_counts, rounds, seconds = (([1000], [10], 3, 2.0) if args.quick
-                                                   else ([1000, 10_000, 100_000], [10, 500], 5, 3.0))
+    device_counts, rule_counts, rounds, seconds = (
+        ([1000], [10], 3, 2.0) if args.quick else ([1000, 10_000, 100_000], [10, 500], 5, 3.0)
+    )
     database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     if not database_url.startswith("postgres"):
         parser.error("DATABASE_URL must point at a PostgreSQL server")
@@ -505,26 +636,37 @@ def main(argv: list[str] | None = None) -> int:
     media.mkdir()
     for path in (tmp, media):
         path.chmod(0o755)  # nginx workers run as another user
-    env = {**os.environ, "DATABASE_URL": bench_url(database_url, name), "DEBUG": "false", "DB_CONN_MAX_AGE": "600",
-           "SECRET_KEY": "bench-" + os.urandom(16).hex(), "CONSOLE_VAR_DIR": str(tmp / "var"),
-           "STORAGE_ROOT": str(media), "ALLOWED_HOSTS": "127.0.0.1,localhost",
-           "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"), "LOG_LEVEL": "WARNING",
-           # Last-seen notes are written behind; flushing every second (production default: 5) makes each
-           # check-in round pay for its own writes rather than the trivial round after it.
-           "DEVICE_LAST_SEEN_FLUSH_S": "1",
-           # Every check-in writes its last-seen time, as in a real fleet whose devices check in less often
-           # than once a minute; by default the 1k rows (each device checking in twice a second here) would
-           # skip nearly all those writes and flatter the small fleet.
-           "DEVICE_LAST_SEEN_RESOLUTION_S": "0",
-           "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_url(database_url, name),
+        "DEBUG": "false",
+        "DB_CONN_MAX_AGE": "600",
+        "SECRET_KEY": "bench-" + os.urandom(16).hex(),
+        "CONSOLE_VAR_DIR": str(tmp / "var"),
+        "STORAGE_ROOT": str(media),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "LOG_LEVEL": "WARNING",
+        # Last-seen notes are written behind; flushing every second (production default: 5) makes each
+        # check-in round pay for its own writes rather than the trivial round after it.
+        "DEVICE_LAST_SEEN_FLUSH_S": "1",
+        # Every check-in writes its last-seen time, as in a real fleet whose devices check in less often
+        # than once a minute; by default the 1k rows (each device checking in twice a second here) would
+        # skip nearly all those writes and flatter the small fleet.
+        "DEVICE_LAST_SEEN_RESOLUTION_S": "0",
+        "PYTHONPATH": str(REPO),
+    }
     run_sql(admin_url(database_url), f'CREATE DATABASE "{name}"')
     processes = Processes()
     results: dict[str, Any] = {"rows": [], "download": {}}
     try:
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=REPO,
-                       check=True)
-        os.environ.update({key: env[key] for key in ("DATABASE_URL", "SECRET_KEY", "CONSOLE_VAR_DIR",
-                                                     "STORAGE_ROOT", "REDIS_URL", "DEBUG")})
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=REPO, check=True)
+        os.environ.update(
+            {
+                key: env[key]
+                for key in ("DATABASE_URL", "SECRET_KEY", "CONSOLE_VAR_DIR", "STORAGE_ROOT", "REDIS_URL", "DEBUG")
+            }
+        )
         os.environ["DJANGO_SETTINGS_MODULE"] = "console.settings"
         import django
 
@@ -544,11 +686,15 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"devices": devices, "rules": rules, **measure_point(base, scripts, rounds, seconds)}
                 results["rows"].append(row)
                 if not args.json:
-                    print(f"{devices:>7} devices {rules:>4} rules: steady {row['checkin_rps']:>7.1f}/s "
-                          f"(p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, ratio {row['ratio']}), "
-                          f"row {row['row_rps']:>7.1f}/s (ratio {row['row_ratio']}), "
-                          f"full {row['full_rps']:>7.1f}/s (ratio {row['full_ratio']}), "
-                          f"trivial {row['trivial_rps']:>7.1f}/s", file=sys.stderr, flush=True)
+                    print(
+                        f"{devices:>7} devices {rules:>4} rules: steady {row['checkin_rps']:>7.1f}/s "
+                        f"(p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, ratio {row['ratio']}), "
+                        f"row {row['row_rps']:>7.1f}/s (ratio {row['row_ratio']}), "
+                        f"full {row['full_rps']:>7.1f}/s (ratio {row['full_ratio']}), "
+                        f"trivial {row['trivial_rps']:>7.1f}/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         results["download"] = measure_downloads(processes, env, tmp, media, base, seed, 2 * seconds)
     finally:
         processes.stop_all()
@@ -569,8 +715,11 @@ def flatness(rows: list[dict[str, Any]]) -> list[tuple[int, int, int, float, flo
     by_rules: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
         by_rules.setdefault(row["rules"], []).append(row)
-    return [(rules, group[0]["devices"], group[-1]["devices"], group[0]["ratio"], group[-1]["ratio"])
-            for rules, group in by_rules.items() if len(group) > 1]
+    return [
+        (rules, group[0]["devices"], group[-1]["devices"], group[0]["ratio"], group[-1]["ratio"])
+        for rules, group in by_rules.items()
+        if len(group) > 1
+    ]
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -578,17 +727,23 @@ def print_table(results: dict[str, Any]) -> None:
     print("steady = If-None-Match with its current ETag, a check-in ticket (304 without the device row);")
     print("row = an ETag that is no ticket (304 from the device row); full = no If-None-Match (200);")
     print("ratio = / trivial, median of alternating rounds (spread = lowest and highest steady round)")
-    print(f"{'devices':>8} {'rules':>6} {'trivial/s':>10} {'steady/s':>9} {'ratio':>6} {'spread':>12} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'row/s':>8} {'ratio':>6} {'full/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}")
+    print(
+        f"{'devices':>8} {'rules':>6} {'trivial/s':>10} {'steady/s':>9} {'ratio':>6} {'spread':>12} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'row/s':>8} {'ratio':>6} {'full/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}"
+    )
     for row in results["rows"]:
         spread = f"{row['ratio_min']:.3f}-{row['ratio_max']:.3f}"
-        print(f"{row['devices']:>8} {row['rules']:>6} {row['trivial_rps']:>10.1f} {row['checkin_rps']:>9.1f} "
-              f"{row['ratio']:>6.3f} {spread:>12} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
-              f"{row['row_rps']:>8.1f} {row['row_ratio']:>6.3f} "
-              f"{row['full_rps']:>8.1f} {row['full_ratio']:>6.3f} {row['full_p50_ms']:>7.2f} {row['full_p99_ms']:>7.2f}")
+        print(
+            f"{row['devices']:>8} {row['rules']:>6} {row['trivial_rps']:>10.1f} {row['checkin_rps']:>9.1f} "
+            f"{row['ratio']:>6.3f} {spread:>12} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
+            f"{row['row_rps']:>8.1f} {row['row_ratio']:>6.3f} "
+            f"{row['full_rps']:>8.1f} {row['full_ratio']:>6.3f} {row['full_p50_ms']:>7.2f} {row['full_p99_ms']:>7.2f}"
+        )
     for rules, small, large, before, after in flatness(results["rows"]):
-        print(f"{rules} rules, {small} -> {large} devices: steady ratio {before:.3f} -> {after:.3f} "
-              f"({100 * (after / before - 1):+.1f}%)")
+        print(
+            f"{rules} rules, {small} -> {large} devices: steady ratio {before:.3f} -> {after:.3f} "
+            f"({100 * (after / before - 1):+.1f}%)"
+        )
     download = results["download"]
     print(f"\ndownload of a {BIG_BYTES // 1024**2} MB package, wrk 4 connections (MB/s)")
     print(f"  Django (FileResponse, sendfile): {download['django_mb_s']:>8.1f}")

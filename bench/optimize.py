@@ -262,8 +262,10 @@ def print_targets(rows: list[dict[str, Any]]) -> None:
     print("  fp16 ~2x smaller: " + ", ".join(times_smaller(m, "fp16") for m in models))
     print("  chosen variant (smallest within 1 point, not slower than its parent):")
     for model, pick in chosen_variants(rows).items():
-        print(f"    {model}: {pick['transform'] or 'keep the parent'}"
-              + (f" (size x{pick['size_ratio']:.3f}, latency x{pick['latency_ratio']:.2f})" if pick["transform"] else ""))
+        print(
+            f"    {model}: {pick['transform'] or 'keep the parent'}"
+            + (f" (size x{pick['size_ratio']:.3f}, latency x{pick['latency_ratio']:.2f})" if pick["transform"] else "")
+        )
 
 
 def chosen_variants(rows: list[dict[str, Any]], budget_points: float = 1.0) -> dict[str, dict[str, Any]]:
@@ -272,15 +274,27 @@ def chosen_variants(rows: list[dict[str, Any]], budget_points: float = 1.0) -> d
     for model in sorted({row["model"] for row in rows}):
         measured = [row for row in rows if row["model"] == model and "error" not in row]
         candidates = [
-            {"name": row["transform"], "size_bytes": row["size_ratio"], "latency_ms": row["latency_ratio"],
-             "accuracy": 1 + row["accuracy_delta"] / 100, "runnable_on_device": row["verified"]}
+            {
+                "name": row["transform"],
+                "size_bytes": row["size_ratio"],
+                "latency_ms": row["latency_ratio"],
+                "accuracy": 1 + row["accuracy_delta"] / 100,
+                "runnable_on_device": row["verified"],
+            }
             for row in measured
         ]
-        decision = choose_variant({"size_bytes": 1.0, "latency_ms": 1.0, "accuracy": 1.0}, candidates,
-                                  objective="size", budget_points=budget_points)
+        decision = choose_variant(
+            {"size_bytes": 1.0, "latency_ms": 1.0, "accuracy": 1.0},
+            candidates,
+            objective="size",
+            budget_points=budget_points,
+        )
         row = next((r for r in measured if r["transform"] == decision["choice"]), None)
-        picks[model] = {"transform": decision["choice"], "size_ratio": row and row["size_ratio"],
-                        "latency_ratio": row and row["latency_ratio"]}
+        picks[model] = {
+            "transform": decision["choice"],
+            "size_ratio": row and row["size_ratio"],
+            "latency_ratio": row and row["latency_ratio"],
+        }
     return picks
 
 
@@ -296,8 +310,14 @@ def main() -> None:
         references = [build_digits(workdir), build_wide_mlp(workdir), build_cnn(workdir)]
         results = [row for reference in references for row in bench_reference(reference, workdir, runs, warmup, rows)]
     if args.json:
-        print(json.dumps({"rows": [{key: row.get(key) for key in JSON_KEYS} for row in results],
-                          "chosen": chosen_variants(results)}))
+        print(
+            json.dumps(
+                {
+                    "rows": [{key: row.get(key) for key in JSON_KEYS} for row in results],
+                    "chosen": chosen_variants(results),
+                }
+            )
+        )
     else:
         print_table(results, runs)
         print_targets(results)

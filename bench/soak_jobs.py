@@ -62,11 +62,17 @@ for _queue, _kind in SOAK_KINDS.items():
 
 def _environment(var_dir: Path, stale_seconds: int) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "DATABASE_URL", "CACHE_URL")}
-    env.update({
-        "CONSOLE_VAR_DIR": str(var_dir), "JOB_STALE_SECONDS": str(stale_seconds), "DJANGO_SETTINGS_MODULE":
-        "console.settings", "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "bench")]),
-        "LOG_LEVEL": "WARNING", "DEBUG": "", "ALLOWED_HOSTS": "",
-    })
+    env.update(
+        {
+            "CONSOLE_VAR_DIR": str(var_dir),
+            "JOB_STALE_SECONDS": str(stale_seconds),
+            "DJANGO_SETTINGS_MODULE": "console.settings",
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "bench")]),
+            "LOG_LEVEL": "WARNING",
+            "DEBUG": "",
+            "ALLOWED_HOSTS": "",
+        }
+    )
     return env
 
 
@@ -100,8 +106,17 @@ def out_of_order(starts: list[tuple[int, float]], window: int) -> int:
     return late
 
 
-def run_soak(*, jobs: int, rate: float, kill_at: float, stale_seconds: int, timeout: float, work_ms: int,
-             concurrency: int, keep: bool = False) -> dict:
+def run_soak(
+    *,
+    jobs: int,
+    rate: float,
+    kill_at: float,
+    stale_seconds: int,
+    timeout: float,
+    work_ms: int,
+    concurrency: int,
+    keep: bool = False,
+) -> dict:
     var_dir = Path(tempfile.mkdtemp(prefix="soak-"))
     env = _environment(var_dir, stale_seconds)
     os.environ.clear()
@@ -122,8 +137,9 @@ def run_soak(*, jobs: int, rate: float, kill_at: float, stale_seconds: int, time
     call_command("migrate", verbosity=0, interactive=False)
     project = Project.objects.create(slug="soak", name="Soak")
     log_path = var_dir / "worker.log"
-    supervisor = WorkerSupervisor(worker_command(concurrency=concurrency) + ["--include", "soak_jobs"], env=env,
-                                  stdout=open(log_path, "ab"))
+    supervisor = WorkerSupervisor(
+        worker_command(concurrency=concurrency) + ["--include", "soak_jobs"], env=env, stdout=open(log_path, "ab")
+    )
     supervisor.start()
     started = time.monotonic()
     kill = {"done": False, "at": None, "pid": None, "unfinished": set()}
@@ -162,16 +178,22 @@ def run_soak(*, jobs: int, rate: float, kill_at: float, stale_seconds: int, time
     finally:
         supervisor.stop()
 
-    rows = list(Job.objects.values("pk", "kind", "state", "params", "attempts", "created_at", "started_at",
-                                   "finished_at", "result"))
+    rows = list(
+        Job.objects.values(
+            "pk", "kind", "state", "params", "attempts", "created_at", "started_at", "finished_at", "result"
+        )
+    )
     # With the worker stopped cleanly, health must say so; and a job queued now cannot run (503).
     idle = check_health()
     with transaction.atomic():
         probe = services.start_job(project=project, kind=SOAK_KINDS["checks"], params={"seq": -1})
     waiting = check_health()
     seen["health_after_stop"] = {"status": idle.status, "http": idle.http_status}
-    seen["health_after_stop_with_a_queued_job"] = {"status": waiting.status, "http": waiting.http_status,
-                                                    "note": WorkerStatus().waiting_note(probe)}
+    seen["health_after_stop_with_a_queued_job"] = {
+        "status": waiting.status,
+        "http": waiting.http_status,
+        "note": WorkerStatus().waiting_note(probe),
+    }
     now = timezone.now()
     lost = sum(1 for r in rows if r["state"] == Job.State.QUEUED and r["started_at"] is None)
     stuck = sum(1 for r in rows if r["state"] in (Job.State.RUNNING, Job.State.QUEUED) and r["started_at"])
@@ -180,32 +202,56 @@ def run_soak(*, jobs: int, rate: float, kill_at: float, stale_seconds: int, time
     held = kill["unfinished"]
     disorder = 0
     for kind in SOAK_KINDS.values():
-        starts = [(r["params"]["seq"], r["started_at"].timestamp()) for r in rows
-                  if r["kind"] == kind and r["started_at"] and r["pk"] not in held]
+        starts = [
+            (r["params"]["seq"], r["started_at"].timestamp())
+            for r in rows
+            if r["kind"] == kind and r["started_at"] and r["pk"] not in held
+        ]
         disorder += out_of_order(starts, window)
     waits = sorted((r["started_at"] - r["created_at"]).total_seconds() for r in rows if r["started_at"])
     recovered = [r for r in rows if r["pk"] in held and r["state"] == Job.State.SUCCEEDED]
     report = {
-        "jobs": jobs, "succeeded": sum(1 for r in rows if r["state"] == Job.State.SUCCEEDED),
-        "lost": lost + (jobs - len(rows)), "stuck": stuck, "failed": failed, "out_of_order": disorder,
-        "out_of_order_window": window, "ran_more_than_once": sum(1 for r in rows if r["attempts"] > 1),
-        "held_by_killed_worker": len(held), "held_then_finished": len(recovered),
-        "killed_worker_pid": kill["pid"], "killed_at_s": round(kill["at"], 1) if kill["at"] else None,
-        "restarts": supervisor.starts - 1, "worker_exit_codes": supervisor.exits,
-        "queued_in_s": round(queued_in, 1), "elapsed_s": round(elapsed, 1),
-        "jobs_per_s": round(jobs / elapsed, 1), "wait_p50_s": round(waits[len(waits) // 2], 2) if waits else None,
+        "jobs": jobs,
+        "succeeded": sum(1 for r in rows if r["state"] == Job.State.SUCCEEDED),
+        "lost": lost + (jobs - len(rows)),
+        "stuck": stuck,
+        "failed": failed,
+        "out_of_order": disorder,
+        "out_of_order_window": window,
+        "ran_more_than_once": sum(1 for r in rows if r["attempts"] > 1),
+        "held_by_killed_worker": len(held),
+        "held_then_finished": len(recovered),
+        "killed_worker_pid": kill["pid"],
+        "killed_at_s": round(kill["at"], 1) if kill["at"] else None,
+        "restarts": supervisor.starts - 1,
+        "worker_exit_codes": supervisor.exits,
+        "queued_in_s": round(queued_in, 1),
+        "elapsed_s": round(elapsed, 1),
+        "jobs_per_s": round(jobs / elapsed, 1),
+        "wait_p50_s": round(waits[len(waits) // 2], 2) if waits else None,
         "wait_max_s": round(waits[-1], 2) if waits else None,
         "still_unfinished_at_end": [r["pk"] for r in rows if r["state"] not in Job.FINISHED][:20],
         **seen,
-        "settings": {"database": "sqlite (var/console.sqlite3)", "broker": "sqla+sqlite (var/celery.sqlite3)",
-                     "concurrency": concurrency, "beat": "embedded", "JOB_STALE_SECONDS": stale_seconds,
-                     "work_ms": work_ms, "rate_per_s": rate},
-        "var_dir": str(var_dir), "worker_log": str(log_path), "checked_at": now.isoformat(),
+        "settings": {
+            "database": "sqlite (var/console.sqlite3)",
+            "broker": "sqla+sqlite (var/celery.sqlite3)",
+            "concurrency": concurrency,
+            "beat": "embedded",
+            "JOB_STALE_SECONDS": stale_seconds,
+            "work_ms": work_ms,
+            "rate_per_s": rate,
+        },
+        "var_dir": str(var_dir),
+        "worker_log": str(log_path),
+        "checked_at": now.isoformat(),
     }
-    report["ok"] = (report["lost"] == report["stuck"] == report["failed"] == report["out_of_order"] == 0
-                    and report["restarts"] >= 1 and report["succeeded"] == jobs
-                    and report["health_while_running"] == "ok"
-                    and report["health_after_stop_with_a_queued_job"]["http"] == 503)
+    report["ok"] = (
+        report["lost"] == report["stuck"] == report["failed"] == report["out_of_order"] == 0
+        and report["restarts"] >= 1
+        and report["succeeded"] == jobs
+        and report["health_while_running"] == "ok"
+        and report["health_after_stop_with_a_queued_job"]["http"] == 503
+    )
     if not keep and report["ok"]:
         subprocess.run(["rm", "-rf", str(var_dir)], check=False)
         report["var_dir"] = report["worker_log"] = None
@@ -214,29 +260,40 @@ def run_soak(*, jobs: int, rate: float, kill_at: float, stale_seconds: int, time
 
 def _table(report: dict) -> str:
     rows = [
-        ("jobs queued", report["jobs"]), ("succeeded", report["succeeded"]), ("lost", report["lost"]),
-        ("stuck", report["stuck"]), ("failed", report["failed"]),
+        ("jobs queued", report["jobs"]),
+        ("succeeded", report["succeeded"]),
+        ("lost", report["lost"]),
+        ("stuck", report["stuck"]),
+        ("failed", report["failed"]),
         ("out of order", f"{report['out_of_order']} (window {report['out_of_order_window']})"),
         ("worker killed (SIGKILL)", f"pid {report['killed_worker_pid']} at {report['killed_at_s']}s"),
         ("worker restarts", f"{report['restarts']} (exit codes {report['worker_exit_codes']})"),
-        ("held by the killed worker", f"{report['held_by_killed_worker']}, of which finished "
-                                      f"{report['held_then_finished']}"),
+        (
+            "held by the killed worker",
+            f"{report['held_by_killed_worker']}, of which finished {report['held_then_finished']}",
+        ),
         ("ran more than once", report["ran_more_than_once"]),
-        ("queued in / all done in", f"{report['queued_in_s']}s / {report['elapsed_s']}s "
-                                    f"({report['jobs_per_s']} jobs/s)"),
+        (
+            "queued in / all done in",
+            f"{report['queued_in_s']}s / {report['elapsed_s']}s ({report['jobs_per_s']} jobs/s)",
+        ),
         ("wait to start p50 / max", f"{report['wait_p50_s']}s / {report['wait_max_s']}s"),
         ("health while running", report["health_while_running"]),
-        ("health, worker stopped", f"{report['health_after_stop']['status']} "
-                                   f"({report['health_after_stop']['http']}); with a job queued: "
-                                   f"{report['health_after_stop_with_a_queued_job']['status']} "
-                                   f"({report['health_after_stop_with_a_queued_job']['http']}), the job says "
-                                   f"'{report['health_after_stop_with_a_queued_job']['note']}'"),
+        (
+            "health, worker stopped",
+            f"{report['health_after_stop']['status']} "
+            f"({report['health_after_stop']['http']}); with a job queued: "
+            f"{report['health_after_stop_with_a_queued_job']['status']} "
+            f"({report['health_after_stop_with_a_queued_job']['http']}), the job says "
+            f"'{report['health_after_stop_with_a_queued_job']['note']}'",
+        ),
         ("verdict", "OK" if report["ok"] else "FAILED"),
     ]
     width = max(len(label) for label, _ in rows)
     settings = ", ".join(f"{k}={v}" for k, v in report["settings"].items())
-    return "\n".join([f"soak of the embedded broker ({settings})"]
-                     + [f"  {label.ljust(width)}  {value}" for label, value in rows])
+    return "\n".join(
+        [f"soak of the embedded broker ({settings})"] + [f"  {label.ljust(width)}  {value}" for label, value in rows]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,8 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the var/ folder and worker log even when OK")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
-    report = run_soak(jobs=args.jobs, rate=args.rate, kill_at=args.kill_at, stale_seconds=args.stale_seconds,
-                      timeout=args.timeout, work_ms=args.work_ms, concurrency=args.concurrency, keep=args.keep)
+    report = run_soak(
+        jobs=args.jobs,
+        rate=args.rate,
+        kill_at=args.kill_at,
+        stale_seconds=args.stale_seconds,
+        timeout=args.timeout,
+        work_ms=args.work_ms,
+        concurrency=args.concurrency,
+        keep=args.keep,
+    )
     print(json.dumps(report, indent=2) if args.json else _table(report))
     return 0 if report["ok"] else 1
 

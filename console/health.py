@@ -99,8 +99,15 @@ class Health:
         }
 
 
-def assess(*, database_ok: bool, broker_ok: bool, workers: dict[str, list[str]], queued: dict[str, dict],
-           broker_messages: dict[str, int], eager: bool = False) -> Health:
+def assess(
+    *,
+    database_ok: bool,
+    broker_ok: bool,
+    workers: dict[str, list[str]],
+    queued: dict[str, dict],
+    broker_messages: dict[str, int],
+    eager: bool = False,
+) -> Health:
     """Turn the facts into a verdict; pure, so every rule is tested with plain values."""
     health = Health(database_ok=database_ok, broker_ok=broker_ok)
     if not database_ok:
@@ -116,7 +123,8 @@ def assess(*, database_ok: bool, broker_ok: bool, workers: dict[str, list[str]],
         if waiting["queued_jobs"]:
             health.problems.append(
                 f"no worker seen on queue {queue!r} in the last {ALIVE_SECONDS}s, and {waiting['queued_jobs']} "
-                f"job(s) wait there (the oldest for {waiting['oldest_queued_age_s']:.0f}s)")
+                f"job(s) wait there (the oldest for {waiting['oldest_queued_age_s']:.0f}s)"
+            )
         else:
             health.warnings.append(f"no worker seen on queue {queue!r} in the last {ALIVE_SECONDS}s")
     return health
@@ -140,8 +148,14 @@ def check_health(now: datetime | None = None) -> Health:
     except Exception:  # any transport's connection error: what matters is that nothing can be queued
         logger.exception("health: the broker cannot be reached")
         broker_ok = False
-    return assess(database_ok=database_ok, broker_ok=broker_ok, workers=workers, queued=queued,
-                  broker_messages=broker_messages, eager=eager)
+    return assess(
+        database_ok=database_ok,
+        broker_ok=broker_ok,
+        workers=workers,
+        queued=queued,
+        broker_messages=broker_messages,
+        eager=eager,
+    )
 
 
 class WorkerStatus:

@@ -70,8 +70,12 @@ class DeliveryInputQuerySet(models.QuerySet):
             before = self.project_ids()
             rows = super().update(**kwargs)
             if moved:
-                before.update(self.model._base_manager.filter(pk__in=moved).order_by().values_list(
-                    self.project_path, flat=True).distinct())
+                before.update(
+                    self.model._base_manager.filter(pk__in=moved)
+                    .order_by()
+                    .values_list(self.project_path, flat=True)
+                    .distinct()
+                )
             if rows and before:
                 self.announce(before)
         return rows

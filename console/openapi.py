@@ -19,7 +19,10 @@ BODY_METHODS = ("post", "put", "patch")
 
 
 def _error(description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def _errors_for(path: str, method: str, operation: dict) -> dict[str, str]:

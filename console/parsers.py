@@ -54,8 +54,9 @@ def loads_bounded(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads`` for request bodies: ValueError (JSONTooDeep, JSONDecodeError, UnicodeDecodeError) for a
     body nested deeper than ``max_depth``, malformed, or holding NaN/Infinity; never RecursionError."""
     text = data.decode(json.detect_encoding(data)) if isinstance(data, bytes | bytearray) else data
-    too_deep = JSONTooDeep(f"the body nests arrays or objects more than {max_depth} levels deep; send a flatter "
-                           "document")
+    too_deep = JSONTooDeep(
+        f"the body nests arrays or objects more than {max_depth} levels deep; send a flatter document"
+    )
     if nesting_exceeds(text, max_depth):
         raise too_deep
     try:

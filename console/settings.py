@@ -77,17 +77,23 @@ def unsafe_configuration(env) -> list[str]:
     public = [h for h in hosts if not _is_loopback(h)]
     problems = []
     if flag("DEBUG") and public:
-        problems.append(f"DEBUG is on while ALLOWED_HOSTS names {', '.join(public)}: a debug page would show "
-                        "settings to anyone who reaches the server. Unset DEBUG, or list only loopback hosts.")
+        problems.append(
+            f"DEBUG is on while ALLOWED_HOSTS names {', '.join(public)}: a debug page would show "
+            "settings to anyone who reaches the server. Unset DEBUG, or list only loopback hosts."
+        )
     key = env.get("SECRET_KEY", "")
     if public and (len(key) < 50 or key.startswith("django-insecure-")):
-        problems.append(f"ALLOWED_HOSTS names {', '.join(public)} but SECRET_KEY is "
-                        f"{'not set' if not key else 'weak'}: set SECRET_KEY to a random value of 50 or more "
-                        "characters, the same on every machine (python -c 'import secrets; "
-                        "print(secrets.token_urlsafe(50))').")
+        problems.append(
+            f"ALLOWED_HOSTS names {', '.join(public)} but SECRET_KEY is "
+            f"{'not set' if not key else 'weak'}: set SECRET_KEY to a random value of 50 or more "
+            "characters, the same on every machine (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))')."
+        )
     if public and flag("CONSOLE_DEMO") and env.get("DEMO_PASSWORD", DEFAULT_DEMO_PASSWORD) == DEFAULT_DEMO_PASSWORD:
-        problems.append(f"CONSOLE_DEMO is on while ALLOWED_HOSTS names {', '.join(public)}: the demo users' "
-                        "password is printed in the README. Set DEMO_PASSWORD, or unset CONSOLE_DEMO.")
+        problems.append(
+            f"CONSOLE_DEMO is on while ALLOWED_HOSTS names {', '.join(public)}: the demo users' "
+            "password is printed in the README. Set DEMO_PASSWORD, or unset CONSOLE_DEMO."
+        )
     return problems
 
 
@@ -172,7 +178,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # on the client and never prepare. Set false behind a pooler that cannot keep prepared statements
     # (pgbouncer before 1.21 in transaction mode).
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
-        5 if env_bool("DB_PREPARED_STATEMENTS", True) else None)
+        5 if env_bool("DB_PREPARED_STATEMENTS", True) else None
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Sign-in lock-out (django-axes): every password check (the form login, the admin, DRF's HTTP Basic) passes the

@@ -21,21 +21,37 @@ api_patterns = [
     path("projects/<slug:project>/members/<str:username>/", projects_api.MemberDetail.as_view(), name="api-member"),
     path("projects/<slug:project>/models/", catalog_api.ModelList.as_view(), name="api-models"),
     path("projects/<slug:project>/models/<slug:model>/", catalog_api.ModelDetail.as_view(), name="api-model"),
-    path("projects/<slug:project>/models/<slug:model>/versions/", catalog_api.VersionList.as_view(), name="api-versions"),
-    path("projects/<slug:project>/models/<slug:model>/versions/<int:number>/", catalog_api.VersionDetail.as_view(),
-         name="api-version"),
-    path("projects/<slug:project>/models/<slug:model>/versions/<int:number>/optimize/", jobkinds_api.OptimizeVersion.as_view(),
-         name="api-optimize"),
-    path("projects/<slug:project>/models/<slug:model>/versions/<int:number>/optimize-for-device/",
-         jobkinds_api.OptimizeForDevice.as_view(), name="api-optimize-for-device"),
-    path("projects/<slug:project>/models/<slug:model>/datasets/", catalog_api.DatasetList.as_view(), name="api-datasets"),
+    path(
+        "projects/<slug:project>/models/<slug:model>/versions/", catalog_api.VersionList.as_view(), name="api-versions"
+    ),
+    path(
+        "projects/<slug:project>/models/<slug:model>/versions/<int:number>/",
+        catalog_api.VersionDetail.as_view(),
+        name="api-version",
+    ),
+    path(
+        "projects/<slug:project>/models/<slug:model>/versions/<int:number>/optimize/",
+        jobkinds_api.OptimizeVersion.as_view(),
+        name="api-optimize",
+    ),
+    path(
+        "projects/<slug:project>/models/<slug:model>/versions/<int:number>/optimize-for-device/",
+        jobkinds_api.OptimizeForDevice.as_view(),
+        name="api-optimize-for-device",
+    ),
+    path(
+        "projects/<slug:project>/models/<slug:model>/datasets/", catalog_api.DatasetList.as_view(), name="api-datasets"
+    ),
     path("transforms/", jobkinds_api.TransformList.as_view(), name="api-transforms"),
     path("projects/<slug:project>/jobs/", jobkinds_api.JobList.as_view(), name="api-jobs"),
     path("projects/<slug:project>/jobs/<int:job_id>/", jobkinds_api.JobDetail.as_view(), name="api-job"),
     path("projects/<slug:project>/jobs/<int:job_id>/cancel/", jobkinds_api.JobCancel.as_view(), name="api-job-cancel"),
     path("projects/<slug:project>/device-types/", device_types_api.DeviceTypeList.as_view(), name="api-device-types"),
-    path("projects/<slug:project>/device-types/<slug:slug>/", device_types_api.DeviceTypeDetail.as_view(),
-         name="api-device-type"),
+    path(
+        "projects/<slug:project>/device-types/<slug:slug>/",
+        device_types_api.DeviceTypeDetail.as_view(),
+        name="api-device-type",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

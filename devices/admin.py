@@ -63,6 +63,14 @@ class DeviceEventAdmin(admin.ModelAdmin):
 
 @admin.register(DailyRollup)
 class DailyRollupAdmin(admin.ModelAdmin):
-    list_display = ["day", "version", "device_type", "region", "download_completed", "install_succeeded",
-                    "install_failed", "inference_count"]
+    list_display = [
+        "day",
+        "version",
+        "device_type",
+        "region",
+        "download_completed",
+        "install_succeeded",
+        "install_failed",
+        "inference_count",
+    ]
     list_filter = ["project", "day"]

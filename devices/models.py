@@ -144,7 +144,9 @@ class Device(models.Model):
     config = models.JSONField(default=dict, help_text="the configuration exactly as the device sent it")
     fingerprint = models.CharField(max_length=64)
     checkin_interval_s = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(86400)],
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(86400)],
         help_text="overrides the project's interval for this device",
     )
     # sha256 of what the last check-in resolved and the device reported; unchanged -> nothing to write.

@@ -16,8 +16,9 @@ from devices.delivery.cache import invalidate
 
 def delivery_input_models() -> list[type]:
     """The models whose default manager is a DeliveryInputQuerySet."""
-    return [model for model in apps.get_models()
-            if isinstance(model._default_manager.get_queryset(), DeliveryInputQuerySet)]
+    return [
+        model for model in apps.get_models() if isinstance(model._default_manager.get_queryset(), DeliveryInputQuerySet)
+    ]
 
 
 def inputs_changed(sender, project_ids, **kwargs) -> None:

@@ -64,7 +64,8 @@ def enqueue(job_id: int, queue: str) -> bool:
     except Exception as exc:  # kombu wraps most transport errors in OperationalError, but not all of them
         logger.warning("job %s was not sent to %s: %s", job_id, queue, exc)
         Job.objects.filter(pk=job_id).update(
-            log=_log(f"not sent: the broker did not take it ({exc}); the reaper sends it again"))
+            log=_log(f"not sent: the broker did not take it ({exc}); the reaper sends it again")
+        )
         return False
     return True
 
@@ -152,9 +153,12 @@ def release_for_retry(job_id: int, reason: str) -> bool:
             fail_job(job_id, f"gave up after {job.attempts} attempt(s); the last one failed with: {reason}")
             return False
         Job.objects.filter(pk=job_id).update(
-            state=Job.State.QUEUED, heartbeat_at=timezone.now(),
-            log=_log(f"attempt {job.attempts} of {settings.JOB_MAX_ATTEMPTS} hit a transient error ({reason}); "
-                     "retrying"))
+            state=Job.State.QUEUED,
+            heartbeat_at=timezone.now(),
+            log=_log(
+                f"attempt {job.attempts} of {settings.JOB_MAX_ATTEMPTS} hit a transient error ({reason}); retrying"
+            ),
+        )
     return True
 
 
@@ -207,14 +211,20 @@ def reap_stale_jobs(*, now=None) -> dict:
     # heartbeat_at on a queued job marks its last send (or its return to the queue), so a job waiting behind a
     # long queue is sent again once per stale period, not on every reaper run.
     waiting = Job.objects.filter(state=Job.State.QUEUED, created_at__lt=cutoff).filter(
-        Q(heartbeat_at=None) | Q(heartbeat_at__lt=cutoff))
+        Q(heartbeat_at=None) | Q(heartbeat_at__lt=cutoff)
+    )
     for job in waiting:
         if Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(heartbeat_at=now):
             resent += enqueue(job.pk, get_kind(job.kind).queue)
     settled = sum(kind.reap(now=now) for kind in kinds().values() if kind.reap is not None)
     if requeued or failed or resent or settled:
-        logger.warning("reaped stale jobs: %s requeued, %s failed, %s resent, %s left unsettled by their jobs "
-                       "settled", requeued, failed, resent, settled)
+        logger.warning(
+            "reaped stale jobs: %s requeued, %s failed, %s resent, %s left unsettled by their jobs settled",
+            requeued,
+            failed,
+            resent,
+            settled,
+        )
     return {"requeued": requeued, "failed": failed, "resent": resent, "settled": settled}
 
 
@@ -247,12 +257,15 @@ def outlook(job: Job, *, now: datetime | None = None) -> Outlook | None:
         last_sent = max(job.created_at, job.heartbeat_at or job.created_at)
         if now - last_sent < quiet:
             return None
-        return Outlook(waiting_for_worker=True, silent_since=None, retry_at=last_sent + _stale_period(),
-                       gives_up=False)
+        return Outlook(waiting_for_worker=True, silent_since=None, retry_at=last_sent + _stale_period(), gives_up=False)
     if job.state == Job.State.RUNNING:
         last_heard = job.heartbeat_at or job.started_at or job.created_at
         if now - last_heard < quiet:
             return None
-        return Outlook(waiting_for_worker=False, silent_since=last_heard, retry_at=last_heard + _stale_period(),
-                       gives_up=job.attempts >= settings.JOB_MAX_ATTEMPTS)
+        return Outlook(
+            waiting_for_worker=False,
+            silent_since=last_heard,
+            retry_at=last_heard + _stale_period(),
+            gives_up=job.attempts >= settings.JOB_MAX_ATTEMPTS,
+        )
     return None

@@ -84,8 +84,15 @@ def execute_job(job_id: int) -> str:
 # per failure. The job row caps the attempts (JOB_MAX_ATTEMPTS, in claim_job and release_for_retry);
 # max_retries bounds a chain that keeps failing before it even claims the job (the database is down), after
 # which the reaper, not this chain, picks the job up again.
-@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2,
-             retry_backoff_max=60, retry_jitter=True, max_retries=5)
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=5,
+)
 def run_job(*, job_id: int) -> str:
     return execute_job(job_id)
 

@@ -36,14 +36,22 @@ def reference_version(model: Model, number: int | None = None) -> ModelVersion:
     if version is None:
         if number:
             raise DatasetRefused([f"v{number} is not a checked (ready) version of {model.name}"])
-        raise DatasetRefused([f"{model.name} has no checked version yet: upload a model first, the dataset is "
-                              "checked against its inputs"])
+        raise DatasetRefused(
+            [
+                f"{model.name} has no checked version yet: upload a model first, the dataset is "
+                "checked against its inputs"
+            ]
+        )
     return version
 
 
 def dataset_limits() -> DatasetLimits:
-    return DatasetLimits(max_bytes=settings.MAX_DATASET_BYTES, max_elements=settings.MAX_DATASET_ELEMENTS,
-                         max_rows=settings.MAX_DATASET_ROWS, max_columns=settings.MAX_DATASET_COLUMNS)
+    return DatasetLimits(
+        max_bytes=settings.MAX_DATASET_BYTES,
+        max_elements=settings.MAX_DATASET_ELEMENTS,
+        max_rows=settings.MAX_DATASET_ROWS,
+        max_columns=settings.MAX_DATASET_COLUMNS,
+    )
 
 
 def version_input_specs(version: ModelVersion) -> list[TensorSpec]:
@@ -54,8 +62,9 @@ def version_input_specs(version: ModelVersion) -> list[TensorSpec]:
     return [TensorSpec.from_dict(entry) for entry in recorded]
 
 
-def attach_dataset(*, model: Model, uploaded, name: str = "", label_column: str = "label", user=None,
-                   version_number: int | None = None) -> Dataset:
+def attach_dataset(
+    *, model: Model, uploaded, name: str = "", label_column: str = "label", user=None, version_number: int | None = None
+) -> Dataset:
     """Check ``uploaded`` against a ready version's inputs, then store it. Nothing is stored when refused."""
     if uploaded.size > settings.MAX_DATASET_BYTES:  # HTTP uploads stop at this in the handler already
         raise DatasetRefused([too_large_message("MAX_DATASET_BYTES")])
@@ -98,4 +107,3 @@ def attach_dataset(*, model: Model, uploaded, name: str = "", label_column: str 
         if isinstance(exc, IntegrityError):
             raise DatasetRefused(["this file was attached by someone else a moment ago"]) from exc
         raise
-

@@ -36,14 +36,25 @@ class CompatibilitySerializer(serializers.ModelSerializer):
 
 class VersionSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name", read_only=True)
-    parent = serializers.IntegerField(source="parent.number", read_only=True, allow_null=True,
-                                      default=None)  # an upload has none
+    parent = serializers.IntegerField(
+        source="parent.number", read_only=True, allow_null=True, default=None
+    )  # an upload has none
 
     class Meta:
         model = ModelVersion
         fields = [
-            "model", "number", "state", "error", "sha256", "size_bytes", "format", "original_filename",
-            "parent", "transform", "transform_params", "created_at",
+            "model",
+            "number",
+            "state",
+            "error",
+            "sha256",
+            "size_bytes",
+            "format",
+            "original_filename",
+            "parent",
+            "transform",
+            "transform_params",
+            "created_at",
         ]
 
 
@@ -66,14 +77,26 @@ class VersionUploadSerializer(serializers.Serializer):
 class DatasetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Dataset
-        fields = ["id", "name", "format", "label_column", "sha256", "size_bytes", "rows", "has_labels", "summary",
-                  "created_at"]
+        fields = [
+            "id",
+            "name",
+            "format",
+            "label_column",
+            "sha256",
+            "size_bytes",
+            "rows",
+            "has_labels",
+            "summary",
+            "created_at",
+        ]
 
 
 class DatasetUploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="NPZ (arrays named after the model's inputs, plus 'labels') or CSV.")
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    label_column = serializers.CharField(required=False, default="label", max_length=200,
-                                         help_text="CSV only: the column holding labels.")
-    version = serializers.IntegerField(required=False, min_value=1,
-                                       help_text="Check against this version's inputs (default: latest ready).")
+    label_column = serializers.CharField(
+        required=False, default="label", max_length=200, help_text="CSV only: the column holding labels."
+    )
+    version = serializers.IntegerField(
+        required=False, min_value=1, help_text="Check against this version's inputs (default: latest ready)."
+    )

@@ -61,13 +61,23 @@ def upload_version(*, model: Model, uploaded, user=None, filename: str = "") -> 
     if path is None:
         raise ModelFileError("The upload did not arrive as a file; send it as multipart/form-data field 'file'.")
     check_upload(path)  # structure always; parse + ONNX checker up to 32 MB, larger files in the check job
-    return register_version(model=model, source=uploaded, sha256=sha256, user=user,
-                            filename=filename or uploaded.name or "")
+    return register_version(
+        model=model, source=uploaded, sha256=sha256, user=user, filename=filename or uploaded.name or ""
+    )
 
 
 def register_version(
-    *, model: Model, source, sha256: str, user=None, filename: str = "", parent: ModelVersion | None = None,
-    transform: str = "", transform_params: dict | None = None, file_format: str = "onnx", metrics: dict | None = None,
+    *,
+    model: Model,
+    source,
+    sha256: str,
+    user=None,
+    filename: str = "",
+    parent: ModelVersion | None = None,
+    transform: str = "",
+    transform_params: dict | None = None,
+    file_format: str = "onnx",
+    metrics: dict | None = None,
 ) -> ModelVersion:
     """Store ``source`` (a Django File) and create its version row plus a check job, all or nothing.
 
@@ -75,8 +85,9 @@ def register_version(
     for the reaper to send again (jobs.services.enqueue), never a version without its file.
     """
     suffix = ".ort" if file_format == "ort" else ".onnx"
-    stored_name = default_storage.save(version_storage_name(model, sha256, suffix), source if isinstance(source, File)
-                                       else File(source))
+    stored_name = default_storage.save(
+        version_storage_name(model, sha256, suffix), source if isinstance(source, File) else File(source)
+    )
     try:
         with transaction.atomic():
             Model.objects.select_for_update().filter(pk=model.pk).first()  # serialize version numbering

@@ -97,8 +97,9 @@ def reap_unsettled_versions(*, now=None) -> int:
     from jobs.models import Job
     from jobs.services import start_job
 
-    live = Job.objects.filter(kind=CHECK.name, input_version=OuterRef("pk"), state__in=[Job.State.QUEUED,
-                                                                                        Job.State.RUNNING])
+    live = Job.objects.filter(
+        kind=CHECK.name, input_version=OuterRef("pk"), state__in=[Job.State.QUEUED, Job.State.RUNNING]
+    )
     settled = 0
     unsettled = ModelVersion.objects.filter(state=ModelVersion.State.CHECKING).exclude(Exists(live))
     for version in unsettled.select_related("model__project"):
@@ -110,10 +111,20 @@ def reap_unsettled_versions(*, now=None) -> int:
                 start_job(project=version.model.project, kind=CHECK.name, input_version=version)
             else:
                 ModelVersion.objects.filter(pk=version.pk).update(
-                    state=ModelVersion.State.FAILED, error=last.error or f"its compatibility check was {last.state}")
+                    state=ModelVersion.State.FAILED, error=last.error or f"its compatibility check was {last.state}"
+                )
             settled += 1
     return settled
 
 
-CHECK = register(JobKind(name="check", queue=QUEUE_CHECKS, run=run_check, on_failure=on_check_failure,
-                         on_success=on_check_success, reap=reap_unsettled_versions, label="Compatibility check"))
+CHECK = register(
+    JobKind(
+        name="check",
+        queue=QUEUE_CHECKS,
+        run=run_check,
+        on_failure=on_check_failure,
+        on_success=on_check_success,
+        reap=reap_unsettled_versions,
+        label="Compatibility check",
+    )
+)

@@ -122,9 +122,16 @@ def register_variant(job, parent, out: Path, transform_name: str, params: dict, 
         if existing is not None:
             return existing, False
         return catalog_services.register_version(
-            model=parent.model, source=source, sha256=sha256, user=job.created_by,
-            filename=out.name, parent=parent, transform=transform_name, transform_params=params,
-            file_format=file_format, metrics=metrics,
+            model=parent.model,
+            source=source,
+            sha256=sha256,
+            user=job.created_by,
+            filename=out.name,
+            parent=parent,
+            transform=transform_name,
+            transform_params=params,
+            file_format=file_format,
+            metrics=metrics,
         ), True
 
 
@@ -132,12 +139,16 @@ def run_optimize(job, progress):
     parent = _load_parent(job)
     dataset = _load_dataset(job, parent)
     name = job.params.get("transform", "")
-    with local_path(parent.file) as parent_path, _dataset_path(dataset) as data_path, \
-            tempfile.TemporaryDirectory(prefix="mdc-opt-") as tmp:
+    with (
+        local_path(parent.file) as parent_path,
+        _dataset_path(dataset) as data_path,
+        tempfile.TemporaryDirectory(prefix="mdc-opt-") as tmp,
+    ):
         progress(10, f"running {name} on {parent}")
         try:
             out, report, verification, params, transform = make_variant(
-                name, job.params.get("params", {}), parent_path, data_path, Path(tmp))
+                name, job.params.get("params", {}), parent_path, data_path, Path(tmp)
+            )
             for line in report.log:
                 progress(35, line)
             progress(45, f"variant verified ({verification['reason']}); benchmarking parent and variant")
@@ -151,13 +162,17 @@ def run_optimize(job, progress):
             raise PermanentJobError(str(exc)) from exc
         summary = summarize(parent_figures, child_figures, verification, paired)
         metrics = {
-            "benchmark": child_figures, "parent_benchmark": parent_figures, "verification": verification,
-            "vs_parent": summary, "transform_report": report.as_dict(),
+            "benchmark": child_figures,
+            "parent_benchmark": parent_figures,
+            "verification": verification,
+            "vs_parent": summary,
+            "transform_report": report.as_dict(),
             "dataset": dataset.pk if dataset else None,
         }
         progress(85, "registering the variant")
-        child, created = register_variant(job, parent, out, name, params, metrics,
-                                          "ort" if transform.suffix == ".ort" else "onnx")
+        child, created = register_variant(
+            job, parent, out, name, params, metrics, "ort" if transform.suffix == ".ort" else "onnx"
+        )
     _remember_parent_benchmark(parent, parent_figures)
     result = {"version": child.number, "transform": name, **summary}
     if not created:
@@ -193,7 +208,8 @@ def candidate_transforms(profile: dict, facts: dict, has_dataset: bool) -> list[
     if profile.get("runtime_build") == "mobile":
         candidates.append(("to_ort", {"level": "basic"}))  # mobile packages load the ORT format most cheaply
     same_as_server = live_runtime.major_minor(profile.get("runtime_version", "")) == live_runtime.major_minor(
-        live_runtime.version())
+        live_runtime.version()
+    )
     limits = None if same_as_server else runtimes.runtime_limits(profile.get("runtime_version", ""))
     model_opset = facts.get("opset_imports", {}).get("ai.onnx")
     if limits and model_opset and limits.get("ai.onnx") and model_opset > limits["ai.onnx"]:
@@ -215,8 +231,11 @@ def run_optimize_for_device(job, progress):
     budget = float(job.params.get("accuracy_budget", 1.0))
     has_labels = bool(dataset and dataset.has_labels)
     rows, names = [], []
-    with local_path(parent.file) as parent_path, _dataset_path(dataset) as data_path, \
-            tempfile.TemporaryDirectory(prefix="mdc-dev-") as tmp:
+    with (
+        local_path(parent.file) as parent_path,
+        _dataset_path(dataset) as data_path,
+        tempfile.TemporaryDirectory(prefix="mdc-dev-") as tmp,
+    ):
         progress(5, f"measuring {parent} as the baseline")
         try:
             parent_figures = measure(parent_path, data_path, has_labels)
@@ -229,8 +248,9 @@ def run_optimize_for_device(job, progress):
             label = f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})"
             progress(10 + int(75 * index / len(candidates)), f"trying {label}")
             try:
-                out, report, verification, cleaned, transform = make_variant(name, params, parent_path, data_path,
-                                                                             Path(tmp))
+                out, report, verification, cleaned, transform = make_variant(
+                    name, params, parent_path, data_path, Path(tmp)
+                )
                 figures = measure(out, data_path, has_labels)
                 paired = paired_latency_ratio(parent_path, out)
                 facts = inspect_model(load_model(out)) if transform.suffix == ".onnx" else parent.metadata
@@ -240,31 +260,48 @@ def run_optimize_for_device(job, progress):
             row = _candidate_row(label, figures, verification, profile, facts, figures["size_bytes"])
             # The chooser compares latencies: use the side-by-side ratio against the parent's figure.
             row["latency_ms"] = baseline["latency_ms"] * paired
-            row.update({"transform": name, "params": cleaned,
-                        "vs_parent": summarize(parent_figures, figures, verification, paired)})
+            row.update(
+                {
+                    "transform": name,
+                    "params": cleaned,
+                    "vs_parent": summarize(parent_figures, figures, verification, paired),
+                }
+            )
             rows.append(row)
             made[label] = (out, name, cleaned, figures, verification, report, transform, paired)
             names.append(label)
         measured = [row for row in rows if "error" not in row]
         decision = choose_variant(baseline, measured, objective=objective, budget_points=budget)
         for row in rows:
-            row["decision"] = "chosen" if row["name"] == decision["choice"] else decision["reasons"].get(
-                row["name"], row.get("error", ""))
+            row["decision"] = (
+                "chosen"
+                if row["name"] == decision["choice"]
+                else decision["reasons"].get(row["name"], row.get("error", ""))
+            )
         result = {
-            "device_type": slug, "objective": objective, "accuracy_budget": budget, "parent": baseline,
-            "candidates": rows, "choice": decision["choice"],
+            "device_type": slug,
+            "objective": objective,
+            "accuracy_budget": budget,
+            "parent": baseline,
+            "candidates": rows,
+            "choice": decision["choice"],
         }
         child = None
         if decision["choice"]:
             out, name, cleaned, figures, verification, report, transform, paired = made[decision["choice"]]
             progress(90, f"registering {decision['choice']} as a new version")
             metrics = {
-                "benchmark": figures, "parent_benchmark": parent_figures, "verification": verification,
+                "benchmark": figures,
+                "parent_benchmark": parent_figures,
+                "verification": verification,
                 "vs_parent": summarize(parent_figures, figures, verification, paired),
-                "transform_report": report.as_dict(), "dataset": dataset.pk if dataset else None, "chosen_for": slug,
+                "transform_report": report.as_dict(),
+                "dataset": dataset.pk if dataset else None,
+                "chosen_for": slug,
             }
-            child, _ = register_variant(job, parent, out, name, cleaned, metrics,
-                                        "ort" if transform.suffix == ".ort" else "onnx")
+            child, _ = register_variant(
+                job, parent, out, name, cleaned, metrics, "ort" if transform.suffix == ".ort" else "onnx"
+            )
             result["version"] = child.number
         else:
             progress(95, "no variant beat the parent within the budget; keeping the parent")
@@ -289,5 +326,8 @@ def _candidate_row(name, figures, verification, profile, facts, size_bytes) -> d
 
 
 OPTIMIZE = register(JobKind(name="optimize", queue=QUEUE_HEAVY, run=run_optimize, label="Optimize"))
-OPTIMIZE_FOR_DEVICE = register(JobKind(name="optimize_for_device", queue=QUEUE_HEAVY, run=run_optimize_for_device,
-                                       label="Optimize for a device type"))
+OPTIMIZE_FOR_DEVICE = register(
+    JobKind(
+        name="optimize_for_device", queue=QUEUE_HEAVY, run=run_optimize_for_device, label="Optimize for a device type"
+    )
+)

@@ -23,13 +23,27 @@ class JobSerializer(serializers.ModelSerializer):
     input_version = serializers.SerializerMethodField()
     output_version = serializers.SerializerMethodField()
     outlook = serializers.SerializerMethodField(
-        help_text="Null while the job moves or once it ended; else why it is not moving and when the reaper acts.")
+        help_text="Null while the job moves or once it ended; else why it is not moving and when the reaper acts."
+    )
 
     class Meta:
         model = Job
         fields = [
-            "id", "kind", "params", "state", "progress", "log", "error", "attempts", "input_version",
-            "output_version", "result", "outlook", "created_at", "started_at", "finished_at",
+            "id",
+            "kind",
+            "params",
+            "state",
+            "progress",
+            "log",
+            "error",
+            "attempts",
+            "input_version",
+            "output_version",
+            "result",
+            "outlook",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]
 
     @extend_schema_field(OutlookSerializer(allow_null=True))
@@ -72,8 +86,11 @@ class OptimizeSerializer(serializers.Serializer):
         if transform.needs_dataset:
             if attrs["dataset"] is None:
                 raise serializers.ValidationError(
-                    {"dataset": f"{transform.name} is calibrated on data: attach a dataset to the model and give "
-                                "its id."})
+                    {
+                        "dataset": f"{transform.name} is calibrated on data: attach a dataset to the model and give "
+                        "its id."
+                    }
+                )
             params["dataset"] = "placeholder"  # checked for shape only; the job passes the real file
         try:
             cleaned = transform.clean(params)
@@ -87,8 +104,9 @@ class OptimizeSerializer(serializers.Serializer):
 class OptimizeForDeviceSerializer(serializers.Serializer):
     device_type = serializers.SlugField()
     objective = serializers.ChoiceField(choices=["size", "latency"], default="size")
-    accuracy_budget = serializers.FloatField(default=1.0, min_value=0.0, max_value=100.0,
-                                             help_text="Largest accuracy drop accepted, in points.")
+    accuracy_budget = serializers.FloatField(
+        default=1.0, min_value=0.0, max_value=100.0, help_text="Largest accuracy drop accepted, in points."
+    )
     dataset = serializers.IntegerField(required=False, allow_null=True, default=None)
 
     def validate(self, attrs):

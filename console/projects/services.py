@@ -27,12 +27,16 @@ def _refuse_leaving_no_owner(project: Project, user) -> None:
     """Refuse when ``user`` is the project's only owner. Locks the owner rows (in primary-key order), so of two
     owners demoting or removing each other at once, the second sees the first's change and is refused."""
     owners = list(
-        Membership.objects.select_for_update().filter(project=project, role=roles.OWNER)
-        .order_by("pk").values_list("user_id", flat=True)
+        Membership.objects.select_for_update()
+        .filter(project=project, role=roles.OWNER)
+        .order_by("pk")
+        .values_list("user_id", flat=True)
     )
     if owners == [user.pk]:
-        raise Refused(f"A project keeps at least one owner and {user.get_username()} is the last one; "
-                      "make someone else owner first.")
+        raise Refused(
+            f"A project keeps at least one owner and {user.get_username()} is the last one; "
+            "make someone else owner first."
+        )
 
 
 def set_member(*, project: Project, user, role: str) -> Membership:

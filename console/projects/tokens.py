@@ -36,5 +36,9 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
     name = "apiToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "Personal API token: `Token mdc_...` (manage.py issue_api_token <user>)."}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "Personal API token: `Token mdc_...` (manage.py issue_api_token <user>).",
+        }

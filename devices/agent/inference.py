@@ -25,7 +25,6 @@ from devices.agent.store import ModelStore
 MAX_LATENCIES = 10_000  # per version between check-ins: bounded memory however hot the app runs
 
 
-
 class Rollback(Protocol):
     """Delivery's rollback (it also blocks the abandoned file and reports the event); returns the install now
     current."""

@@ -91,6 +91,9 @@ DEVICE_REPORTS: dict[str, dict[str, str]] = {
     "raspberry-pi-4": {"os": "linux", "cpu_arch": "arm64", "accelerator": "none", "runtime_version": "1.16.3"},
     "jetson-orin": {"os": "linux", "cpu_arch": "arm64", "accelerator": "cuda", "runtime_version": "1.18.1"},
     "x86-gateway": {
-        "os": "linux", "cpu_arch": "x86_64", "accelerator": "none", "runtime_version": onnxruntime.__version__
+        "os": "linux",
+        "cpu_arch": "x86_64",
+        "accelerator": "none",
+        "runtime_version": onnxruntime.__version__,
     },
 }

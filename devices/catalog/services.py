@@ -76,5 +76,7 @@ def _taken_message(device_type: DeviceType, clash: DeviceType) -> str:
         return f"The built-in device type {slug!r} already has that slug; pick another slug."
     if clash.project_id == device_type.project_id:
         return f"This project already has a device type {slug!r}; pick another slug."
-    return (f"A project has its own device type {slug!r}, and its devices would see two types under one slug; "
-            "pick another slug for the built-in.")
+    return (
+        f"A project has its own device type {slug!r}, and its devices would see two types under one slug; "
+        "pick another slug for the built-in."
+    )

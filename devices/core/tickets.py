@@ -54,14 +54,14 @@ def request_key(*, generation: str, fingerprint: str, models: list[str], install
     return hashlib.sha256(canonical_json([generation, fingerprint, models, installed])).digest()
 
 
-def _mac(secret: bytes, answer: str, project_id: int, device_pk: int, issued_at: int, token_hash: str,
-         key: bytes) -> str:
+def _mac(
+    secret: bytes, answer: str, project_id: int, device_pk: int, issued_at: int, token_hash: str, key: bytes
+) -> str:
     message = f"{answer}.{project_id}.{device_pk}.{issued_at}.{token_hash}.".encode() + key
     return hmac.new(secret, message, hashlib.sha256).hexdigest()[:_MAC_HEX]
 
 
-def issue(secret: bytes, *, answer: str, project_id: int, device_pk: int, token_hash: str, key: bytes,
-          now: int) -> str:
+def issue(secret: bytes, *, answer: str, project_id: int, device_pk: int, token_hash: str, key: bytes, now: int) -> str:
     """The ETag header value (quoted) for an answer whose ETag is ``answer`` (quoted or not)."""
     answer = answer.strip('"')
     mac = _mac(secret, answer, project_id, device_pk, now, token_hash, key)

@@ -46,13 +46,15 @@ class RequestTooLarge(exceptions.APIException):
 
 def _flatten(errors, path: str = "") -> list[str]:
     if isinstance(errors, dict):
-        return [line for key, value in errors.items()
-                for line in _flatten(value, key if not path else f"{path}.{key}")]
+        return [line for key, value in errors.items() for line in _flatten(value, key if not path else f"{path}.{key}")]
     if isinstance(errors, list):
         if all(isinstance(item, str) for item in errors):
             return [f"{path}: {item}" if path else str(item) for item in errors]
-        return [line for index, item in enumerate(errors)
-                for line in _flatten(item, f"{path}[{index}]" if path else f"[{index}]")]
+        return [
+            line
+            for index, item in enumerate(errors)
+            for line in _flatten(item, f"{path}[{index}]" if path else f"[{index}]")
+        ]
     return [f"{path}: {errors}" if path else str(errors)]
 
 
@@ -68,8 +70,13 @@ def known_device_type(project_id: int, slug: str):
     """The device type a configuration names, or a 400: built-in types and the project's own only."""
     device_type = fleet_services.device_type_for(project_id, slug)
     if device_type is None:
-        raise exceptions.ValidationError({"config": {"device_type": [
-            f"unknown device type {slug!r}: use a built-in type or one of this project's."]}})
+        raise exceptions.ValidationError(
+            {
+                "config": {
+                    "device_type": [f"unknown device type {slug!r}: use a built-in type or one of this project's."]
+                }
+            }
+        )
     return device_type
 
 
@@ -87,8 +94,9 @@ class DeviceEndpoint(APIView):
     def initial(self, request, *args, **kwargs):
         length = request.META.get("CONTENT_LENGTH") or "0"
         if length.isdigit() and int(length) > self.max_body_bytes:
-            raise RequestTooLarge(f"The request body is {length} bytes; this endpoint takes at most "
-                                  f"{self.max_body_bytes}.")
+            raise RequestTooLarge(
+                f"The request body is {length} bytes; this endpoint takes at most {self.max_body_bytes}."
+            )
         super().initial(request, *args, **kwargs)
 
     def valid_body(self, serializer_class):
@@ -113,26 +121,31 @@ class EnrollView(DeviceEndpoint):
         config = data["config"]
         device_type = known_device_type(fleet.project_id, config["device_type"])
         try:
-            device, token = fleet_services.enroll_device(fleet=fleet, device_id=data["device_id"], config=config,
-                                                   device_type=device_type)
+            device, token = fleet_services.enroll_device(
+                fleet=fleet, device_id=data["device_id"], config=config, device_type=device_type
+            )
         except fleet_services.DeviceRevoked:
             raise exceptions.PermissionDenied(
                 f"Device {data['device_id']} was revoked by the project; it cannot enroll again under that id."
             ) from None
-        return Response({
-            "device_token": token,
-            "device_id": device.device_id,
-            "project": fleet.project.slug,
-            "public_key": fleet.public_key,
-            "checkin_interval_s": device.checkin_interval_s or fleet.checkin_interval_s,
-        }, status=status.HTTP_201_CREATED)
+        return Response(
+            {
+                "device_token": token,
+                "device_id": device.device_id,
+                "project": fleet.project.slug,
+                "public_key": fleet.public_key,
+                "checkin_interval_s": device.checkin_interval_s or fleet.checkin_interval_s,
+            },
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class CheckinView(DeviceEndpoint):
     """The whole check-in through DRF: what ``checkin`` hands over for anything but the usual body."""
 
-    @extend_schema(request=CheckinSerializer, responses={200: dict, 304: None, 400: dict, 401: dict, 409: dict},
-                   tags=["device"])
+    @extend_schema(
+        request=CheckinSerializer, responses={200: dict, 304: None, 400: dict, 401: dict, 409: dict}, tags=["device"]
+    )
     def post(self, request):
         device: DeviceRecord = request.auth
         data = self.valid_body(CheckinSerializer)
@@ -140,11 +153,15 @@ class CheckinView(DeviceEndpoint):
         config = data.get("config")
         if config is not None:
             device_type = known_device_type(device.project_id, config["device_type"])
-            fleet_services.apply_config(device=Device.objects.get(pk=device.pk), config=config,
-                                        device_type=device_type, now=now)
-        result = answer_checkin(CheckinRequest.of(data, request.META.get("HTTP_IF_NONE_MATCH", "")),
-                                token=DeviceTokenAuthentication.raw_token(request) or "", now=now,
-                                device=None if config is not None else device)  # a config: read the row again
+            fleet_services.apply_config(
+                device=Device.objects.get(pk=device.pk), config=config, device_type=device_type, now=now
+            )
+        result = answer_checkin(
+            CheckinRequest.of(data, request.META.get("HTTP_IF_NONE_MATCH", "")),
+            token=DeviceTokenAuthentication.raw_token(request) or "",
+            now=now,
+            device=None if config is not None else device,
+        )  # a config: read the row again
         return Response(result.body, status=result.status, headers=result.headers)
 
 
@@ -154,8 +171,12 @@ _full_checkin = CheckinView.as_view()
 def _common_body(request: HttpRequest) -> dict | None:
     """The usual check-in body, parsed and checked without DRF; None when CheckinView must take the request."""
     length = request.META.get("CONTENT_LENGTH") or ""
-    if (request.method != "POST" or request.content_type != "application/json" or not length.isdigit()
-            or int(length) > MAX_REQUEST_BYTES):
+    if (
+        request.method != "POST"
+        or request.content_type != "application/json"
+        or not length.isdigit()
+        or int(length) > MAX_REQUEST_BYTES
+    ):
         return None
     try:
         return common_checkin(loads_bounded(request.body))
@@ -164,8 +185,12 @@ def _common_body(request: HttpRequest) -> dict | None:
 
 
 def _json(data, code: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
-    return HttpResponse(json.dumps(data, ensure_ascii=False, separators=(",", ":")), status=code, headers=headers,
-                        content_type="application/json")
+    return HttpResponse(
+        json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        status=code,
+        headers=headers,
+        content_type="application/json",
+    )
 
 
 def _problem(exc: exceptions.APIException) -> HttpResponse:
@@ -202,8 +227,9 @@ def checkin(request: HttpRequest) -> HttpResponse:
         raw = DeviceTokenAuthentication.raw_token(request)
         if raw is None:
             raise exceptions.NotAuthenticated()
-        result = answer_checkin(CheckinRequest.of(data, request.META.get("HTTP_IF_NONE_MATCH", "")), token=raw,
-                                admit=admit)
+        result = answer_checkin(
+            CheckinRequest.of(data, request.META.get("HTTP_IF_NONE_MATCH", "")), token=raw, admit=admit
+        )
     except exceptions.APIException as exc:
         return _problem(exc)
     return _render(result)
@@ -233,18 +259,32 @@ class EventsView(DeviceEndpoint):
 
 
 class DownloadView(DeviceEndpoint):
-    @extend_schema(responses={200: OpenApiResponse(description="the package bytes"), 206: None, 403: dict, 416: None},
-                   tags=["device"])
+    @extend_schema(
+        responses={200: OpenApiResponse(description="the package bytes"), 206: None, 403: dict, 416: None},
+        tags=["device"],
+    )
     def get(self, request, version_id: int):
         device: DeviceRecord = request.auth
-        problem = check_download_token(keys.download_secret(), request.query_params.get("token", ""),
-                                       version_id=version_id, device_id=device.device_id, now=int(time.time()))
+        problem = check_download_token(
+            keys.download_secret(),
+            request.query_params.get("token", ""),
+            version_id=version_id,
+            device_id=device.device_id,
+            now=int(time.time()),
+        )
         if problem:
             raise exceptions.PermissionDenied(f"download token {problem}: check in again for a fresh download URL.")
-        state = (DeviceModelState.objects.select_related("desired_version__model")
-                 .filter(device_id=device.pk, desired_version_id=version_id).first())
+        state = (
+            DeviceModelState.objects.select_related("desired_version__model")
+            .filter(device_id=device.pk, desired_version_id=version_id)
+            .first()
+        )
         if state is None:
             raise exceptions.PermissionDenied(
-                f"Version {version_id} is not assigned to this device: check in again for a fresh download URL.")
-        return package_response(state.desired_version, range_header=request.META.get("HTTP_RANGE"),
-                                if_range=request.META.get("HTTP_IF_RANGE"))
+                f"Version {version_id} is not assigned to this device: check in again for a fresh download URL."
+            )
+        return package_response(
+            state.desired_version,
+            range_header=request.META.get("HTTP_RANGE"),
+            if_range=request.META.get("HTTP_IF_RANGE"),
+        )

@@ -54,13 +54,21 @@ class DeviceRecord:
 
 # The record's columns: (record field, SQL); the lookup selects them in this order.
 _COLUMNS = [
-    ("pk", 'd."id"'), ("project_id", 'd."project_id"'), ("device_id", 'd."device_id"'),
+    ("pk", 'd."id"'),
+    ("project_id", 'd."project_id"'),
+    ("device_id", 'd."device_id"'),
     ("device_type_id", 'd."device_type_id"'),
     ("device_type_slug", '(SELECT t."slug" FROM "{type}" t WHERE t."id" = d."device_type_id")'),
-    ("region", 'd."region"'), ("app_version", 'd."app_version"'), ("attributes", 'd."attributes"'),
-    ("fingerprint", 'd."fingerprint"'), ("own_checkin_interval_s", 'd."checkin_interval_s"'),
-    ("delivery_digest", 'd."delivery_digest"'), ("last_seen_at", 'd."last_seen_at"'),
-    ("revoked_at", 'd."revoked_at"'), ("fleet_id", 'f."id"'), ("plan_generation", 'f."plan_generation"'),
+    ("region", 'd."region"'),
+    ("app_version", 'd."app_version"'),
+    ("attributes", 'd."attributes"'),
+    ("fingerprint", 'd."fingerprint"'),
+    ("own_checkin_interval_s", 'd."checkin_interval_s"'),
+    ("delivery_digest", 'd."delivery_digest"'),
+    ("last_seen_at", 'd."last_seen_at"'),
+    ("revoked_at", 'd."revoked_at"'),
+    ("fleet_id", 'f."id"'),
+    ("plan_generation", 'f."plan_generation"'),
     ("project_checkin_interval_s", 'f."checkin_interval_s"'),
 ]
 
@@ -69,8 +77,10 @@ _COLUMNS = [
 def _lookup_sql() -> str:
     device, device_type, fleet = Device._meta.db_table, DeviceType._meta.db_table, FleetSettings._meta.db_table
     columns = ", ".join(sql.format(type=device_type) for _, sql in _COLUMNS)
-    return (f'SELECT {columns} FROM "{device}" d JOIN "{fleet}" f ON f."project_id" = d."project_id" '
-            f'WHERE d."token_hash" = %s')
+    return (
+        f'SELECT {columns} FROM "{device}" d JOIN "{fleet}" f ON f."project_id" = d."project_id" '
+        f'WHERE d."token_hash" = %s'
+    )
 
 
 def device_for_token(raw: str) -> DeviceRecord | None:
@@ -193,5 +203,9 @@ class DeviceTokenScheme(OpenApiAuthenticationExtension):
     name = "deviceToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Device <device token>`, as returned by enrollment"}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Device <device token>`, as returned by enrollment",
+        }

@@ -106,8 +106,14 @@ def ticket_state(project_id: int) -> TicketState | None:
     state = None
     if generation is not None:
         since = timezone.now() - timedelta(seconds=conf.checkin_ticket_ttl_s())
-        state = TicketState(generation, frozenset(VoidedToken.objects.filter(
-            project_id=project_id, voided_at__gte=since).values_list("token_hash", flat=True)))
+        state = TicketState(
+            generation,
+            frozenset(
+                VoidedToken.objects.filter(project_id=project_id, voided_at__gte=since).values_list(
+                    "token_hash", flat=True
+                )
+            ),
+        )
     with _lock:
         if len(_ticket_states) >= _MAX_CACHED_PLANS:
             _ticket_states.clear()
@@ -140,19 +146,29 @@ def model_plans(project_id: int, generation: str, names: Iterable[str]) -> dict[
 
 def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPlan]:
     """Four queries whatever the number of models, rules and versions."""
-    models = list(Model.objects.filter(project_id=project_id, name__in=list(names)).values(
-        "id", "name", "default_version_id"))
+    models = list(
+        Model.objects.filter(project_id=project_id, name__in=list(names)).values("id", "name", "default_version_id")
+    )
     model_ids = [row["id"] for row in models]
     rules_by_model: dict[int, list[Rule]] = defaultdict(list)
     for row in TargetingRule.objects.filter(model_id__in=model_ids).values(
-            "id", "model_id", "priority", "version_id", "conditions"):
-        rules_by_model[row["model_id"]].append(Rule.from_dict(
-            {"id": row["id"], "priority": row["priority"], "version": row["version_id"],
-             "conditions": row["conditions"]}))
+        "id", "model_id", "priority", "version_id", "conditions"
+    ):
+        rules_by_model[row["model_id"]].append(
+            Rule.from_dict(
+                {
+                    "id": row["id"],
+                    "priority": row["priority"],
+                    "version": row["version_id"],
+                    "conditions": row["conditions"],
+                }
+            )
+        )
     runnable: dict[int, set[int]] = defaultdict(set)
     blocked: dict[int, dict[int, str]] = defaultdict(dict)
     for row in CompatibilityResult.objects.filter(version__model_id__in=model_ids).values(
-            "version_id", "device_type_id", "compatible", "reasons"):
+        "version_id", "device_type_id", "compatible", "reasons"
+    ):
         if row["compatible"]:
             runnable[row["version_id"]].add(row["device_type_id"])
         else:
@@ -160,13 +176,33 @@ def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPl
             blocked[row["version_id"]][row["device_type_id"]] = str(reasons[0])
     versions: dict[int, dict[int, VersionFacts]] = defaultdict(dict)
     children: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for row in ModelVersion.objects.filter(model_id__in=model_ids).values(
-            "id", "model_id", "number", "state", "sha256", "size_bytes", "format", "parent_id",
-            "metadata__opset_imports").order_by("id"):
+    for row in (
+        ModelVersion.objects.filter(model_id__in=model_ids)
+        .values(
+            "id",
+            "model_id",
+            "number",
+            "state",
+            "sha256",
+            "size_bytes",
+            "format",
+            "parent_id",
+            "metadata__opset_imports",
+        )
+        .order_by("id")
+    ):
         versions[row["model_id"]][row["id"]] = VersionFacts(
-            id=row["id"], number=row["number"], state=row["state"], servable=is_servable(row["state"]), sha256=row["sha256"], size=row["size_bytes"],
-            format=row["format"], parent_id=row["parent_id"], runtime=runtime_needs(row["metadata__opset_imports"]),
-            runnable_on=frozenset(runnable.get(row["id"], ())), blocked_on=blocked.get(row["id"], {}),
+            id=row["id"],
+            number=row["number"],
+            state=row["state"],
+            servable=is_servable(row["state"]),
+            sha256=row["sha256"],
+            size=row["size_bytes"],
+            format=row["format"],
+            parent_id=row["parent_id"],
+            runtime=runtime_needs(row["metadata__opset_imports"]),
+            runnable_on=frozenset(runnable.get(row["id"], ())),
+            blocked_on=blocked.get(row["id"], {}),
         )
         if row["parent_id"] is not None:
             children[row["model_id"]][row["parent_id"]].append(row["id"])

@@ -34,8 +34,10 @@ from devices.fleet import keys
 from devices.models import Device, DeviceEvent, DeviceModelState, FleetSettings
 from devices.telemetry.events import server_event
 
-NEED_CONFIG = {"detail": "The server does not know this configuration fingerprint; send the config.",
-               "need_config": True}
+NEED_CONFIG = {
+    "detail": "The server does not know this configuration fingerprint; send the config.",
+    "need_config": True,
+}
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,13 @@ class CheckinRequest:
     @classmethod
     def of(cls, data: dict[str, Any], if_none_match: str = "") -> CheckinRequest:
         """From validated data (``serializers.common_checkin`` or ``CheckinSerializer``)."""
-        return cls(fingerprint=data["fingerprint"], models=data["models"], installed=data["installed"],
-                   if_none_match=if_none_match, config_sent=data.get("config") is not None)
+        return cls(
+            fingerprint=data["fingerprint"],
+            models=data["models"],
+            installed=data["installed"],
+            if_none_match=if_none_match,
+            config_sent=data.get("config") is not None,
+        )
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,12 @@ def _admit_all(device: DeviceRecord | TicketHolder) -> None:
 
 
 def answer_checkin(
-    checkin: CheckinRequest, *, token: str, now: datetime | None = None,
-    admit: Callable[[DeviceRecord | TicketHolder], None] = _admit_all, device: DeviceRecord | None = None,
+    checkin: CheckinRequest,
+    *,
+    token: str,
+    now: datetime | None = None,
+    admit: Callable[[DeviceRecord | TicketHolder], None] = _admit_all,
+    device: DeviceRecord | None = None,
 ) -> CheckinResult:
     """The answer to ``checkin`` from the holder of ``token``: from its ticket, from its row, or resolved in full.
 
@@ -100,8 +111,7 @@ def answer_checkin(
     etag = _steady_etag(device, checkin)
     if etag is not None:  # nothing resolved, signed or written
         presence.note_seen(device.pk, now, device.last_seen_at)
-        return CheckinResult(status.HTTP_304_NOT_MODIFIED, None, {"ETag": ticketed(device, checkin, etag, now)},
-                             device)
+        return CheckinResult(status.HTTP_304_NOT_MODIFIED, None, {"ETag": ticketed(device, checkin, etag, now)}, device)
     answer = _resolve_and_remember(device, checkin, now)
     presence.note_seen(device.pk, now, device.last_seen_at)
     headers = {"ETag": ticketed(device, checkin, answer.etag, now)}
@@ -125,10 +135,20 @@ def _ticket(checkin: CheckinRequest, token: str, now: datetime) -> tuple[TicketH
         state = cache.ticket_state(ticket.project_id)
         if state is None or token_hash in state.voided:  # a revoked or replaced token: the row path says 401
             continue
-        key = tickets.request_key(generation=state.generation, fingerprint=checkin.fingerprint,
-                                  models=checkin.models, installed=checkin.installed)
-        if tickets.is_valid(keys.checkin_ticket_secret(), ticket, token_hash=token_hash, key=key,
-                            now=int(now.timestamp()), ttl_s=conf.checkin_ticket_ttl_s()):
+        key = tickets.request_key(
+            generation=state.generation,
+            fingerprint=checkin.fingerprint,
+            models=checkin.models,
+            installed=checkin.installed,
+        )
+        if tickets.is_valid(
+            keys.checkin_ticket_secret(),
+            ticket,
+            token_hash=token_hash,
+            key=key,
+            now=int(now.timestamp()),
+            ttl_s=conf.checkin_ticket_ttl_s(),
+        ):
             return TicketHolder(pk=ticket.device_pk, project_id=ticket.project_id), ticket.etag
     return None
 
@@ -136,10 +156,21 @@ def _ticket(checkin: CheckinRequest, token: str, now: datetime) -> tuple[TicketH
 def ticketed(device: DeviceRecord, checkin: CheckinRequest, answer_etag: str, now: datetime) -> str:
     """The ETag to send for ``answer_etag``: a check-in ticket that lets this device's next check-in with the
     same request be answered without the database (devices.core.tickets)."""
-    key = tickets.request_key(generation=device.plan_generation, fingerprint=checkin.fingerprint,
-                              models=checkin.models, installed=checkin.installed)
-    return tickets.issue(keys.checkin_ticket_secret(), answer=answer_etag, project_id=device.project_id,
-                         device_pk=device.pk, token_hash=device.token_hash, key=key, now=int(now.timestamp()))
+    key = tickets.request_key(
+        generation=device.plan_generation,
+        fingerprint=checkin.fingerprint,
+        models=checkin.models,
+        installed=checkin.installed,
+    )
+    return tickets.issue(
+        keys.checkin_ticket_secret(),
+        answer=answer_etag,
+        project_id=device.project_id,
+        device_pk=device.pk,
+        token_hash=device.token_hash,
+        key=key,
+        now=int(now.timestamp()),
+    )
 
 
 # -- 2. the device row ------------------------------------------------------------------------------------
@@ -149,8 +180,14 @@ def _inputs_key(device: DeviceRecord, checkin: CheckinRequest) -> str:
     """A digest of everything the answer and the state rows are a function of: the plans of the project's
     generation (a new one on any change to what resolution reads, see devices.signals), the device's
     configuration and interval, and the request's models and installed report."""
-    key = [device.plan_generation, device.fingerprint, device.device_type_id, device.checkin_interval_s,
-           checkin.models, checkin.installed]
+    key = [
+        device.plan_generation,
+        device.fingerprint,
+        device.device_type_id,
+        device.checkin_interval_s,
+        checkin.models,
+        checkin.installed,
+    ]
     return hashlib.sha256(canonical_json(key)).hexdigest()[:20]
 
 
@@ -189,8 +226,9 @@ class _Answer:
         body = {**self.stable, "models": dict(self.stable["models"])}
         for name, entry in body["models"].items():
             if entry.get("manifest"):
-                manifest = with_download_url(entry["manifest"], secret=secret, device_id=device_id,
-                                             expires_at=expires_at)
+                manifest = with_download_url(
+                    entry["manifest"], secret=secret, device_id=device_id, expires_at=expires_at
+                )
                 body["models"][name] = {**entry, "manifest": manifest}
         return body
 
@@ -198,9 +236,14 @@ class _Answer:
 def _resolve(device: DeviceRecord, checkin: CheckinRequest, plans: dict[str, ModelPlan | None]) -> _Answer:
     """The answer without download URLs and the state rows to remember; reads nothing but the signing key
     (once per version and plan)."""
-    facts = DeviceFacts(device_id=device.device_id, device_type_id=device.device_type_id,
-                        device_type=device.device_type_slug, region=device.region, app_version=device.app_version,
-                        attributes=device.attributes)
+    facts = DeviceFacts(
+        device_id=device.device_id,
+        device_type_id=device.device_type_id,
+        device_type=device.device_type_slug,
+        region=device.region,
+        app_version=device.app_version,
+        attributes=device.attributes,
+    )
     entries: dict[str, dict[str, Any]] = {}
     states: list[dict[str, Any]] = []
     for name in checkin.models:
@@ -224,7 +267,8 @@ def _resolve(device: DeviceRecord, checkin: CheckinRequest, plans: dict[str, Mod
 
 def _signing_key(device: DeviceRecord) -> bytes:
     return keys.decrypt_private_key(
-        FleetSettings.objects.filter(pk=device.fleet_id).values_list("signing_key_encrypted", flat=True).get())
+        FleetSettings.objects.filter(pk=device.fleet_id).values_list("signing_key_encrypted", flat=True).get()
+    )
 
 
 def _state_row(plan: ModelPlan, outcome: Outcome, report: dict[str, Any] | None) -> dict[str, Any]:
@@ -259,14 +303,26 @@ def _remember_states(device: DeviceRecord, rows: list[dict[str, Any]], now: date
         return
     created, changed, history = [], [], []
     with transaction.atomic():
-        existing = {state.model_id: state for state in DeviceModelState.objects.select_for_update()
-                    .filter(device_id=device.pk, model_id__in=[row["model_id"] for row in rows])}
+        existing = {
+            state.model_id: state
+            for state in DeviceModelState.objects.select_for_update().filter(
+                device_id=device.pk, model_id__in=[row["model_id"] for row in rows]
+            )
+        }
         for row in rows:
             state = existing.get(row["model_id"])
             if state is None or (state.desired_version_id, state.status) != (row["desired_version_id"], row["status"]):
-                history.append(server_event(device, DeviceEvent.Type.ASSIGNMENT_CHANGED, now, row["reason"],
-                                            model_id=row["model_id"], version_id=row["desired_version_id"],
-                                            reported_version_id=row["desired_version_id"]))
+                history.append(
+                    server_event(
+                        device,
+                        DeviceEvent.Type.ASSIGNMENT_CHANGED,
+                        now,
+                        row["reason"],
+                        model_id=row["model_id"],
+                        version_id=row["desired_version_id"],
+                        reported_version_id=row["desired_version_id"],
+                    )
+                )
             if state is None:
                 created.append(DeviceModelState(device_id=device.pk, resolved_at=now, **row))
             elif any(getattr(state, name) != value for name, value in row.items()):
@@ -284,8 +340,9 @@ def _remember_states(device: DeviceRecord, rows: list[dict[str, Any]], now: date
 # -- seeding ----------------------------------------------------------------------------------------------
 
 
-def settled_state(device: DeviceRecord, checkin: CheckinRequest, plans: dict[str, ModelPlan | None]
-                  ) -> tuple[str, str, list[dict[str, Any]]]:
+def settled_state(
+    device: DeviceRecord, checkin: CheckinRequest, plans: dict[str, ModelPlan | None]
+) -> tuple[str, str, list[dict[str, Any]]]:
     """(delivery digest, answer ETag, state rows) of ``device`` once it checked in with ``checkin`` under
     ``plans``: what to store to put a fleet in its steady state without checking each device in (bench)."""
     answer = _resolve(device, checkin, plans)
@@ -295,10 +352,21 @@ def settled_state(device: DeviceRecord, checkin: CheckinRequest, plans: dict[str
 def record_of(device: Device, fleet: FleetSettings) -> DeviceRecord:
     """The record of a device row at hand (the demo fleet and the bench have the row, not the token)."""
     return DeviceRecord(
-        pk=device.pk, project_id=device.project_id, device_id=device.device_id, token_hash=device.token_hash,
-        device_type_id=device.device_type_id, device_type_slug=device.device_type.slug, region=device.region,
-        app_version=device.app_version, attributes=device.attributes, fingerprint=device.fingerprint,
-        own_checkin_interval_s=device.checkin_interval_s, delivery_digest=device.delivery_digest,
-        last_seen_at=device.last_seen_at, revoked_at=device.revoked_at, fleet_id=fleet.pk,
-        plan_generation=fleet.plan_generation, project_checkin_interval_s=fleet.checkin_interval_s,
+        pk=device.pk,
+        project_id=device.project_id,
+        device_id=device.device_id,
+        token_hash=device.token_hash,
+        device_type_id=device.device_type_id,
+        device_type_slug=device.device_type.slug,
+        region=device.region,
+        app_version=device.app_version,
+        attributes=device.attributes,
+        fingerprint=device.fingerprint,
+        own_checkin_interval_s=device.checkin_interval_s,
+        delivery_digest=device.delivery_digest,
+        last_seen_at=device.last_seen_at,
+        revoked_at=device.revoked_at,
+        fleet_id=fleet.pk,
+        plan_generation=fleet.plan_generation,
+        project_checkin_interval_s=fleet.checkin_interval_s,
     )

@@ -45,7 +45,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
 
 
 def _disposition(version: ModelVersion) -> str:
-    return f"attachment; filename=\"{version.model.name}-v{version.number}.{version.format}\""
+    return f'attachment; filename="{version.model.name}-v{version.number}.{version.format}"'
 
 
 def _identity_headers(response: HttpResponse, version: ModelVersion) -> HttpResponse:
@@ -63,8 +63,13 @@ def _redirect_to_store(version: ModelVersion, storage: S3Storage) -> HttpRespons
     The URL lives STORAGE_PRESIGNED_URL_TTL_S seconds (the store checks it when a request starts, so a long
     download outlives it); an agent that retries asks here again and gets a fresh one.
     """
-    url = storage.url(version.file.name, parameters={
-        "ResponseContentDisposition": _disposition(version), "ResponseContentType": "application/octet-stream"})
+    url = storage.url(
+        version.file.name,
+        parameters={
+            "ResponseContentDisposition": _disposition(version),
+            "ResponseContentType": "application/octet-stream",
+        },
+    )
     response = HttpResponseRedirect(url)
     response["X-Content-SHA256"] = version.sha256
     response["Cache-Control"] = "private, no-store"  # a shared cache must not hand the signed URL to another device
@@ -100,8 +105,9 @@ def package_response(version: ModelVersion, *, range_header: str | None, if_rang
         # Open-ended (what the agent asks when it resumes): FileResponse, so the server can use sendfile.
         response = FileResponse(handle, status=206, content_type="application/octet-stream")
     else:
-        response = StreamingHttpResponse(_slice(handle, last - first + 1), status=206,
-                                         content_type="application/octet-stream")
+        response = StreamingHttpResponse(
+            _slice(handle, last - first + 1), status=206, content_type="application/octet-stream"
+        )
         response["Content-Length"] = str(last - first + 1)
     response["Content-Range"] = f"bytes {first}-{last}/{size}"
     return _identity_headers(response, version)
@@ -121,8 +127,9 @@ def _stream_from_store(version: ModelVersion, wanted: tuple[int, int] | None) ->
     else:
         handle.seek(first)
         chunks = _slice(handle, last - first + 1)
-    response = StreamingHttpResponse(chunks, status=200 if wanted is None else 206,
-                                     content_type="application/octet-stream")
+    response = StreamingHttpResponse(
+        chunks, status=200 if wanted is None else 206, content_type="application/octet-stream"
+    )
     response["Content-Length"] = str(last - first + 1)
     if wanted is not None:
         response["Content-Range"] = f"bytes {first}-{last}/{size}"

@@ -83,7 +83,7 @@ def flush() -> int:
         pending = sorted(_pending.items())
         _pending.clear()
     for start in range(0, len(pending), _BATCH):
-        _write(pending[start:start + _BATCH])
+        _write(pending[start : start + _BATCH])
     return len(pending)
 
 

@@ -47,11 +47,13 @@ def validate_attributes(value: Any) -> dict[str, Any]:
     for key, item in value.items():
         if not ATTRIBUTE_KEY_RE.match(key):
             raise serializers.ValidationError(
-                f"attribute name {key[:80]!r} must be 1-{MAX_ATTRIBUTE_KEY_CHARS} letters, digits or _.:-")
+                f"attribute name {key[:80]!r} must be 1-{MAX_ATTRIBUTE_KEY_CHARS} letters, digits or _.:-"
+            )
         if isinstance(item, str):
             if len(item) > MAX_ATTRIBUTE_VALUE_CHARS:
                 raise serializers.ValidationError(
-                    f"attribute {key} is {len(item)} characters long; at most {MAX_ATTRIBUTE_VALUE_CHARS}.")
+                    f"attribute {key} is {len(item)} characters long; at most {MAX_ATTRIBUTE_VALUE_CHARS}."
+                )
         elif not (isinstance(item, bool) or _is_number(item)):
             raise serializers.ValidationError(f"attribute {key} must be a string, a finite number or a boolean.")
     return value
@@ -66,15 +68,16 @@ class DeviceConfigSerializer(serializers.Serializer):
     os = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     cpu_arch = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     accelerator = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    memory_mb = serializers.IntegerField(min_value=0, max_value=100_000_000, required=False, allow_null=True,
-                                         default=None)
+    memory_mb = serializers.IntegerField(
+        min_value=0, max_value=100_000_000, required=False, allow_null=True, default=None
+    )
     region = serializers.CharField(max_length=2, allow_blank=True, trim_whitespace=False)
     app_version = serializers.CharField(max_length=64)
     attributes = serializers.JSONField(required=False, default=dict)
 
     def validate_region(self, value: str) -> str:
         if value and not REGION_RE.match(value):
-            raise serializers.ValidationError(f"{value!r} is not an ISO 3166 alpha-2 code such as DE (or \"\").")
+            raise serializers.ValidationError(f'{value!r} is not an ISO 3166 alpha-2 code such as DE (or "").')
         return value.upper()
 
     def validate_app_version(self, value: str) -> str:
@@ -105,8 +108,10 @@ class DeviceConfigSerializer(serializers.Serializer):
 
 class EnrollSerializer(serializers.Serializer):
     enrollment_key = serializers.CharField(max_length=200)
-    device_id = serializers.RegexField(DEVICE_ID_RE, error_messages={
-        "invalid": "device_id must be 1-128 letters, digits or ._:- (the agent sends a uuid4)."})
+    device_id = serializers.RegexField(
+        DEVICE_ID_RE,
+        error_messages={"invalid": "device_id must be 1-128 letters, digits or ._:- (the agent sends a uuid4)."},
+    )
     config = DeviceConfigSerializer()
 
 
@@ -141,8 +146,9 @@ def clean_installed(value: Any) -> dict[str, dict[str, Any]]:
             raise serializers.ValidationError(f"{name}.sha256 must be 64 lowercase hex digits.")
         if state not in INSTALLED_STATES:
             raise serializers.ValidationError(f"{name}.state must be running or failed.")
-    return {name: {"version_id": i["version_id"], "sha256": i["sha256"], "state": i["state"]}
-            for name, i in value.items()}
+    return {
+        name: {"version_id": i["version_id"], "sha256": i["sha256"], "state": i["state"]} for name, i in value.items()
+    }
 
 
 def common_checkin(data: Any) -> dict[str, Any] | None:
@@ -158,8 +164,11 @@ def common_checkin(data: Any) -> dict[str, Any] | None:
     if not isinstance(fingerprint, str) or not SHA256_RE.fullmatch(fingerprint):
         return None
     try:
-        return {"fingerprint": fingerprint, "models": clean_models(data.get("models", [])),
-                "installed": clean_installed(data.get("installed", {}))}
+        return {
+            "fingerprint": fingerprint,
+            "models": clean_models(data.get("models", [])),
+            "installed": clean_installed(data.get("installed", {})),
+        }
     except serializers.ValidationError:
         return None
 
@@ -169,12 +178,16 @@ class CheckinSerializer(serializers.Serializer):
     JSON fields checked by the validate_* methods: DRF deep-copies declared fields per instance, and nested
     serializers cost more than the rest of the check-in together."""
 
-    fingerprint = serializers.RegexField(SHA256_RE, error_messages={
-        "invalid": "fingerprint must be the sha256 hex of canonical_json(config)."})
+    fingerprint = serializers.RegexField(
+        SHA256_RE, error_messages={"invalid": "fingerprint must be the sha256 hex of canonical_json(config)."}
+    )
     config = serializers.JSONField(required=False, help_text="as at enrollment; only when the fingerprint changed")
     models = serializers.JSONField(required=False, default=list, help_text="names of the models the device wants")
-    installed = serializers.JSONField(required=False, default=dict, help_text=(
-        'per model: {"version_id": int, "sha256": hex, "state": "running" | "failed"}'))
+    installed = serializers.JSONField(
+        required=False,
+        default=dict,
+        help_text=('per model: {"version_id": int, "sha256": hex, "state": "running" | "failed"}'),
+    )
 
     def validate_config(self, value: Any) -> dict[str, Any]:
         config = DeviceConfigSerializer(data=value)
@@ -190,6 +203,11 @@ class CheckinSerializer(serializers.Serializer):
     def validate(self, data: dict) -> dict:
         config = data.get("config")
         if config is not None and config["fingerprint"] != data["fingerprint"]:
-            raise serializers.ValidationError({"fingerprint": (
-                f"does not match the config sent (config_fingerprint(config) is {config['fingerprint']}).")})
+            raise serializers.ValidationError(
+                {
+                    "fingerprint": (
+                        f"does not match the config sent (config_fingerprint(config) is {config['fingerprint']})."
+                    )
+                }
+            )
         return data

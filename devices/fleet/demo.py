@@ -29,15 +29,25 @@ def demo_config(index: int, rng: random.Random) -> dict[str, Any]:
     """Demo device ``index``: the built-in types in turn, each reporting what such a device does."""
     device_type = BUILTIN_DEVICE_TYPE_SLUGS[index % len(BUILTIN_DEVICE_TYPE_SLUGS)]
     return {
-        "device_type": device_type, "runtime": "onnxruntime", **DEVICE_REPORTS[device_type],
-        "memory_mb": rng.choice([2048, 4096, 8192]), "region": DEFAULT_REGIONS[index % len(DEFAULT_REGIONS)],
-        "app_version": rng.choice(DEFAULT_APP_VERSIONS), "attributes": {"tier": rng.choice(["free", "pro"])},
+        "device_type": device_type,
+        "runtime": "onnxruntime",
+        **DEVICE_REPORTS[device_type],
+        "memory_mb": rng.choice([2048, 4096, 8192]),
+        "region": DEFAULT_REGIONS[index % len(DEFAULT_REGIONS)],
+        "app_version": rng.choice(DEFAULT_APP_VERSIONS),
+        "attributes": {"tier": rng.choice(["free", "pro"])},
     }
 
 
 def _event(event_type: str, model: str, version_id: int, at: datetime, **extra: Any) -> dict[str, Any]:
-    return {"id": str(uuid.uuid4()), "type": event_type, "model": model, "version_id": version_id,
-            "at": at.isoformat(), **extra}
+    return {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "model": model,
+        "version_id": version_id,
+        "at": at.isoformat(),
+        **extra,
+    }
 
 
 def seed_demo_fleet(*, project: Project, model: Model, count: int = 24, seed: int = 7) -> int:
@@ -54,8 +64,12 @@ def seed_demo_fleet(*, project: Project, model: Model, count: int = 24, seed: in
         config.is_valid(raise_exception=True)
         device_type = fleet_services.device_type_for(project.pk, config.validated_data["device_type"])
         device, token = fleet_services.enroll_device(
-            fleet=fleet, device_id=f"demo-{index:02d}", config=config.validated_data, device_type=device_type,
-            now=now - timedelta(hours=6))
+            fleet=fleet,
+            device_id=f"demo-{index:02d}",
+            config=config.validated_data,
+            device_type=device_type,
+            now=now - timedelta(hours=6),
+        )
         first = CheckinRequest(fingerprint=device.fingerprint, models=[model.name], installed={})
         answer = answer_checkin(first, token=token, now=now - timedelta(hours=5))
         manifest = answer.body["models"][model.name].get("manifest")
@@ -64,21 +78,43 @@ def seed_demo_fleet(*, project: Project, model: Model, count: int = 24, seed: in
         at = now - timedelta(hours=5) + timedelta(minutes=index)
         events = [_event("download_started", model.name, manifest["version_id"], at)]
         if index % 7 == 3:
-            events += [_event("download_failed", model.name, manifest["version_id"], at + timedelta(seconds=20),
-                              reason="connection reset after 41% (resumed at the next check-in)"),
-                       _event("download_started", model.name, manifest["version_id"], at + timedelta(minutes=5))]
+            events += [
+                _event(
+                    "download_failed",
+                    model.name,
+                    manifest["version_id"],
+                    at + timedelta(seconds=20),
+                    reason="connection reset after 41% (resumed at the next check-in)",
+                ),
+                _event("download_started", model.name, manifest["version_id"], at + timedelta(minutes=5)),
+            ]
         events += [
             _event("download_completed", model.name, manifest["version_id"], at + timedelta(minutes=6)),
             _event("install_succeeded", model.name, manifest["version_id"], at + timedelta(minutes=6, seconds=2)),
-            _event("inference_stats", model.name, manifest["version_id"], now - timedelta(minutes=30), stats={
-                "count": rng.randint(200, 2000), "latency_ms_p50": round(rng.uniform(0.2, 2.5), 2),
-                "latency_ms_p90": round(rng.uniform(2.5, 6.0), 2), "accuracy": round(rng.uniform(0.95, 0.99), 3)}),
+            _event(
+                "inference_stats",
+                model.name,
+                manifest["version_id"],
+                now - timedelta(minutes=30),
+                stats={
+                    "count": rng.randint(200, 2000),
+                    "latency_ms_p50": round(rng.uniform(0.2, 2.5), 2),
+                    "latency_ms_p90": round(rng.uniform(2.5, 6.0), 2),
+                    "accuracy": round(rng.uniform(0.95, 0.99), 3),
+                },
+            ),
         ]
         batch = EventBatchSerializer(data={"events": events})
         batch.is_valid(raise_exception=True)
-        telemetry_events.record_events(device=device, events=batch.validated_data["events"], now=now - timedelta(hours=1))
-        installed = {model.name: {"version_id": manifest["version_id"], "sha256": manifest["sha256"],
-                                  "state": "running"}}
-        answer_checkin(CheckinRequest(fingerprint=device.fingerprint, models=[model.name], installed=installed),
-                       token=token, now=now - timedelta(minutes=rng.randint(1, 50)))
+        telemetry_events.record_events(
+            device=device, events=batch.validated_data["events"], now=now - timedelta(hours=1)
+        )
+        installed = {
+            model.name: {"version_id": manifest["version_id"], "sha256": manifest["sha256"], "state": "running"}
+        }
+        answer_checkin(
+            CheckinRequest(fingerprint=device.fingerprint, models=[model.name], installed=installed),
+            token=token,
+            now=now - timedelta(minutes=rng.randint(1, 50)),
+        )
     return count

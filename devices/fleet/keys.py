@@ -18,8 +18,15 @@ from devices import conf
 ENROLLMENT_KEY_PREFIX = "enr_"
 DEVICE_TOKEN_PREFIX = "dev_"
 
-__all__ = ["hash_token", "new_enrollment_key", "new_device_token", "encrypt_private_key", "decrypt_private_key",
-           "download_secret", "checkin_ticket_secret"]
+__all__ = [
+    "hash_token",
+    "new_enrollment_key",
+    "new_device_token",
+    "encrypt_private_key",
+    "decrypt_private_key",
+    "download_secret",
+    "checkin_ticket_secret",
+]
 
 
 def new_enrollment_key() -> str:

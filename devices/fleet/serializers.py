@@ -12,8 +12,13 @@ class FleetSettingsSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = FleetSettings
-        fields = ["has_enrollment_key", "enrollment_key_prefix", "enrollment_key_rotated_at", "public_key",
-                  "checkin_interval_s"]
+        fields = [
+            "has_enrollment_key",
+            "enrollment_key_prefix",
+            "enrollment_key_rotated_at",
+            "public_key",
+            "checkin_interval_s",
+        ]
         read_only_fields = ["enrollment_key_prefix", "enrollment_key_rotated_at", "public_key"]
 
     def get_has_enrollment_key(self, fleet: FleetSettings) -> bool:
@@ -34,8 +39,19 @@ class DeviceStateSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DeviceModelState
-        fields = ["model", "desired_version", "status", "resolution", "reason", "installed_version",
-                  "installed_sha256", "installed_state", "fell_back", "up_to_date", "resolved_at"]
+        fields = [
+            "model",
+            "desired_version",
+            "status",
+            "resolution",
+            "reason",
+            "installed_version",
+            "installed_sha256",
+            "installed_state",
+            "fell_back",
+            "up_to_date",
+            "resolved_at",
+        ]
 
 
 class DeviceSerializer(serializers.ModelSerializer):
@@ -45,9 +61,26 @@ class DeviceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Device
-        fields = ["device_id", "device_type", "region", "app_version", "runtime", "runtime_version", "os",
-                  "cpu_arch", "accelerator", "memory_mb", "attributes", "fingerprint", "checkin_interval_s",
-                  "enrolled_at", "last_seen_at", "revoked", "revoked_at", "models"]
+        fields = [
+            "device_id",
+            "device_type",
+            "region",
+            "app_version",
+            "runtime",
+            "runtime_version",
+            "os",
+            "cpu_arch",
+            "accelerator",
+            "memory_mb",
+            "attributes",
+            "fingerprint",
+            "checkin_interval_s",
+            "enrolled_at",
+            "last_seen_at",
+            "revoked",
+            "revoked_at",
+            "models",
+        ]
         read_only_fields = [name for name in fields if name != "checkin_interval_s"]
         extra_kwargs = {"checkin_interval_s": {"min_value": 1, "max_value": 86400}}
 
@@ -58,12 +91,15 @@ class DeviceEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DeviceEvent
-        fields = ["event_id", "type", "model", "version", "reported_version_id", "at", "received_at", "reason",
-                  "stats"]
+        fields = ["event_id", "type", "model", "version", "reported_version_id", "at", "received_at", "reason", "stats"]
 
 
-LAST_SEEN_CHOICES = [("1h", "within the last hour"), ("24h", "within the last day"), ("7d", "within 7 days"),
-                     ("stale", "not for 7 days or never")]
+LAST_SEEN_CHOICES = [
+    ("1h", "within the last hour"),
+    ("24h", "within the last day"),
+    ("7d", "within 7 days"),
+    ("stale", "not for 7 days or never"),
+]
 
 
 class FleetFilterSerializer(serializers.Serializer):
@@ -73,12 +109,15 @@ class FleetFilterSerializer(serializers.Serializer):
     region = serializers.CharField(max_length=2, required=False, allow_blank=True)
     app_version = serializers.CharField(max_length=64, required=False, allow_blank=True)
     model = serializers.CharField(max_length=63, required=False, allow_blank=True)
-    version = serializers.IntegerField(min_value=1, required=False, allow_null=True,
-                                       help_text="installed version number of `model`")
+    version = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True, help_text="installed version number of `model`"
+    )
     last_seen = serializers.ChoiceField(choices=LAST_SEEN_CHOICES, required=False, allow_blank=True)
     delivery = serializers.ChoiceField(
         choices=[("behind", "desired differs from installed"), ("fell_back", "fell back for compatibility")],
-        required=False, allow_blank=True)
+        required=False,
+        allow_blank=True,
+    )
     revoked = serializers.BooleanField(required=False, allow_null=True, default=None)
     q = serializers.CharField(max_length=128, required=False, allow_blank=True, help_text="device id contains")
 

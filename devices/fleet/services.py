@@ -16,8 +16,17 @@ from devices.fleet import keys
 from devices.models import Device, DeviceEvent, DeviceType, FleetSettings, VoidedToken
 from devices.telemetry.events import server_event
 
-CONFIG_COLUMNS = ("runtime", "runtime_version", "os", "cpu_arch", "accelerator", "memory_mb", "region",
-                  "app_version", "attributes")
+CONFIG_COLUMNS = (
+    "runtime",
+    "runtime_version",
+    "os",
+    "cpu_arch",
+    "accelerator",
+    "memory_mb",
+    "region",
+    "app_version",
+    "attributes",
+)
 
 
 class DeviceRevoked(Exception):
@@ -33,7 +42,9 @@ def fleet_settings_for(project: Project) -> FleetSettings:
     try:
         with transaction.atomic():
             return FleetSettings.objects.create(
-                project=project, signing_key_encrypted=keys.encrypt_private_key(private_pem), public_key=public_key,
+                project=project,
+                signing_key_encrypted=keys.encrypt_private_key(private_pem),
+                public_key=public_key,
                 plan_generation=new_generation(),
             )
     except IntegrityError:  # created by a concurrent request
@@ -77,7 +88,11 @@ def config_columns(config: dict[str, Any], device_type: DeviceType) -> dict[str,
 
 
 def enroll_device(
-    *, fleet: FleetSettings, device_id: str, config: dict[str, Any], device_type: DeviceType,
+    *,
+    fleet: FleetSettings,
+    device_id: str,
+    config: dict[str, Any],
+    device_type: DeviceType,
     now: datetime | None = None,
 ) -> tuple[Device, str]:
     """Enroll (or enroll again) ``device_id`` in the fleet's project; returns the device and its new raw token.
@@ -97,8 +112,11 @@ def enroll_device(
             try:
                 with transaction.atomic():  # a savepoint, so the loser of a concurrent first enrollment goes on
                     device = Device.objects.create(
-                        project_id=fleet.project_id, device_id=device_id, token_hash=keys.hash_token(token),
-                        enrolled_at=now, **columns,
+                        project_id=fleet.project_id,
+                        device_id=device_id,
+                        token_hash=keys.hash_token(token),
+                        enrolled_at=now,
+                        **columns,
                     )
             except IntegrityError:
                 device = enrolled.first()  # the winner's row, committed by now
@@ -116,8 +134,9 @@ def enroll_device(
             device.token_hash = keys.hash_token(token)
             device.delivery_digest = ""
             device.save()
-            server_event(device, DeviceEvent.Type.ENROLLED, now,
-                          "enrolled again: the previous token no longer works").save()
+            server_event(
+                device, DeviceEvent.Type.ENROLLED, now, "enrolled again: the previous token no longer works"
+            ).save()
     return device, token
 
 

@@ -22,7 +22,7 @@ def parse_attribute_lines(text: str) -> list[dict[str, Any]]:
             continue
         parts = line.split(maxsplit=2)
         if len(parts) != 3:
-            raise forms.ValidationError(f"line {number}: write key op value, e.g. tier eq \"pro\".")
+            raise forms.ValidationError(f'line {number}: write key op value, e.g. tier eq "pro".')
         key, op, raw = parts
         try:
             value = loads_bounded(raw)
@@ -39,8 +39,9 @@ def attribute_lines(conditions: list[dict[str, Any]]) -> str:
 class RuleForm(forms.Form):
     priority = forms.IntegerField(initial=100, help_text="lower is tried first")
     version = forms.TypedChoiceField(coerce=int, help_text="ready versions only")
-    device_types = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
-                                             help_text="none ticked: any device type")
+    device_types = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, help_text="none ticked: any device type"
+    )
     regions = forms.CharField(required=False, help_text="ISO 3166 codes, comma separated, e.g. DE, FR; empty: any")
     app_version = forms.CharField(required=False, help_text="a range, e.g. >=2.3,<3 or ^2.3; empty: any")
     attributes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text=ATTRIBUTE_HELP)
@@ -63,10 +64,15 @@ class RuleForm(forms.Form):
     def initial_for(cls, rule: TargetingRule) -> dict[str, Any]:
         c = rule.conditions
         return {
-            "priority": rule.priority, "version": rule.version.number, "description": rule.description,
-            "device_types": c.get("device_types") or [], "regions": ", ".join(c.get("regions") or []),
-            "app_version": c.get("app_version") or "", "attributes": attribute_lines(c.get("attributes") or []),
-            "percentage": c.get("percentage"), "bucket_by": c.get("bucket_by") or "device_id",
+            "priority": rule.priority,
+            "version": rule.version.number,
+            "description": rule.description,
+            "device_types": c.get("device_types") or [],
+            "regions": ", ".join(c.get("regions") or []),
+            "app_version": c.get("app_version") or "",
+            "attributes": attribute_lines(c.get("attributes") or []),
+            "percentage": c.get("percentage"),
+            "bucket_by": c.get("bucket_by") or "device_id",
             "salt": c.get("salt") or "",
         }
 
@@ -87,9 +93,15 @@ class RuleForm(forms.Form):
         }
         if data["percentage"] is not None:
             conditions["percentage"] = data["percentage"]
-        serializer = RuleSerializer(data={"priority": data["priority"], "version": data["version"],
-                                          "description": data["description"], "conditions": conditions},
-                                    context={"model": self.model})
+        serializer = RuleSerializer(
+            data={
+                "priority": data["priority"],
+                "version": data["version"],
+                "description": data["description"],
+                "conditions": conditions,
+            },
+            context={"model": self.model},
+        )
         if not serializer.is_valid():
             for field, messages in serializer.errors.items():
                 target = field if field in self.fields and field != "conditions" else None
@@ -105,8 +117,11 @@ class PreviewForm(forms.Form):
     region = forms.CharField(required=False, max_length=2)
     app_version = forms.CharField(required=False, initial="1.0.0")
     device_id = forms.CharField(required=False, initial="preview-device")
-    attributes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
-                                 help_text='JSON object, e.g. {"tier": "pro", "ram_gb": 4}')
+    attributes = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text='JSON object, e.g. {"tier": "pro", "ram_gb": 4}',
+    )
 
     def __init__(self, *args: Any, device_types: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

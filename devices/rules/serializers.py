@@ -28,20 +28,25 @@ def ready_version(model, number: int | None) -> ModelVersion | None:
         raise serializers.ValidationError(f"{model.name} has no version {number}.")
     if not version.is_servable:
         raise serializers.ValidationError(
-            f"version {number} is {version.state}; only a ready (checked) version may be served.")
+            f"version {number} is {version.state}; only a ready (checked) version may be served."
+        )
     return version
 
 
 class RuleSerializer(serializers.ModelSerializer):
     version = VersionRefField(min_value=1, help_text="number of a ready version of this model")
-    conditions = serializers.JSONField(required=False, default=dict, help_text=(
-        "device_types, regions, app_version (range), attributes [{key, op, value}], percentage, bucket_by, salt"))
+    conditions = serializers.JSONField(
+        required=False,
+        default=dict,
+        help_text=(
+            "device_types, regions, app_version (range), attributes [{key, op, value}], percentage, bucket_by, salt"
+        ),
+    )
     shadowed_by = serializers.SerializerMethodField()
 
     class Meta:
         model = TargetingRule
-        fields = ["id", "priority", "version", "conditions", "description", "shadowed_by", "created_at",
-                  "updated_at"]
+        fields = ["id", "priority", "version", "conditions", "description", "shadowed_by", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {"priority": {"min_value": -1_000_000, "max_value": 1_000_000}}
 
@@ -64,8 +69,7 @@ class RuleSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("salt is at most 64 characters.")
         project = self.context["model"].project
         wanted = set(conditions.get("device_types") or [])
-        known = set(DeviceType.objects.visible_to(project).filter(slug__in=wanted)
-                    .values_list("slug", flat=True))
+        known = set(DeviceType.objects.visible_to(project).filter(slug__in=wanted).values_list("slug", flat=True))
         if wanted - known:
             raise serializers.ValidationError(f"unknown device type {', '.join(sorted(wanted - known))}.")
         return conditions

@@ -11,12 +11,21 @@ from devices.models import TargetingRule
 
 
 def create_rule(
-    *, model: Model, version: ModelVersion, conditions: dict[str, Any] | None = None, priority: int = 100,
-    description: str = "", user=None,
+    *,
+    model: Model,
+    version: ModelVersion,
+    conditions: dict[str, Any] | None = None,
+    priority: int = 100,
+    description: str = "",
+    user=None,
 ) -> TargetingRule:
     with transaction.atomic():
         return TargetingRule.objects.create(
-            model=model, version=version, conditions=conditions or {}, priority=priority, description=description,
+            model=model,
+            version=version,
+            conditions=conditions or {},
+            priority=priority,
+            description=description,
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
 

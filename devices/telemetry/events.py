@@ -30,8 +30,14 @@ class BatchOutcome(NamedTuple):
 def server_event(device, event_type: str, now: datetime, reason: str = "", **fields: Any) -> DeviceEvent:
     """A history entry recorded by the server (unsaved), for a Device or a DeviceRecord."""
     return DeviceEvent(
-        project_id=device.project_id, device_id=device.pk, event_id=f"server:{uuid.uuid4().hex}", type=event_type,
-        at=now, received_at=now, reason=reason[:2000], **fields,
+        project_id=device.project_id,
+        device_id=device.pk,
+        event_id=f"server:{uuid.uuid4().hex}",
+        type=event_type,
+        at=now,
+        received_at=now,
+        reason=reason[:2000],
+        **fields,
     )
 
 
@@ -53,27 +59,44 @@ def record_events(*, device, events: list[dict[str, Any]], now: datetime | None 
     with transaction.atomic():
         Device.objects.select_for_update().filter(pk=device.pk).values_list("pk", flat=True).first()
         ids = [event["id"] for event in dated]
-        known = set(DeviceEvent.objects.filter(device_id=device.pk, event_id__in=ids)
-                    .values_list("event_id", flat=True))
+        known = set(
+            DeviceEvent.objects.filter(device_id=device.pk, event_id__in=ids).values_list("event_id", flat=True)
+        )
         fresh: list[dict[str, Any]] = []
         for event in dated:
             if event["id"] not in known:
                 known.add(event["id"])
                 fresh.append(event)
-        models = dict(Model.objects.filter(project_id=device.project_id, name__in={e["model"] for e in fresh})
-                      .values_list("name", "id"))
-        versions = dict(ModelVersion.objects.filter(
-            model__project_id=device.project_id, pk__in={e["version_id"] for e in fresh if e["version_id"]},
-        ).values_list("pk", "model_id"))
+        models = dict(
+            Model.objects.filter(project_id=device.project_id, name__in={e["model"] for e in fresh}).values_list(
+                "name", "id"
+            )
+        )
+        versions = dict(
+            ModelVersion.objects.filter(
+                model__project_id=device.project_id,
+                pk__in={e["version_id"] for e in fresh if e["version_id"]},
+            ).values_list("pk", "model_id")
+        )
         rows = []
         for event in fresh:
             model_id = models.get(event["model"])
             version_id = event["version_id"] if versions.get(event["version_id"]) == model_id else None
-            rows.append(DeviceEvent(
-                project_id=device.project_id, device_id=device.pk, event_id=event["id"], type=event["type"],
-                model_id=model_id, version_id=version_id, reported_version_id=event["version_id"],
-                at=min(event["at"], now), received_at=now, reason=event["reason"], stats=event["stats"],
-            ))
+            rows.append(
+                DeviceEvent(
+                    project_id=device.project_id,
+                    device_id=device.pk,
+                    event_id=event["id"],
+                    type=event["type"],
+                    model_id=model_id,
+                    version_id=version_id,
+                    reported_version_id=event["version_id"],
+                    at=min(event["at"], now),
+                    received_at=now,
+                    reason=event["reason"],
+                    stats=event["stats"],
+                )
+            )
         DeviceEvent.objects.bulk_create(rows)
         rollups.count_events(device, rows)
     return BatchOutcome(len(fresh), len(dated) - len(fresh), len(events) - len(dated))

@@ -28,8 +28,14 @@ COUNTED_TYPES = {
     DeviceEvent.Type.INSTALL_FAILED: "install_failed",
     DeviceEvent.Type.ROLLBACK: "rollback",
 }
-FUNNEL = ["download_started", "download_completed", "download_failed", "install_succeeded", "install_failed",
-          "rollback"]
+FUNNEL = [
+    "download_started",
+    "download_completed",
+    "download_failed",
+    "install_succeeded",
+    "install_failed",
+    "rollback",
+]
 
 
 def _increments(events: Iterable[DeviceEvent]) -> dict[tuple, dict[str, float]]:
@@ -46,7 +52,9 @@ def _increments(events: Iterable[DeviceEvent]) -> dict[tuple, dict[str, float]]:
             if "latency_ms_p50" in event.stats and count:
                 counts["latency_count"] += count
                 counts["latency_p50_weighted"] += event.stats["latency_ms_p50"] * count
-                counts["latency_p90_weighted"] += event.stats.get("latency_ms_p90", event.stats["latency_ms_p50"]) * count
+                counts["latency_p90_weighted"] += (
+                    event.stats.get("latency_ms_p90", event.stats["latency_ms_p50"]) * count
+                )
             if "accuracy" in event.stats and count:
                 counts["accuracy_count"] += count
                 counts["accuracy_weighted"] += event.stats["accuracy"] * count
@@ -57,15 +65,18 @@ def count_events(device: Device, events: Iterable[DeviceEvent]) -> None:
     """Add ``events`` (new ones only) to their rollup rows; call inside the transaction that stores them."""
     # Sorted, so concurrent batches lock rollup rows in the same order.
     for (day, model_id, version_id), counts in sorted(_increments(events).items()):
-        key = {"day": day, "version_id": version_id, "device_type_id": device.device_type_id,
-               "region": device.region}
+        key = {"day": day, "version_id": version_id, "device_type_id": device.device_type_id, "region": device.region}
         updates: dict[str, Any] = {name: F(name) + _typed(name, value) for name, value in counts.items()}
         if DailyRollup.objects.filter(**key).update(**updates):
             continue
         try:
             with transaction.atomic():
-                DailyRollup.objects.create(project_id=device.project_id, model_id=model_id, **key,
-                                           **{name: _typed(name, value) for name, value in counts.items()})
+                DailyRollup.objects.create(
+                    project_id=device.project_id,
+                    model_id=model_id,
+                    **key,
+                    **{name: _typed(name, value) for name, value in counts.items()},
+                )
         except IntegrityError:  # a concurrent batch created the row first
             DailyRollup.objects.filter(**key).update(**updates)
 
@@ -76,9 +87,11 @@ def _typed(name: str, value: float) -> float | int:
 
 def funnel_by_version(rollups) -> list[dict[str, Any]]:
     """Rollup rows summed per version: the download/install funnel a chart draws."""
-    rows = (rollups.values("model__name", "version__number")
-            .annotate(**{name: Sum(name) for name in FUNNEL}, inference_count=Sum("inference_count"))
-            .order_by("model__name", "version__number"))
+    rows = (
+        rollups.values("model__name", "version__number")
+        .annotate(**{name: Sum(name) for name in FUNNEL}, inference_count=Sum("inference_count"))
+        .order_by("model__name", "version__number")
+    )
     return [dict(row, label=f"{row['model__name']} v{row['version__number']}") for row in rows]
 
 

@@ -14,8 +14,12 @@ from devices.delivery.serializers import _is_number
 from devices.models import DailyRollup, DeviceEvent
 
 DEVICE_EVENT_TYPES = [
-    DeviceEvent.Type.DOWNLOAD_STARTED, DeviceEvent.Type.DOWNLOAD_COMPLETED, DeviceEvent.Type.DOWNLOAD_FAILED,
-    DeviceEvent.Type.INSTALL_SUCCEEDED, DeviceEvent.Type.INSTALL_FAILED, DeviceEvent.Type.ROLLBACK,
+    DeviceEvent.Type.DOWNLOAD_STARTED,
+    DeviceEvent.Type.DOWNLOAD_COMPLETED,
+    DeviceEvent.Type.DOWNLOAD_FAILED,
+    DeviceEvent.Type.INSTALL_SUCCEEDED,
+    DeviceEvent.Type.INSTALL_FAILED,
+    DeviceEvent.Type.ROLLBACK,
     DeviceEvent.Type.INFERENCE_STATS,
 ]
 
@@ -25,9 +29,12 @@ class EventSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=DEVICE_EVENT_TYPES)
     model = serializers.CharField(max_length=63, required=False, allow_blank=True, default="")
     version_id = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
-    at = serializers.DateTimeField(help_text=(
-        "when it happened; outside 30 days before to 1 hour after the server's clock it is acknowledged but "
-        "neither stored nor counted (devices.telemetry.events.in_window)"))
+    at = serializers.DateTimeField(
+        help_text=(
+            "when it happened; outside 30 days before to 1 hour after the server's clock it is acknowledged but "
+            "neither stored nor counted (devices.telemetry.events.in_window)"
+        )
+    )
     reason = serializers.CharField(max_length=MAX_EVENT_REASON_CHARS, required=False, allow_blank=True, default="")
     stats = serializers.JSONField(required=False, default=dict)
 
@@ -50,8 +57,9 @@ class EventBatchSerializer(serializers.Serializer):
 
 
 class RollupFilterSerializer(serializers.Serializer):
-    days = serializers.IntegerField(min_value=1, max_value=90, required=False, default=14,
-                                    help_text="how many days back, today included")
+    days = serializers.IntegerField(
+        min_value=1, max_value=90, required=False, default=14, help_text="how many days back, today included"
+    )
 
 
 class RollupSerializer(serializers.ModelSerializer):
@@ -63,6 +71,19 @@ class RollupSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DailyRollup
-        fields = ["day", "version", "device_type", "region", "download_started", "download_completed",
-                  "download_failed", "install_succeeded", "install_failed", "rollback", "inference_count",
-                  "latency_p50_ms", "latency_p90_ms", "accuracy"]
+        fields = [
+            "day",
+            "version",
+            "device_type",
+            "region",
+            "download_started",
+            "download_completed",
+            "download_failed",
+            "install_succeeded",
+            "install_failed",
+            "rollback",
+            "inference_count",
+            "latency_p50_ms",
+            "latency_p90_ms",
+            "accuracy",
+        ]

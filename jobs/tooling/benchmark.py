@@ -95,8 +95,9 @@ def measure_latency(
     }
 
 
-def paired_latency_ratio(parent: PathLike, variant: PathLike, *, runs: int = 100, warmup: int = 5,
-                         rounds: int = 5) -> float:
+def paired_latency_ratio(
+    parent: PathLike, variant: PathLike, *, runs: int = 100, warmup: int = 5, rounds: int = 5
+) -> float:
     """variant/parent latency at 1 thread: the median of per-round ratios over rounds that alternate the two,
     so drifting machine load (another job, a browser) weighs on both alike. Each model gets its own
     generated inputs (same seed), so an fp16-input variant is fed fp16."""

@@ -59,7 +59,11 @@ class Dataset:
 
 
 def load_dataset(
-    path: PathLike, specs: list[TensorSpec], *, label_column: str = "label", require_labels: bool = False,
+    path: PathLike,
+    specs: list[TensorSpec],
+    *,
+    label_column: str = "label",
+    require_labels: bool = False,
     limits: DatasetLimits | None = None,
 ) -> Dataset:
     """Read an NPZ or CSV file and check it against the model's input specs; DatasetError lists every problem.
@@ -246,7 +250,7 @@ def _zip_entry_count(path: Path) -> int:
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or len(tail) - at < 22:
         raise zipfile.BadZipFile("no end-of-archive record")
-    return struct.unpack("<H", tail[at + 10:at + 12])[0]  # total entries (0xFFFF: more, in a zip64 record)
+    return struct.unpack("<H", tail[at + 10 : at + 12])[0]  # total entries (0xFFFF: more, in a zip64 record)
 
 
 def check_npz_size(path: Path, limits: DatasetLimits) -> None:
@@ -257,15 +261,17 @@ def check_npz_size(path: Path, limits: DatasetLimits) -> None:
     """
     entries = _zip_entry_count(path)
     if entries > _MAX_NPZ_MEMBERS:
-        raise DatasetError(f"{path.name} holds {entries:,} or more entries; a dataset has at most "
-                           f"{_MAX_NPZ_MEMBERS:,} arrays")
+        raise DatasetError(
+            f"{path.name} holds {entries:,} or more entries; a dataset has at most {_MAX_NPZ_MEMBERS:,} arrays"
+        )
     with zipfile.ZipFile(path) as archive:
         members = archive.infolist()
         unpacked = sum(member.file_size for member in members)
         if unpacked > limits.max_bytes:
             raise DatasetError(
                 f"{path.name} unpacks to {unpacked:,} bytes ({_mb(unpacked)}) from {_mb(path.stat().st_size)}; "
-                f"a dataset may unpack to at most {_mb(limits.max_bytes)}")
+                f"a dataset may unpack to at most {_mb(limits.max_bytes)}"
+            )
         elements = 0
         for member in members:
             name = member.filename.removesuffix(".npy")
@@ -277,14 +283,15 @@ def check_npz_size(path: Path, limits: DatasetLimits) -> None:
             if member.file_size != header_bytes + count * dtype.itemsize:
                 raise DatasetError(
                     f"array '{name}' declares shape {shape} of {dtype} ({count * dtype.itemsize:,} bytes) but the "
-                    f"archive holds {member.file_size - header_bytes:,} bytes for it; the file is damaged or crafted")
+                    f"archive holds {member.file_size - header_bytes:,} bytes for it; the file is damaged or crafted"
+                )
             if shape and shape[0] > limits.max_rows:
-                raise DatasetError(f"array '{name}' has {shape[0]:,} rows; a dataset may have at most "
-                                   f"{limits.max_rows:,}")
+                raise DatasetError(
+                    f"array '{name}' has {shape[0]:,} rows; a dataset may have at most {limits.max_rows:,}"
+                )
             elements += count
     if elements > limits.max_elements:
-        raise DatasetError(f"{path.name} holds {elements:,} values; a dataset may hold at most "
-                           f"{limits.max_elements:,}")
+        raise DatasetError(f"{path.name} holds {elements:,} values; a dataset may hold at most {limits.max_elements:,}")
 
 
 def _npy_header(stream, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -320,7 +327,7 @@ def _read_csv(
     if label_column in header:
         index = header.index(label_column)
         labels = values[:, index].copy()
-        names = header[:index] + header[index + 1:]
+        names = header[:index] + header[index + 1 :]
         # The label is usually the last column: the features are then a view, not a second copy of the values.
         features = values[:, :index] if index == len(header) - 1 else np.delete(values, index, axis=1)
     inputs = _columns_to_inputs(names, features, specs, problems)
@@ -340,14 +347,17 @@ def _read_header(handle, path: Path, limits: DatasetLimits | None) -> list[str]:
             raise DatasetError(f"{path.name} needs a header row and at least one data row")
         cut_off = len(line) == max_chars and not line.endswith(("\n", "\r"))
         if limits and (cut_off or ('"' not in line and line.count(",") >= limits.max_columns)):
-            raise DatasetError(f"the CSV header names more than {limits.max_columns:,} columns; a dataset may have "
-                               f"at most {limits.max_columns:,}")
+            raise DatasetError(
+                f"the CSV header names more than {limits.max_columns:,} columns; a dataset may have "
+                f"at most {limits.max_columns:,}"
+            )
         if line.strip():
             break
     header = [cell.strip() for cell in next(csv.reader([line]))]
     if limits and len(header) > limits.max_columns:
-        raise DatasetError(f"the CSV header names {len(header):,} columns; a dataset may have at most "
-                           f"{limits.max_columns:,}")
+        raise DatasetError(
+            f"the CSV header names {len(header):,} columns; a dataset may have at most {limits.max_columns:,}"
+        )
     if all(_is_number(cell) for cell in header):
         raise DatasetError("the first CSV row must name the columns (it holds numbers)")
     repeated = sorted(name for name, count in Counter(header).items() if count > 1)
@@ -380,7 +390,8 @@ def _csv_capacity(path: Path, columns: int, limits: DatasetLimits | None) -> int
     if rows > limits.max_rows or rows * columns > limits.max_elements:
         raise DatasetError(
             f"the CSV has {rows:,} lines of {columns:,} columns ({rows * columns:,} values); a dataset may have "
-            f"at most {limits.max_rows:,} rows and {limits.max_elements:,} values")
+            f"at most {limits.max_rows:,} rows and {limits.max_elements:,} values"
+        )
     return rows
 
 
@@ -398,8 +409,9 @@ class _CsvProblems:
             problems.append(f"and {len(self.bad_rows) - _MAX_EXAMPLES} more CSV rows of the wrong width")
         if self.bad_cells:
             more = f" and {len(self.bad_cells) - _MAX_EXAMPLES} more" if len(self.bad_cells) > _MAX_EXAMPLES else ""
-            problems.append(f"{len(self.bad_cells)} non-numeric CSV cells: "
-                            f"{'; '.join(self.bad_cells[:_MAX_EXAMPLES])}{more}")
+            problems.append(
+                f"{len(self.bad_cells)} non-numeric CSV cells: {'; '.join(self.bad_cells[:_MAX_EXAMPLES])}{more}"
+            )
         return problems
 
     def diagnose(self, lines: list[str], first_line: int) -> np.ndarray:
@@ -448,9 +460,10 @@ def _parse_rows(handle, header: list[str], capacity: int) -> tuple[np.ndarray, l
         except ValueError:
             block = problems.diagnose(lines, first_line)
         if len(block) > capacity - filled:
-            raise DatasetError("the CSV has more rows than lines (it mixes line endings); save it again with one "
-                               "kind of line ending")
-        values[filled:filled + len(block)] = block
+            raise DatasetError(
+                "the CSV has more rows than lines (it mixes line endings); save it again with one kind of line ending"
+            )
+        values[filled : filled + len(block)] = block
         filled += len(block)
 
     lines: list[str] = []
@@ -469,8 +482,10 @@ def _bounded_lines(handle, max_chars: int) -> Iterator[str]:
     """The file's lines, refusing one longer than a row of numbers could be (it would be read whole)."""
     while line := handle.readline(max_chars + 1):
         if len(line) > max_chars:
-            raise DatasetError(f"a CSV line is longer than {max_chars:,} characters, far more than a row of numbers "
-                               "under this header needs")
+            raise DatasetError(
+                f"a CSV line is longer than {max_chars:,} characters, far more than a row of numbers "
+                "under this header needs"
+            )
         yield line
 
 

@@ -103,8 +103,7 @@ def generated_elements(specs: list[TensorSpec], batch: int = 1) -> dict[str, tup
     return {name: (shape, math.prod(shape)) for name, shape in shapes.items()}
 
 
-def check_generated_size(specs: list[TensorSpec], batch: int = 1,
-                         max_elements: int = MAX_GENERATED_ELEMENTS) -> None:
+def check_generated_size(specs: list[TensorSpec], batch: int = 1, max_elements: int = MAX_GENERATED_ELEMENTS) -> None:
     """Raise InputsTooLarge when the generated inputs would hold more than ``max_elements`` values in all."""
     sizes = generated_elements(specs, batch)
     total = sum(count for _, count in sizes.values())
@@ -119,8 +118,9 @@ def check_generated_size(specs: list[TensorSpec], batch: int = 1,
     )
 
 
-def generate_inputs(model: onnx.ModelProto, batch: int = 1, seed: int = 0, *,
-                    max_elements: int = MAX_GENERATED_ELEMENTS) -> dict[str, np.ndarray]:
+def generate_inputs(
+    model: onnx.ModelProto, batch: int = 1, seed: int = 0, *, max_elements: int = MAX_GENERATED_ELEMENTS
+) -> dict[str, np.ndarray]:
     """One feed dict for ``model``; deterministic for a given seed. InputsTooLarge before allocating too much."""
     specs = graph_inputs(model)
     check_generated_size(specs, batch, max_elements)

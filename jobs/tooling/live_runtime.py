@@ -142,5 +142,3 @@ def smoke_run(path: str | Path, *, batch: int = 1, seed: int = 0) -> dict:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:500] if text else type(exc).__name__
-
-

@@ -126,11 +126,15 @@ def location_escapes_folder(location: str) -> bool:
 def _external_data_problem(locations: list[str]) -> str | None:
     for location in locations:
         if location_escapes_folder(location):
-            return (f"The model refers to external data at {location!r}, which points outside the model's folder. "
-                    "Such files are refused.")
+            return (
+                f"The model refers to external data at {location!r}, which points outside the model's folder. "
+                "Such files are refused."
+            )
     if locations:
-        return (f"The model keeps weights in {len(locations)} external data file(s) (e.g. {locations[0]!r}). "
-                "Upload a self-contained model: onnx.save(model, path, save_as_external_data=False).")
+        return (
+            f"The model keeps weights in {len(locations)} external data file(s) (e.g. {locations[0]!r}). "
+            "Upload a self-contained model: onnx.save(model, path, save_as_external_data=False)."
+        )
     return None
 
 
@@ -141,8 +145,10 @@ def _not_readable(reason: str) -> ModelFileError:
     )
 
 
-_NO_GRAPH = ("The file parsed, but holds no ONNX graph (no nodes, no outputs). "
-             "It is probably not an ONNX model, or it was cut off.")
+_NO_GRAPH = (
+    "The file parsed, but holds no ONNX graph (no nodes, no outputs). "
+    "It is probably not an ONNX model, or it was cut off."
+)
 
 
 @dataclass
@@ -160,14 +166,36 @@ _T = onnx.TensorProto
 # Bits per value in raw_data, by data type; types whose packing we do not check (strings, 2- and 6-bit) are absent.
 _RAW_BITS: dict[int, int] = {
     int(data_type): helper.tensor_dtype_to_np_dtype(data_type).itemsize * 8
-    for data_type in (_T.FLOAT, _T.UINT8, _T.INT8, _T.UINT16, _T.INT16, _T.INT32, _T.INT64, _T.BOOL, _T.FLOAT16,
-                      _T.DOUBLE, _T.UINT32, _T.UINT64, _T.COMPLEX64, _T.COMPLEX128, _T.BFLOAT16, _T.FLOAT8E4M3FN,
-                      _T.FLOAT8E4M3FNUZ, _T.FLOAT8E5M2, _T.FLOAT8E5M2FNUZ, _T.FLOAT8E8M0)
+    for data_type in (
+        _T.FLOAT,
+        _T.UINT8,
+        _T.INT8,
+        _T.UINT16,
+        _T.INT16,
+        _T.INT32,
+        _T.INT64,
+        _T.BOOL,
+        _T.FLOAT16,
+        _T.DOUBLE,
+        _T.UINT32,
+        _T.UINT64,
+        _T.COMPLEX64,
+        _T.COMPLEX128,
+        _T.BFLOAT16,
+        _T.FLOAT8E4M3FN,
+        _T.FLOAT8E4M3FNUZ,
+        _T.FLOAT8E5M2,
+        _T.FLOAT8E5M2FNUZ,
+        _T.FLOAT8E8M0,
+    )
 } | {int(_T.UINT4): 4, int(_T.INT4): 4, int(_T.FLOAT4E2M1): 4}
 # Typed fields (float_data, int32_data, ...) hold one entry per value, two for complex numbers; the 4-bit types
 # pack theirs and are not checked.
 _TYPED_PER_VALUE: dict[int, int] = {data_type: 1 for data_type, bits in _RAW_BITS.items() if bits >= 8} | {
-    int(_T.COMPLEX64): 2, int(_T.COMPLEX128): 2, int(_T.STRING): 1}
+    int(_T.COMPLEX64): 2,
+    int(_T.COMPLEX128): 2,
+    int(_T.STRING): 1,
+}
 
 
 @dataclass
@@ -207,8 +235,10 @@ class _Outliner:
     def _small_message(self, span: tuple[int, int], message, what: str):
         start, end = span
         if end - start > MAX_SIGNATURE_ENTRY_BYTES:
-            raise ModelFileError(f"The model's {what} takes {end - start:,} bytes; descriptions over "
-                                 f"{MAX_SIGNATURE_ENTRY_BYTES:,} bytes are refused.")
+            raise ModelFileError(
+                f"The model's {what} takes {end - start:,} bytes; descriptions over "
+                f"{MAX_SIGNATURE_ENTRY_BYTES:,} bytes are refused."
+            )
         try:
             return message.FromString(bytes(self.buf[start:end]))
         except DecodeError as exc:
@@ -226,8 +256,7 @@ class _Outliner:
                 self.graph(value, depth=0, main=True)
             elif number == 8:
                 self._expect(wire_type, LEN, "opset_import", 0)
-                self.signature.opset_import.append(
-                    self._small_message(value, onnx.OperatorSetIdProto, "opset import"))
+                self.signature.opset_import.append(self._small_message(value, onnx.OperatorSetIdProto, "opset import"))
             elif number == 20:
                 self._expect(wire_type, LEN, "training_info", 0)
                 for sub_number, sub_type, sub_value in self._fields(value):
@@ -243,13 +272,14 @@ class _Outliner:
 
     def graph(self, span: tuple[int, int], *, depth: int, main: bool = False) -> None:
         if depth > MAX_SUBGRAPH_DEPTH:
-            raise ModelFileError(f"The model nests subgraphs more than {MAX_SUBGRAPH_DEPTH} deep (If, Loop or "
-                                 "Scan bodies inside each other); such models are refused.")
+            raise ModelFileError(
+                f"The model nests subgraphs more than {MAX_SUBGRAPH_DEPTH} deep (If, Loop or "
+                "Scan bodies inside each other); such models are refused."
+            )
         if not main:
             self.subgraphs += 1
             if self.subgraphs > MAX_SUBGRAPHS:
-                raise ModelFileError(f"The model has more than {MAX_SUBGRAPHS:,} subgraphs; such models are "
-                                     "refused.")
+                raise ModelFileError(f"The model has more than {MAX_SUBGRAPHS:,} subgraphs; such models are refused.")
         for number, wire_type, value in self._fields(span):
             if number in (1, 5, 11, 12, 15):
                 self._expect(wire_type, LEN, "a graph entry", span[0])
@@ -271,8 +301,10 @@ class _Outliner:
     def node(self, span: tuple[int, int], *, depth: int) -> None:
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            raise ModelFileError(f"The model has more than {MAX_NODES:,} nodes (counting subgraphs and functions); "
-                                 "this console accepts models up to that size.")
+            raise ModelFileError(
+                f"The model has more than {MAX_NODES:,} nodes (counting subgraphs and functions); "
+                "this console accepts models up to that size."
+            )
         for number, wire_type, value in self._fields(span):
             if number == 5:
                 self._expect(wire_type, LEN, "a node attribute", span[0])
@@ -315,7 +347,7 @@ class _Outliner:
             elif number == 8 and wire_type == LEN:
                 if value[1] - value[0] > MAX_SIGNATURE_ENTRY_BYTES:
                     raise ModelFileError(f"A tensor name of the model takes {value[1] - value[0]:,} bytes.")
-                tensor.name = bytes(self.buf[value[0]:value[1]]).decode("utf-8", "replace")
+                tensor.name = bytes(self.buf[value[0] : value[1]]).decode("utf-8", "replace")
             elif number == 9:
                 self._expect(wire_type, LEN, "raw_data", span[0])
                 tensor.raw_bytes = value[1] - value[0]
@@ -360,16 +392,19 @@ def _check_tensor_size(tensor: _Tensor) -> None:
         if bits is not None and tensor.raw_bytes != (values * bits + 7) // 8:
             raise ModelFileError(
                 f"The model's {label} {declared} but stores {tensor.raw_bytes:,} bytes, where "
-                f"{(values * bits + 7) // 8:,} are needed. The file is damaged or crafted; export it again.")
+                f"{(values * bits + 7) // 8:,} are needed. The file is damaged or crafted; export it again."
+            )
     elif tensor.typed_values:
         per_value = _TYPED_PER_VALUE.get(tensor.data_type)
         if per_value is not None and tensor.typed_values != values * per_value:
             raise ModelFileError(
                 f"The model's {label} {declared} but stores {tensor.typed_values:,}. "
-                "The file is damaged or crafted; export it again.")
+                "The file is damaged or crafted; export it again."
+            )
     elif values:
-        raise ModelFileError(f"The model's {label} {declared} but stores none. "
-                             "The file is damaged or crafted; export it again.")
+        raise ModelFileError(
+            f"The model's {label} {declared} but stores none. The file is damaged or crafted; export it again."
+        )
 
 
 def outline_model(path: str | os.PathLike) -> ModelOutline:
@@ -388,15 +423,21 @@ def outline_model(path: str | os.PathLike) -> ModelOutline:
         except WireError as exc:
             raise _not_readable(str(exc)) from exc
         except BudgetExhausted as exc:
-            raise ModelFileError(f"The model has {exc}; this console accepts models up to that size of "
-                                 "structure.") from exc
+            raise ModelFileError(
+                f"The model has {exc}; this console accepts models up to that size of structure."
+            ) from exc
     if not outliner.main_graph_seen or not outliner.main_graph_has_content or not outliner.ir_version:
         raise ModelFileError(_NO_GRAPH)
     problem = _external_data_problem(outliner.external_locations)
     if problem:
         raise ModelFileError(problem)
-    return ModelOutline(ir_version=outliner.ir_version, nodes=outliner.nodes, subgraphs=outliner.subgraphs,
-                        tensors=outliner.tensors, signature=outliner.signature)
+    return ModelOutline(
+        ir_version=outliner.ir_version,
+        nodes=outliner.nodes,
+        subgraphs=outliner.subgraphs,
+        tensors=outliner.tensors,
+        signature=outliner.signature,
+    )
 
 
 def check_upload(path: str | os.PathLike) -> ModelOutline:

@@ -33,13 +33,15 @@ def mlp_weights(sizes, seed: int = 0, low_rank: bool = False) -> list[tuple[np.n
             weights = weights + 0.1 * rng.standard_normal((fan_in, fan_out))
         else:
             weights = rng.standard_normal((fan_in, fan_out))
-        layers.append(((weights / np.sqrt(fan_in)).astype(np.float32),
-                       (rng.standard_normal(fan_out) * 0.1).astype(np.float32)))
+        layers.append(
+            ((weights / np.sqrt(fan_in)).astype(np.float32), (rng.standard_normal(fan_out) * 0.1).astype(np.float32))
+        )
     return layers
 
 
-def mlp(sizes, *, batch: int | str = "N", constants: bool = False, seed: int = 0, opset: int = OPSET,
-        low_rank: bool = False) -> onnx.ModelProto:
+def mlp(
+    sizes, *, batch: int | str = "N", constants: bool = False, seed: int = 0, opset: int = OPSET, low_rank: bool = False
+) -> onnx.ModelProto:
     """x -> (MatMul, Add, Relu)* -> MatMul, Add -> y; weights as initializers or as Constant nodes."""
     nodes, initializers, previous = [], [], "x"
     for layer, (weights, bias) in enumerate(mlp_weights(sizes, seed, low_rank)):
@@ -56,8 +58,14 @@ def mlp(sizes, *, batch: int | str = "N", constants: bool = False, seed: int = 0
         if not last:
             nodes.append(helper.make_node("Relu", [f"h{layer}"], [f"a{layer}"]))
             previous = f"a{layer}"
-    return make_model(nodes, [float_input("x", [batch, sizes[0]])], [float_input("y", [batch, sizes[-1]])],
-                      initializers, opset=opset, name="mlp")
+    return make_model(
+        nodes,
+        [float_input("x", [batch, sizes[0]])],
+        [float_input("y", [batch, sizes[-1]])],
+        initializers,
+        opset=opset,
+        name="mlp",
+    )
 
 
 def cnn(seed: int = 2, opset: int = OPSET) -> onnx.ModelProto:
@@ -87,5 +95,11 @@ def cnn(seed: int = 2, opset: int = OPSET) -> onnx.ModelProto:
         helper.make_node("Relu", ["d1"], ["a1"]),
         helper.make_node("Gemm", ["a1", "fc2", "fc2_bias"], ["y"]),
     ]
-    return make_model(nodes, [float_input("x", ["N", 1, 28, 28])], [float_input("y", ["N", 10])], initializers,
-                      opset=opset, name="cnn")
+    return make_model(
+        nodes,
+        [float_input("x", ["N", 1, 28, 28])],
+        [float_input("y", ["N", 10])],
+        initializers,
+        opset=opset,
+        name="cnn",
+    )

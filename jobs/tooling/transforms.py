@@ -86,8 +86,9 @@ TRANSFORMS: dict[str, Transform] = {
         Transform("prune", prune.prune, prune.PARAMS, "zero the smallest weights (smaller download)"),
         Transform("convert_opset", opset.convert_opset, opset.PARAMS, "convert to another ONNX opset"),
         Transform("to_ort", ort_format.to_ort, ort_format.PARAMS, "onnxruntime's ORT format", suffix=".ort"),
-        Transform("svd", svd.svd, svd.PARAMS, "low-rank factorization of large MatMul/Gemm weights",
-                  one_of=("rank", "energy")),
+        Transform(
+            "svd", svd.svd, svd.PARAMS, "low-rank factorization of large MatMul/Gemm weights", one_of=("rank", "energy")
+        ),
     )
 }
 

@@ -115,7 +115,7 @@ def count_packed_varints(buf, start: int, end: int) -> int:
     """How many varints a packed field holds: one per byte without the continuation bit, counted in C."""
     count = 0
     for chunk_start in range(start, end, _COUNT_CHUNK):
-        chunk = buf[chunk_start:min(end, chunk_start + _COUNT_CHUNK)]
+        chunk = buf[chunk_start : min(end, chunk_start + _COUNT_CHUNK)]
         count += len(chunk.translate(None, _HIGH_BIT_BYTES))
     if end > start and buf[end - 1] >= 0x80:
         raise WireError(end, "cut off inside a packed number")

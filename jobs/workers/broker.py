@@ -33,7 +33,10 @@ def prune_delivered(app, *, keep: timedelta = KEEP_DELIVERED) -> int:
         message = channel.message_cls
         # kombu stamps the moment a message is taken as naive local time (datetime.now), so compare alike.
         cutoff = datetime.now() - keep  # noqa: DTZ005
-        deleted = channel.session.query(message).filter(message.visible.is_(False), message.sent_at < cutoff) \
+        deleted = (
+            channel.session.query(message)
+            .filter(message.visible.is_(False), message.sent_at < cutoff)
             .delete(synchronize_session=False)
+        )
         channel.session.commit()
         return deleted

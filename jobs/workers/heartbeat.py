@@ -33,7 +33,9 @@ def beat(*, worker: str, queues: list[str], pid: int, started_at: datetime, now:
     now = now or timezone.now()
     WorkerHeartbeat.objects.bulk_create(
         [WorkerHeartbeat(worker=worker, queue=queue, pid=pid, started_at=started_at, seen_at=now) for queue in queues],
-        update_conflicts=True, unique_fields=["worker", "queue"], update_fields=["pid", "started_at", "seen_at"],
+        update_conflicts=True,
+        unique_fields=["worker", "queue"],
+        update_fields=["pid", "started_at", "seen_at"],
     )
     WorkerHeartbeat.objects.filter(seen_at__lt=now - FORGET_AFTER).delete()
 

@@ -22,8 +22,11 @@ def npz_bytes(**arrays) -> bytes:
 
 
 def attach(client, project, model, payload: bytes, name="data.npz", **fields):
-    return client.post(f"/api/projects/{project.slug}/models/{model.name}/datasets/",
-                       {"file": SimpleUploadedFile(name, payload), **fields}, format="multipart")
+    return client.post(
+        f"/api/projects/{project.slug}/models/{model.name}/datasets/",
+        {"file": SimpleUploadedFile(name, payload), **fields},
+        format="multipart",
+    )
 
 
 @pytest.fixture
@@ -33,8 +36,12 @@ def checked(model):
 
 def test_dataset__npz_matching_the_inputs__is_attached_with_its_summary(project, model, checked, teammate):
     rng = np.random.default_rng(0)
-    response = attach(api_client_for(teammate), project, model,
-                      npz_bytes(x=rng.standard_normal((20, 8)).astype(np.float32), labels=np.arange(20) % 4))
+    response = attach(
+        api_client_for(teammate),
+        project,
+        model,
+        npz_bytes(x=rng.standard_normal((20, 8)).astype(np.float32), labels=np.arange(20) % 4),
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     assert (body["rows"], body["has_labels"], body["format"]) == (20, True, "npz")
@@ -60,8 +67,9 @@ def test_dataset__csv_with_label_column__is_attached(project, model, checked, te
     ],
     ids=["wrong-name", "wrong-shape", "row-counts", "nans", "strings"],
 )
-def test_dataset__not_matching_the_inputs__is_refused_naming_the_problem(project, model, checked, teammate,
-                                                                        isolated_storage, arrays, expected):
+def test_dataset__not_matching_the_inputs__is_refused_naming_the_problem(
+    project, model, checked, teammate, isolated_storage, arrays, expected
+):
     before = set(stored_files(isolated_storage))
     response = attach(api_client_for(teammate), project, model, npz_bytes(**arrays))
     assert response.status_code == 400

@@ -17,9 +17,11 @@ def url(project, model, number, action="optimize"):
 
 def test_optimize__valid_request__queues_a_heavy_job_on_the_version(project, model, teammate):
     version = ready_version(model)
-    response = api_client_for(teammate).post(url(project, model, version.number),
-                                             {"transform": "quantize_dynamic", "params": {"per_channel": True}},
-                                             format="json")
+    response = api_client_for(teammate).post(
+        url(project, model, version.number),
+        {"transform": "quantize_dynamic", "params": {"per_channel": True}},
+        format="json",
+    )
     assert response.status_code == 202, response.json()
     job = Job.objects.get(pk=response.json()["id"])
     assert (job.kind, job.state, job.input_version_id) == ("optimize", "queued", version.pk)
@@ -38,8 +40,16 @@ def test_optimize__valid_request__queues_a_heavy_job_on_the_version(project, mod
         ({"transform": "svd"}, "params", "svd needs exactly one of rank or energy; got neither"),
         ({"transform": "svd", "params": {"rank": 8, "energy": 0.9}}, "params", "got rank and energy"),
     ],
-    ids=["unknown-transform", "static-without-dataset", "out-of-range", "unknown-param", "missing-param",
-         "foreign-dataset", "svd-without-rank-or-energy", "svd-with-both"],
+    ids=[
+        "unknown-transform",
+        "static-without-dataset",
+        "out-of-range",
+        "unknown-param",
+        "missing-param",
+        "foreign-dataset",
+        "svd-without-rank-or-energy",
+        "svd-with-both",
+    ],
 )
 def test_optimize__bad_request__is_400_naming_the_field(project, model, teammate, body, field, words):
     version = ready_version(model)
@@ -51,16 +61,16 @@ def test_optimize__bad_request__is_400_naming_the_field(project, model, teammate
 
 def test_optimize__svd_with_an_energy__queues(project, model, teammate):
     version = ready_version(model)
-    response = api_client_for(teammate).post(url(project, model, version.number),
-                                             {"transform": "svd", "params": {"energy": 0.95}}, format="json")
+    response = api_client_for(teammate).post(
+        url(project, model, version.number), {"transform": "svd", "params": {"energy": 0.95}}, format="json"
+    )
     assert response.status_code == 202, response.json()
     assert Job.objects.get(pk=response.json()["id"]).params["params"]["energy"] == 0.95
 
 
 def test_optimize__version_still_checking__is_409(project, model, teammate, mlp_bytes):
     version = uploaded_version(model, mlp_bytes)
-    response = api_client_for(teammate).post(url(project, model, version.number), {"transform": "fp16"},
-                                             format="json")
+    response = api_client_for(teammate).post(url(project, model, version.number), {"transform": "fp16"}, format="json")
     assert response.status_code == 409
     assert "only a checked" in response.json()["detail"]
 
@@ -74,8 +84,9 @@ def test_optimize__viewer_and_outsider_are_refused(project, model, viewer, outsi
 
 def test_optimize_for_device__unknown_device_type__is_400(project, model, teammate):
     version = ready_version(model)
-    response = api_client_for(teammate).post(url(project, model, version.number, "optimize-for-device"),
-                                             {"device_type": "toaster"}, format="json")
+    response = api_client_for(teammate).post(
+        url(project, model, version.number, "optimize-for-device"), {"device_type": "toaster"}, format="json"
+    )
     assert response.status_code == 400
     assert "toaster" in str(response.json()["device_type"])
 
@@ -84,11 +95,17 @@ def test_optimize_for_device__queues_with_budget_and_objective(project, model, t
     version = ready_version(model)
     response = api_client_for(teammate).post(
         url(project, model, version.number, "optimize-for-device"),
-        {"device_type": "raspberry-pi-4", "objective": "latency", "accuracy_budget": 0.5}, format="json")
+        {"device_type": "raspberry-pi-4", "objective": "latency", "accuracy_budget": 0.5},
+        format="json",
+    )
     assert response.status_code == 202
     job = Job.objects.get(pk=response.json()["id"])
-    assert job.params == {"device_type": "raspberry-pi-4", "objective": "latency", "accuracy_budget": 0.5,
-                          "dataset": None}
+    assert job.params == {
+        "device_type": "raspberry-pi-4",
+        "objective": "latency",
+        "accuracy_budget": 0.5,
+        "dataset": None,
+    }
 
 
 def test_transforms__listed_with_defaults(teammate):

@@ -24,8 +24,9 @@ def assert_nothing_left(isolated_storage, model):
     assert Job.objects.count() == 0
 
 
-def test_upload__valid_model__creates_checking_version_and_queues_check(project, model, teammate, mlp_bytes,
-                                                                         isolated_storage):
+def test_upload__valid_model__creates_checking_version_and_queues_check(
+    project, model, teammate, mlp_bytes, isolated_storage
+):
     response = upload(api_client_for(teammate), project, model, mlp_bytes)
 
     assert response.status_code == 201, response.json()
@@ -69,8 +70,9 @@ def test_upload__empty_file__is_rejected_and_leaves_nothing(project, model, team
     assert_nothing_left(isolated_storage, model)
 
 
-def test_upload__protobuf_failing_the_checker__is_rejected_with_the_checker_message(project, model, teammate,
-                                                                                     isolated_storage):
+def test_upload__protobuf_failing_the_checker__is_rejected_with_the_checker_message(
+    project, model, teammate, isolated_storage
+):
     broken = make_mlp()
     broken.graph.node[0].input[1] = "no_such_tensor"  # a node reads a tensor nothing produces
     response = upload(api_client_for(teammate), project, model, broken.SerializeToString())
@@ -93,8 +95,7 @@ def test_upload__external_data_outside_the_folder__is_refused(project, model, te
     assert_nothing_left(isolated_storage, model)
 
 
-def test_upload__over_the_size_limit__is_413_and_leaves_nothing(project, model, teammate, settings,
-                                                                isolated_storage):
+def test_upload__over_the_size_limit__is_413_and_leaves_nothing(project, model, teammate, settings, isolated_storage):
     settings.MAX_UPLOAD_BYTES = 1024
     payload = make_mlp(hidden=128).SerializeToString()
     assert len(payload) > 1024
@@ -104,8 +105,9 @@ def test_upload__over_the_size_limit__is_413_and_leaves_nothing(project, model, 
     assert_nothing_left(isolated_storage, model)
 
 
-def test_upload__same_file_twice__is_409_pointing_at_the_existing_version(project, model, teammate, mlp_bytes,
-                                                                          isolated_storage):
+def test_upload__same_file_twice__is_409_pointing_at_the_existing_version(
+    project, model, teammate, mlp_bytes, isolated_storage
+):
     client = api_client_for(teammate)
     assert upload(client, project, model, mlp_bytes).status_code == 201
     response = upload(client, project, model, mlp_bytes)
@@ -161,7 +163,8 @@ def test_upload__model_with_constant_node_weights__is_accepted(project, model, t
     weights = numpy_helper.from_array(np.ones((4, 2), np.float32), "w")
     graph = helper.make_graph(
         [helper.make_node("Constant", [], ["w"], value=weights), helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "const", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        "const",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
     )
     payload = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -172,7 +175,8 @@ def test_upload__model_with_constant_node_weights__is_accepted(project, model, t
 
 @pytest.mark.django_db(transaction=True)
 def test_upload__broker_down__succeeds_and_the_reaper_sends_the_check_once_it_is_back(
-        project, model, teammate, mlp_bytes, isolated_storage, settings):
+    project, model, teammate, mlp_bytes, isolated_storage, settings
+):
     from datetime import timedelta
 
     from django.utils import timezone

@@ -33,8 +33,13 @@ def _queued_check(version_or_none=None, *, project, age_s: float = 0):
 
 
 def _facts(**overrides):
-    facts = {"database_ok": True, "broker_ok": True, "workers": {q: ["w@h"] for q in QUEUES}, "queued": {},
-             "broker_messages": {}}
+    facts = {
+        "database_ok": True,
+        "broker_ok": True,
+        "workers": {q: ["w@h"] for q in QUEUES},
+        "queued": {},
+        "broker_messages": {},
+    }
     return {**facts, **overrides}
 
 
@@ -50,24 +55,31 @@ def test_verdict__no_worker_but_nothing_queued__is_degraded_200_with_a_warning()
 
 
 def test_verdict__queued_jobs_and_no_worker_on_their_queue__is_down_503_naming_queue_count_and_age():
-    health = assess(**_facts(workers={"heavy": ["w@h"], "default": ["w@h"]},
-                             queued={"checks": {"queued_jobs": 32, "oldest_queued_age_s": 720.4}}))
+    health = assess(
+        **_facts(
+            workers={"heavy": ["w@h"], "default": ["w@h"]},
+            queued={"checks": {"queued_jobs": 32, "oldest_queued_age_s": 720.4}},
+        )
+    )
     assert (health.status, health.http_status) == ("down", 503)
-    assert health.problems == [f"no worker seen on queue 'checks' in the last {ALIVE_SECONDS}s, and 32 job(s) "
-                               "wait there (the oldest for 720s)"]
+    assert health.problems == [
+        f"no worker seen on queue 'checks' in the last {ALIVE_SECONDS}s, and 32 job(s) wait there (the oldest for 720s)"
+    ]
 
 
-@pytest.mark.parametrize("part, message", [("database_ok", "the database cannot be reached"),
-                                           ("broker_ok", "the broker cannot be reached")])
+@pytest.mark.parametrize(
+    "part, message", [("database_ok", "the database cannot be reached"), ("broker_ok", "the broker cannot be reached")]
+)
 def test_verdict__database_or_broker_down__is_503(part, message):
     health = assess(**_facts(**{part: False}))
     assert health.http_status == 503 and health.problems[0].startswith(message)
 
 
 def test_verdict__eager_mode_needs_no_worker_nor_broker():
-    health = assess(**_facts(workers={}, broker_ok=False, queued={"checks": {"queued_jobs": 1,
-                                                                             "oldest_queued_age_s": 5.0}}),
-                    eager=True)
+    health = assess(
+        **_facts(workers={}, broker_ok=False, queued={"checks": {"queued_jobs": 1, "oldest_queued_age_s": 5.0}}),
+        eager=True,
+    )
     assert health.http_status == 200
 
 

@@ -42,7 +42,10 @@ def test_loads_bounded__brackets_and_escaped_quotes_inside_strings__do_not_count
 
 
 def test_loads_bounded__utf16_body__parses_as_json_loads_would():
-    assert loads_bounded('{"name": "caf\u00e9", "n": [1, [2]]}'.encode("utf-16")) == {"name": "caf\u00e9", "n": [1, [2]]}
+    assert loads_bounded('{"name": "caf\u00e9", "n": [1, [2]]}'.encode("utf-16")) == {
+        "name": "caf\u00e9",
+        "n": [1, [2]],
+    }
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
@@ -52,8 +55,15 @@ def test_loads_bounded__nan_and_infinity__are_refused_as_not_json(constant):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", ["/api/projects/", "/api/projects/kiosk/models/", "/api/projects/kiosk/members/",
-                                  "/api/projects/kiosk/device-types/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/projects/",
+        "/api/projects/kiosk/models/",
+        "/api/projects/kiosk/members/",
+        "/api/projects/kiosk/device-types/",
+    ],
+)
 def test_developer_endpoints__5000_levels_deep_body__is_400_saying_so(project, owner, path):
     response = api_client_for(owner).post(path, DEEP_BODY, content_type="application/json")
     assert response.status_code == 400
@@ -70,7 +80,8 @@ def test_create_project__deep_body__creates_nothing(owner):
 
 @pytest.mark.django_db
 def test_create_model__ordinary_body__still_works(project, owner):
-    response = api_client_for(owner).post("/api/projects/kiosk/models/", json.dumps({"name": "ok", "description": "x"}),
-                                          content_type="application/json")
+    response = api_client_for(owner).post(
+        "/api/projects/kiosk/models/", json.dumps({"name": "ok", "description": "x"}), content_type="application/json"
+    )
     assert response.status_code == 201
     assert Model.objects.filter(project=project, name="ok").exists()

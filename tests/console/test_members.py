@@ -20,8 +20,9 @@ def owners(project) -> list[str]:
 
 
 def test_demote__last_owner__is_400_and_stays_owner(project, owner):
-    response = api_client_for(owner).post(members_url(project), {"username": owner.username, "role": "developer"},
-                                          format="json")
+    response = api_client_for(owner).post(
+        members_url(project), {"username": owner.username, "role": "developer"}, format="json"
+    )
     assert response.status_code == 400
     assert "at least one owner" in response.json()["detail"]
     assert "make someone else owner first" in response.json()["detail"]
@@ -30,8 +31,10 @@ def test_demote__last_owner__is_400_and_stays_owner(project, owner):
 
 def test_demote__an_owner_while_another_remains__is_allowed(project, owner, teammate):
     client = api_client_for(owner)
-    assert client.post(members_url(project), {"username": teammate.username, "role": "owner"},
-                       format="json").status_code == 201
+    assert (
+        client.post(members_url(project), {"username": teammate.username, "role": "owner"}, format="json").status_code
+        == 201
+    )
     response = client.post(members_url(project), {"username": owner.username, "role": "viewer"}, format="json")
     assert response.status_code == 201
     assert response.json()["role"] == "viewer"
@@ -43,8 +46,9 @@ def test_demote__after_handing_over__the_new_last_owner_is_kept(project, owner, 
     client.post(members_url(project), {"username": teammate.username, "role": "owner"}, format="json")
     client.post(members_url(project), {"username": owner.username, "role": "developer"}, format="json")
 
-    response = api_client_for(teammate).post(members_url(project), {"username": teammate.username,
-                                                                    "role": "approver"}, format="json")
+    response = api_client_for(teammate).post(
+        members_url(project), {"username": teammate.username, "role": "approver"}, format="json"
+    )
     assert response.status_code == 400
     assert owners(project) == [teammate.username]
 
@@ -64,7 +68,8 @@ def test_remove__an_owner_while_another_remains__is_204(project, owner, teammate
 
 
 def test_change_role__of_a_non_owner__is_unaffected_by_the_owner_rule(project, owner, teammate):
-    response = api_client_for(owner).post(members_url(project), {"username": teammate.username, "role": "viewer"},
-                                          format="json")
+    response = api_client_for(owner).post(
+        members_url(project), {"username": teammate.username, "role": "viewer"}, format="json"
+    )
     assert response.status_code == 201
     assert Membership.objects.get(project=project, user=teammate).role == roles.VIEWER

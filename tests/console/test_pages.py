@@ -67,7 +67,8 @@ def test_pages__version_page_shows_matrix_and_facts(signed_in, project, model, t
 
 
 def test_project_and_version_pages__queued_check_with_no_worker__say_it_waits_for_a_worker(
-        signed_in, project, model, teammate, mlp_bytes):
+    signed_in, project, model, teammate, mlp_bytes
+):
     from tests.jobs.helpers import uploaded_version
 
     version = uploaded_version(model, mlp_bytes)  # its check job is queued; no worker runs in this test

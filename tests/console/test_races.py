@@ -28,8 +28,10 @@ from tests.devices.fleet_helpers import enroll
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-                       reason="holds writes with a PostgreSQL trigger and advisory lock"),
+    pytest.mark.skipif(
+        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+        reason="holds writes with a PostgreSQL trigger and advisory lock",
+    ),
 ]
 
 HOLD_KEY = 880_801
@@ -38,8 +40,10 @@ WAIT_S = 20
 
 def _waiting_backends() -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
         return cursor.fetchone()[0]
 
 
@@ -52,8 +56,10 @@ def writes_held(table: str, operation: str) -> Iterator[None]:
             f"PERFORM pg_advisory_lock_shared({HOLD_KEY}); PERFORM pg_advisory_unlock_shared({HOLD_KEY}); "
             "RETURN COALESCE(NEW, OLD); END $$ LANGUAGE plpgsql"
         )
-        cursor.execute(f"CREATE TRIGGER test_hold_write BEFORE {operation} ON {table} FOR EACH ROW "
-                       "EXECUTE FUNCTION test_hold_write()")
+        cursor.execute(
+            f"CREATE TRIGGER test_hold_write BEFORE {operation} ON {table} FOR EACH ROW "
+            "EXECUTE FUNCTION test_hold_write()"
+        )
         cursor.execute("SELECT pg_advisory_lock(%s)", [HOLD_KEY])
     try:
         yield
@@ -98,7 +104,8 @@ def statuses(responses) -> list[int]:
 def test_create_project__same_slug_at_once__one_is_201_the_other_409(owner, teammate):
     body = {"slug": "kiosk-2", "name": "Kiosk 2"}
     responses = at_once(
-        "console_project", "INSERT",
+        "console_project",
+        "INSERT",
         lambda: api_client_for(owner).post("/api/projects/", body, format="json"),
         lambda: api_client_for(teammate).post("/api/projects/", body, format="json"),
     )
@@ -112,7 +119,8 @@ def test_create_project__same_slug_at_once__one_is_201_the_other_409(owner, team
 def test_create_model__same_name_at_once__one_is_201_the_other_409(project, owner, teammate):
     url = f"/api/projects/{project.slug}/models/"
     responses = at_once(
-        "console_model", "INSERT",
+        "console_model",
+        "INSERT",
         lambda: api_client_for(owner).post(url, {"name": "face-detector"}, format="json"),
         lambda: api_client_for(teammate).post(url, {"name": "face-detector"}, format="json"),
     )
@@ -121,13 +129,20 @@ def test_create_model__same_name_at_once__one_is_201_the_other_409(project, owne
     assert Model.objects.filter(project=project, name="face-detector").count() == 1
 
 
-DEVICE_TYPE_FIELDS = {"name": "Orin Nano", "memory_mb": 8192, "storage_mb": 65536, "max_model_mb": 500,
-                      "runtime_version": "1.18", "precisions": ["fp32", "fp16"]}
+DEVICE_TYPE_FIELDS = {
+    "name": "Orin Nano",
+    "memory_mb": 8192,
+    "storage_mb": 65536,
+    "max_model_mb": 500,
+    "runtime_version": "1.18",
+    "precisions": ["fp32", "fp16"],
+}
 
 
 def test_create_device_type__builtin_and_project_type_claim_one_slug_at_once__one_is_refused(project):
     results = at_once(
-        "devices_devicetype", "INSERT",
+        "devices_devicetype",
+        "INSERT",
         lambda: device_type_services.create_device_type(project=None, slug="orin-nano", **DEVICE_TYPE_FIELDS),
         lambda: device_type_services.create_device_type(project=project, slug="orin-nano", **DEVICE_TYPE_FIELDS),
     )
@@ -138,7 +153,8 @@ def test_create_device_type__builtin_and_project_type_claim_one_slug_at_once__on
 
 def test_create_device_type__same_project_slug_at_once__one_is_refused(project):
     results = at_once(
-        "devices_devicetype", "INSERT",
+        "devices_devicetype",
+        "INSERT",
         lambda: device_type_services.create_device_type(project=project, slug="kiosk-v2", **DEVICE_TYPE_FIELDS),
         lambda: device_type_services.create_device_type(project=project, slug="kiosk-v2", **DEVICE_TYPE_FIELDS),
     )
@@ -159,14 +175,18 @@ def test_first_enrollment__same_device_at_once__both_201_and_the_later_token_wor
     tokens = [hash_token(r.json()["device_token"]) for r in responses]
     assert device.token_hash in tokens  # the other token was voided by enrolling again over it
     assert sorted(DeviceEvent.objects.filter(device=device, type="enrolled").values_list("reason", flat=True)) == [
-        "enrolled again: the previous token no longer works", "enrolled as x86-gateway"]
+        "enrolled again: the previous token no longer works",
+        "enrolled as x86-gateway",
+    ]
 
 
-def test_demote_owners__two_owners_demote_each_other_at_once__one_is_refused_and_an_owner_remains(project, owner,
-                                                                                                 teammate):
+def test_demote_owners__two_owners_demote_each_other_at_once__one_is_refused_and_an_owner_remains(
+    project, owner, teammate
+):
     project_services.set_member(project=project, user=teammate, role=roles.OWNER)
     results = at_once(
-        "console_membership", "UPDATE",
+        "console_membership",
+        "UPDATE",
         lambda: project_services.set_member(project=project, user=teammate, role=roles.DEVELOPER),
         lambda: project_services.set_member(project=project, user=owner, role=roles.DEVELOPER),
     )
@@ -179,7 +199,8 @@ def test_remove_owners__two_owners_leave_at_once__one_is_refused_and_an_owner_re
     project_services.set_member(project=project, user=teammate, role=roles.OWNER)
     memberships = list(Membership.objects.filter(project=project, role=roles.OWNER).select_related("project", "user"))
     results = at_once(
-        "console_membership", "DELETE",
+        "console_membership",
+        "DELETE",
         *[lambda m=m: project_services.remove_member(membership=m) for m in memberships],
     )
     assert len([r for r in results if isinstance(r, Refused)]) == 1

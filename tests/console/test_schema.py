@@ -16,8 +16,9 @@ def schemas(teammate) -> dict:
     return response.json()["components"]["schemas"]
 
 
-@pytest.mark.parametrize(("schema", "field"), [("Model", "latest_version"), ("Version", "parent"),
-                                               ("VersionDetail", "parent")])
+@pytest.mark.parametrize(
+    ("schema", "field"), [("Model", "latest_version"), ("Version", "parent"), ("VersionDetail", "parent")]
+)
 def test_schema__fields_the_api_returns_as_null__are_nullable(schemas, schema, field):
     assert schemas[schema]["properties"][field].get("nullable") is True
 

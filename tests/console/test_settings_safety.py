@@ -34,8 +34,7 @@ def test_debug_on_loopback_hosts__is_allowed(hosts):
     assert unsafe_configuration({"DEBUG": "on", "ALLOWED_HOSTS": hosts}) == []
 
 
-@pytest.mark.parametrize("key, word", [("", "not set"), ("short-key", "weak"),
-                                       ("django-insecure-" + "x" * 60, "weak")])
+@pytest.mark.parametrize("key, word", [("", "not set"), ("short-key", "weak"), ("django-insecure-" + "x" * 60, "weak")])
 def test_host_others_reach_without_a_strong_secret_key__is_refused(key, word):
     problems = unsafe_configuration({"ALLOWED_HOSTS": "console.example.com", "SECRET_KEY": key})
     assert problems == [problems[0]] and f"SECRET_KEY is {word}" in problems[0]
@@ -53,13 +52,23 @@ def test_demo_users_on_a_host_others_reach_with_the_readme_password__are_refused
 
 
 def _start(env: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("DEBUG", "ALLOWED_HOSTS", "SECRET_KEY", "CONSOLE_DEMO", "DEMO_PASSWORD")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DEBUG", "ALLOWED_HOSTS", "SECRET_KEY", "CONSOLE_DEMO", "DEMO_PASSWORD")
+    }
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
-                               "print('DEBUG', settings.DEBUG, 'DEMO', settings.CONSOLE_DEMO)"],
-        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "console.settings", **env},
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print('DEBUG', settings.DEBUG, 'DEMO', settings.CONSOLE_DEMO)",
+        ],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "console.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

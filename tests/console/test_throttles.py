@@ -35,15 +35,23 @@ def _database_url() -> str:
     db = connection.settings_dict
     if db["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("the second process shares the test database: run on PostgreSQL (make test sets DATABASE_URL)")
-    return f"postgres://{db.get('USER') or 'postgres'}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/" \
-           f"{db['NAME']}"
+    return (
+        f"postgres://{db.get('USER') or 'postgres'}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/"
+        f"{db['NAME']}"
+    )
 
 
 def guess_in_a_second_process() -> int:
-    env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "console.settings",
-           "PYTHONPATH": str(ROOT), "DB_CONN_MAX_AGE": "0"}
-    done = subprocess.run([sys.executable, "-c", SECOND_PROCESS], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DJANGO_SETTINGS_MODULE": "console.settings",
+        "PYTHONPATH": str(ROOT),
+        "DB_CONN_MAX_AGE": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SECOND_PROCESS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return int(done.stdout.strip().splitlines()[-1])
 

@@ -28,8 +28,9 @@ def checked(version: ModelVersion) -> ModelVersion:
     return version
 
 
-def ready_version(model, *, seed: int = 0, hidden: int = 16, opset: int = 17, parent: ModelVersion | None = None,
-                  transform: str = "") -> ModelVersion:
+def ready_version(
+    model, *, seed: int = 0, hidden: int = 16, opset: int = 17, parent: ModelVersion | None = None, transform: str = ""
+) -> ModelVersion:
     """A checked version; opset 21 cannot run on raspberry-pi-4 (onnxruntime 1.16), opset 17 runs everywhere."""
     payload = make_mlp(seed=seed, hidden=hidden, opset=opset).SerializeToString()
     if parent is None:
@@ -37,16 +38,26 @@ def ready_version(model, *, seed: int = 0, hidden: int = 16, opset: int = 17, pa
             version = catalog_services.upload_version(model=model, uploaded=upload)
     else:
         version = catalog_services.register_version(
-            model=model, source=ContentFile(payload, name="variant.onnx"),
-            sha256=hashlib.sha256(payload).hexdigest(), parent=parent, transform=transform or "convert_opset",
+            model=model,
+            source=ContentFile(payload, name="variant.onnx"),
+            sha256=hashlib.sha256(payload).hexdigest(),
+            parent=parent,
+            transform=transform or "convert_opset",
         )
     return checked(version)
 
 
 def device_config(**overrides: Any) -> dict[str, Any]:
     config = {
-        "device_type": "x86-gateway", "runtime": "onnxruntime", "runtime_version": "1.20.1", "os": "linux",
-        "cpu_arch": "x86_64", "accelerator": "none", "memory_mb": 8192, "region": "DE", "app_version": "2.3.1",
+        "device_type": "x86-gateway",
+        "runtime": "onnxruntime",
+        "runtime_version": "1.20.1",
+        "os": "linux",
+        "cpu_arch": "x86_64",
+        "accelerator": "none",
+        "memory_mb": 8192,
+        "region": "DE",
+        "app_version": "2.3.1",
         "attributes": {"tier": "pro", "ram_gb": 4},
     }
     config.update(overrides)
@@ -56,8 +67,9 @@ def device_config(**overrides: Any) -> dict[str, Any]:
 def enroll(key: str, device_id: str = "device-1", **config: Any) -> tuple[Any, dict[str, Any]]:
     """POST an enrollment; returns the response and the config sent."""
     body_config = device_config(**config)
-    response = APIClient().post(f"{API}/enroll", {"enrollment_key": key, "device_id": device_id,
-                                                  "config": body_config}, format="json")
+    response = APIClient().post(
+        f"{API}/enroll", {"enrollment_key": key, "device_id": device_id, "config": body_config}, format="json"
+    )
     return response, body_config
 
 
@@ -67,10 +79,19 @@ def device_client(token: str) -> APIClient:
     return client
 
 
-def checkin(client: APIClient, config: dict[str, Any], models: list[str] | None = None,
-            installed: dict | None = None, send_config: bool = False, **headers: Any):
-    body: dict[str, Any] = {"fingerprint": config_fingerprint(config), "models": models or ["digit-classifier"],
-                            "installed": installed or {}}
+def checkin(
+    client: APIClient,
+    config: dict[str, Any],
+    models: list[str] | None = None,
+    installed: dict | None = None,
+    send_config: bool = False,
+    **headers: Any,
+):
+    body: dict[str, Any] = {
+        "fingerprint": config_fingerprint(config),
+        "models": models or ["digit-classifier"],
+        "installed": installed or {},
+    }
     if send_config:
         body["config"] = config
     return client.post(f"{API}/checkin", body, format="json", **headers)

@@ -372,7 +372,11 @@ def test_cli__without_enrollment__exits_1_with_a_hint(tmp_path: Path, capsys: py
 
 def signed_manifest(private_pem: bytes, **changes: object) -> dict:
     manifest = {
-        "model": MODEL, "version_id": 1, "sha256": "ab" * 32, "size": 10, "format": "onnx",
+        "model": MODEL,
+        "version_id": 1,
+        "sha256": "ab" * 32,
+        "size": 10,
+        "format": "onnx",
         "download_url": "/api/device/v1/packages/1",
     }
     manifest.update(changes)

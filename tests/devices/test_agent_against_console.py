@@ -44,8 +44,12 @@ def test_agent__enrolls_checks_in_resumes_download_verifies_reports_and_console_
     transport = FirstDownloadBreaks(live_server.url)
     agent = Agent(tmp_path / "device", transport=transport, retry_delay_s=0)
 
-    agent.enroll(live_server.url, key, default_config(device_type="x86-gateway", region="DE", app_version="2.3.1",
-                                                      attributes={"tier": "pro"}), models=[MODEL])
+    agent.enroll(
+        live_server.url,
+        key,
+        default_config(device_type="x86-gateway", region="DE", app_version="2.3.1", attributes={"tier": "pro"}),
+        models=[MODEL],
+    )
     first = agent.checkin()
 
     assert first.models[MODEL] == f"installed version {version.pk}"

@@ -45,8 +45,12 @@ def test_checkin__matching_rule__answers_a_signed_manifest_with_a_short_lived_do
     assert verify_manifest(FleetSettings.objects.get(project=project).public_key, manifest)
     assert manifest["download_url"].startswith(f"{API}/download/{ready_v1.pk}?token=")
     token = manifest["download_url"].split("token=")[1]
-    assert check_download_token(download_secret(), token, version_id=ready_v1.pk, device_id="device-1",
-                                now=int(time.time())) is None
+    assert (
+        check_download_token(
+            download_secret(), token, version_id=ready_v1.pk, device_id="device-1", now=int(time.time())
+        )
+        is None
+    )
     assert 0 < manifest["expires_at"] - time.time() <= 600
     assert response.json()["checkin_interval_s"] == 300
     assert response["ETag"].startswith('"')
@@ -174,8 +178,11 @@ def test_checkin__model_without_rule_or_default__is_none_with_the_reason(enrolle
 
     entry = answer_for(checkin(device_api, config))
 
-    assert entry == {"status": "none", "reason": "no rule matches and the model has no default version",
-                     "manifest": None}
+    assert entry == {
+        "status": "none",
+        "reason": "no rule matches and the model has no default version",
+        "manifest": None,
+    }
 
 
 def test_checkin__model_of_another_project__looks_exactly_like_no_model(enrolled, device_api, other_project, outsider):
@@ -186,8 +193,11 @@ def test_checkin__model_of_another_project__looks_exactly_like_no_model(enrolled
     response = checkin(device_api, config, models=["secret-model", "no-such-model"])
 
     models = response.json()["models"]
-    assert models["secret-model"] == {"status": "none", "manifest": None,
-                                      "reason": "this project has no model named secret-model"}
+    assert models["secret-model"] == {
+        "status": "none",
+        "manifest": None,
+        "reason": "this project has no model named secret-model",
+    }
     assert models["no-such-model"]["reason"] == "this project has no model named no-such-model"
 
 
@@ -240,8 +250,12 @@ def test_checkin__first_answer_for_many_models__does_not_grow_with_rules_or_mode
     for index in range(5):
         other = catalog_services.create_model(project=project, name=f"model-{index}", user=owner)
         for priority in range(20):
-            rules_services.create_rule(model=other, version=ready_v1, priority=priority,
-                                 conditions={"regions": ["FR"]} if priority < 19 else {})
+            rules_services.create_rule(
+                model=other,
+                version=ready_v1,
+                priority=priority,
+                conditions={"regions": ["FR"]} if priority < 19 else {},
+            )
         names.append(other.name)
 
     with django_assert_max_num_queries(14):
@@ -328,8 +342,14 @@ def test_checkin__revoked_device__is_401(enrolled, device_api):
         (b'"a string"', "JSON object"),
         (b'{"fingerprint": "xyz"}', "fingerprint"),
         (b'{"fingerprint": "' + b"0" * 64 + b'", "models": ["Bad Name"]}', "models"),
-        (b'{"fingerprint": "' + b"0" * 64 + b'", "models": [' + b",".join([b'"m"'] * 51) + b"]}", "at most 50 per check-in"),
-        (b'{"fingerprint": "' + b"0" * 64 + b'", "installed": {"m": {"version_id": "x"}}}', "m.version_id must be a positive integer"),
+        (
+            b'{"fingerprint": "' + b"0" * 64 + b'", "models": [' + b",".join([b'"m"'] * 51) + b"]}",
+            "at most 50 per check-in",
+        ),
+        (
+            b'{"fingerprint": "' + b"0" * 64 + b'", "installed": {"m": {"version_id": "x"}}}',
+            "m.version_id must be a positive integer",
+        ),
     ],
 )
 def test_checkin__bad_body__is_400_and_changes_nothing(enrolled, device_api, body, message):
@@ -465,16 +485,19 @@ def test_checkin__ticket_with_a_wrong_token__is_401(enrolled, device_api, model,
 
 
 @pytest.mark.parametrize("tamper", ["device", "project", "issued", "mac"])
-def test_checkin__tampered_ticket__is_answered_from_the_database(enrolled, device_api, model, ready_v1, tamper,
-                                                                  django_assert_num_queries):
+def test_checkin__tampered_ticket__is_answered_from_the_database(
+    enrolled, device_api, model, ready_v1, tamper, django_assert_num_queries
+):
     _, _, config = enrolled
     rules_services.create_rule(model=model, version=ready_v1)
     installed, etag = _steady(device_api, model, ready_v1, config)
     answer, project_id, device_pk, issued, mac = etag.strip('"').split(".")
-    changed = {"device": (answer, project_id, str(int(device_pk) + 1), issued, mac),
-               "project": (answer, str(int(project_id) + 1), device_pk, issued, mac),
-               "issued": (answer, project_id, device_pk, str(int(issued) + 1), mac),
-               "mac": (answer, project_id, device_pk, issued, mac[::-1])}[tamper]
+    changed = {
+        "device": (answer, project_id, str(int(device_pk) + 1), issued, mac),
+        "project": (answer, str(int(project_id) + 1), device_pk, issued, mac),
+        "issued": (answer, project_id, device_pk, str(int(issued) + 1), mac),
+        "mac": (answer, project_id, device_pk, issued, mac[::-1]),
+    }[tamper]
     tampered = '"' + ".".join(changed) + '"'
 
     response = checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=tampered)
@@ -486,8 +509,15 @@ def test_checkin__tampered_ticket__is_answered_from_the_database(enrolled, devic
     assert again.status_code == 304
 
 
-@pytest.mark.parametrize("header", ['"' + "a" * 24 + ".\u00b2.1.1." + "0" * 32 + '"',
-                                    '"' + "a" * 24 + ".1.1.1." + "\u00e9" * 32 + '"', "x" * 5000, ", , ,"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        '"' + "a" * 24 + ".\u00b2.1.1." + "0" * 32 + '"',
+        '"' + "a" * 24 + ".1.1.1." + "\u00e9" * 32 + '"',
+        "x" * 5000,
+        ", , ,",
+    ],
+)
 def test_checkin__garbage_if_none_match__is_answered_normally(enrolled, device_api, model, ready_v1, header):
     _, _, config = enrolled
     rules_services.create_rule(model=model, version=ready_v1)
@@ -520,8 +550,9 @@ def test_checkin__ticket_for_another_request__does_not_answer_this_one(enrolled,
     rules_services.create_rule(model=model, version=ready_v1)
     installed, etag = _steady(device_api, model, ready_v1, config)
 
-    response = checkin(device_api, config, installed=installed, models=["digit-classifier", "other-model"],
-                       HTTP_IF_NONE_MATCH=etag)
+    response = checkin(
+        device_api, config, installed=installed, models=["digit-classifier", "other-model"], HTTP_IF_NONE_MATCH=etag
+    )
 
     assert response.status_code == 200
     assert response.json()["models"]["other-model"]["status"] == "none"
@@ -549,8 +580,7 @@ def test_checkin__ticket_path__is_throttled_too(enrolled, device_api, model, rea
     from django.core.cache import cache
 
     cache.clear()
-    statuses = [checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag).status_code
-                for _ in range(3)]
+    statuses = [checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag).status_code for _ in range(3)]
 
     assert statuses == [304, 304, 429]
 
@@ -620,8 +650,9 @@ def test_checkin__interval_changed__is_not_304(enrolled, device_api, model, read
     assert response.json()["checkin_interval_s"] == 120
 
 
-def test_checkin__enrolled_again__resolves_again_before_answering_304(enrollment_key, enrolled, device_api, model,
-                                                                     ready_v1):
+def test_checkin__enrolled_again__resolves_again_before_answering_304(
+    enrollment_key, enrolled, device_api, model, ready_v1
+):
     device, _, config = enrolled
     rules_services.create_rule(model=model, version=ready_v1)
     installed, etag = _steady(device_api, model, ready_v1, config)

@@ -12,8 +12,14 @@ from tests.conftest import api_client_for
 
 pytestmark = pytest.mark.django_db
 
-FIELDS = {"name": "Kiosk v2", "memory_mb": 2048, "storage_mb": 4096, "max_model_mb": 50, "runtime_version": "1.17",
-          "precisions": ["fp32", "int8"]}
+FIELDS = {
+    "name": "Kiosk v2",
+    "memory_mb": 2048,
+    "storage_mb": 4096,
+    "max_model_mb": 50,
+    "runtime_version": "1.17",
+    "precisions": ["fp32", "int8"],
+}
 
 
 def builtin(slug: str) -> DeviceType:
@@ -94,7 +100,6 @@ def test_rename__project_type_to_a_free_slug__is_allowed(project):
 # --- through the API (devices/catalog/serializers.py saves through the services above) ------------------------
 
 
-
 def type_url(project, slug=""):
     return f"/api/projects/{project.slug}/device-types/{slug + '/' if slug else ''}"
 
@@ -114,8 +119,7 @@ def test_api_patch__project_type_onto_a_builtin_slug__is_409_and_the_builtin_pag
 def test_api_patch__staff_renames_a_builtin_onto_another_builtin__is_409_not_500(project, owner):
     owner.is_staff = True
     owner.save()
-    response = api_client_for(owner).patch(type_url(project, "raspberry-pi-4"), {"slug": "x86-gateway"},
-                                           format="json")
+    response = api_client_for(owner).patch(type_url(project, "raspberry-pi-4"), {"slug": "x86-gateway"}, format="json")
     assert response.status_code == 409
     assert "built-in device type 'x86-gateway'" in response.json()["detail"]
     assert builtin("raspberry-pi-4")

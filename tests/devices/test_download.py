@@ -106,8 +106,9 @@ def test_download__changed_version_id__is_403(assigned, model, ready_v1):
 def test_download__expired_or_tampered_token__is_403_with_the_reason(assigned, ready_v1, change, reason):
     client, url = assigned
     if change == "expired":
-        token = make_download_token(download_secret(), version_id=ready_v1.pk, device_id="device-1",
-                                    expires_at=int(time.time()) - 1)
+        token = make_download_token(
+            download_secret(), version_id=ready_v1.pk, device_id="device-1", expires_at=int(time.time()) - 1
+        )
         url = f"{API}/download/{ready_v1.pk}?token={token}"
     else:
         payload, mac = url.split("token=")[1].split(".")
@@ -132,8 +133,9 @@ def test_download__another_devices_url__is_403(assigned, enrollment_key):
 def test_download__version_no_longer_assigned__is_403(assigned, model, ready_v1):
     client, _ = assigned
     v2 = ready_version(model, seed=1)
-    token = make_download_token(download_secret(), version_id=v2.pk, device_id="device-1",
-                                expires_at=int(time.time()) + 60)
+    token = make_download_token(
+        download_secret(), version_id=v2.pk, device_id="device-1", expires_at=int(time.time()) + 60
+    )
 
     response = client.get(f"{API}/download/{v2.pk}?token={token}")
 
@@ -166,8 +168,9 @@ def test_download__valid_token_for_another_projects_version__is_still_refused(as
 
     client, _ = assigned
     theirs = ready_version(catalog_services.create_model(project=other_project, name="secret", user=outsider))
-    token = make_download_token(download_secret(), version_id=theirs.pk, device_id="device-1",
-                                expires_at=int(time.time()) + 60)
+    token = make_download_token(
+        download_secret(), version_id=theirs.pk, device_id="device-1", expires_at=int(time.time()) + 60
+    )
 
     response = client.get(f"{API}/download/{theirs.pk}?token={token}")
 

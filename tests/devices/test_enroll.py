@@ -63,8 +63,16 @@ def test_enroll__rotated_key__old_one_stops_working(enrollment_key, project):
 def test_enroll__key_of_another_project__lands_there_and_cannot_use_this_projects_device_type(
     enrollment_key, project, other_project
 ):
-    DeviceType.objects.create(project=project, slug="kiosk-box", name="Kiosk box", memory_mb=1024, storage_mb=1024,
-                              max_model_mb=50, runtime_version="1.17", precisions=["fp32"])
+    DeviceType.objects.create(
+        project=project,
+        slug="kiosk-box",
+        name="Kiosk box",
+        memory_mb=1024,
+        storage_mb=1024,
+        max_model_mb=50,
+        runtime_version="1.17",
+        precisions=["fp32"],
+    )
     _, other_key = fleet_services.rotate_enrollment_key(project=other_project)
 
     refused, _ = enroll(other_key, device_type="kiosk-box")
@@ -79,8 +87,16 @@ def test_enroll__key_of_another_project__lands_there_and_cannot_use_this_project
 
 
 def test_enroll__project_device_type__is_accepted_in_its_own_project(enrollment_key, project):
-    DeviceType.objects.create(project=project, slug="kiosk-box", name="Kiosk box", memory_mb=1024, storage_mb=1024,
-                              max_model_mb=50, runtime_version="1.17", precisions=["fp32"])
+    DeviceType.objects.create(
+        project=project,
+        slug="kiosk-box",
+        name="Kiosk box",
+        memory_mb=1024,
+        storage_mb=1024,
+        max_model_mb=50,
+        runtime_version="1.17",
+        precisions=["fp32"],
+    )
     response, _ = enroll(enrollment_key, device_type="kiosk-box")
     assert response.status_code == 201
 
@@ -108,8 +124,9 @@ def test_enroll__bad_config__is_400_with_the_field_and_creates_nothing(enrollmen
 
 
 def test_enroll__missing_fields__is_400_naming_them(enrollment_key):
-    response = APIClient().post(f"{API}/enroll", {"enrollment_key": enrollment_key, "config": {"region": "DE"}},
-                                format="json")
+    response = APIClient().post(
+        f"{API}/enroll", {"enrollment_key": enrollment_key, "config": {"region": "DE"}}, format="json"
+    )
 
     assert response.status_code == 400
     detail = response.json()["detail"]

@@ -24,16 +24,27 @@ AT = iso(AT_TIME)
 
 
 def event(event_type: str, version_id: int | None, **extra) -> dict:
-    return {"id": str(uuid.uuid4()), "type": event_type, "model": "digit-classifier", "version_id": version_id,
-            "at": AT, **extra}
+    return {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "model": "digit-classifier",
+        "version_id": version_id,
+        "at": AT,
+        **extra,
+    }
 
 
 def test_events__batch__is_stored_and_rolled_up_per_day_version_type_and_region(enrolled, device_api, ready_v1):
     batch = [
-        event("download_started", ready_v1.pk), event("download_completed", ready_v1.pk), event("install_succeeded", ready_v1.pk),
+        event("download_started", ready_v1.pk),
+        event("download_completed", ready_v1.pk),
+        event("install_succeeded", ready_v1.pk),
         event("download_failed", ready_v1.pk, reason="sha256 mismatch"),
-        event("inference_stats", ready_v1.pk, stats={"count": 100, "latency_ms_p50": 2.0, "latency_ms_p90": 4.0,
-                                               "accuracy": 0.9}),
+        event(
+            "inference_stats",
+            ready_v1.pk,
+            stats={"count": 100, "latency_ms_p50": 2.0, "latency_ms_p90": 4.0, "accuracy": 0.9},
+        ),
         event("inference_stats", ready_v1.pk, stats={"count": 300, "latency_ms_p50": 1.0, "latency_ms_p90": 2.0}),
     ]
 
@@ -43,9 +54,17 @@ def test_events__batch__is_stored_and_rolled_up_per_day_version_type_and_region(
     assert response.json() == {"accepted": 6, "duplicates": 0, "out_of_window": 0}
     rollup = DailyRollup.objects.get()
     assert (rollup.day, rollup.version, rollup.device_type.slug, rollup.region) == (
-        AT_TIME.astimezone(UTC).date(), ready_v1, "x86-gateway", "DE")
-    assert (rollup.download_started, rollup.download_completed, rollup.download_failed,
-            rollup.install_succeeded) == (1, 1, 1, 1)
+        AT_TIME.astimezone(UTC).date(),
+        ready_v1,
+        "x86-gateway",
+        "DE",
+    )
+    assert (rollup.download_started, rollup.download_completed, rollup.download_failed, rollup.install_succeeded) == (
+        1,
+        1,
+        1,
+        1,
+    )
     assert rollup.inference_count == 400
     assert rollup.latency_p50_ms == pytest.approx(1.25)
     assert rollup.latency_p90_ms == pytest.approx(2.5)
@@ -58,8 +77,9 @@ def test_events__replayed_batch__counts_as_duplicates_and_not_twice(enrolled, de
     batch = [event("download_started", ready_v1.pk), event("install_succeeded", ready_v1.pk)]
     device_api.post(f"{API}/events", {"events": batch}, format="json")
 
-    response = device_api.post(f"{API}/events", {"events": [*batch, event("rollback", ready_v1.pk, reason="x")]},
-                           format="json")
+    response = device_api.post(
+        f"{API}/events", {"events": [*batch, event("rollback", ready_v1.pk, reason="x")]}, format="json"
+    )
 
     assert response.json() == {"accepted": 1, "duplicates": 2, "out_of_window": 0}
     rollup = DailyRollup.objects.get()
@@ -80,11 +100,11 @@ def test_events__version_of_another_project__is_kept_in_history_but_counted_nowh
 ):
     from console.catalog import services as catalog_services
 
-    theirs = ready_version(catalog_services.create_model(project=other_project, name="digit-classifier",
-                                                         user=outsider))
+    theirs = ready_version(catalog_services.create_model(project=other_project, name="digit-classifier", user=outsider))
 
-    response = device_api.post(f"{API}/events", {"events": [event("install_failed", theirs.pk, reason="no")]},
-                           format="json")
+    response = device_api.post(
+        f"{API}/events", {"events": [event("install_failed", theirs.pk, reason="no")]}, format="json"
+    )
 
     assert response.json() == {"accepted": 1, "duplicates": 0, "out_of_window": 0}
     stored = DeviceEvent.objects.get(type="install_failed")
@@ -135,9 +155,11 @@ def test_events__dated_1970_or_next_year__are_acknowledged_but_neither_stored_no
     enrolled, device_api, ready_v1
 ):
     now = timezone.now()
-    batch = [event("download_started", ready_v1.pk) | {"at": "1970-01-01T00:00:00.000Z"},
-             event("download_started", ready_v1.pk) | {"at": iso(now + timedelta(days=365))},
-             event("download_completed", ready_v1.pk)]
+    batch = [
+        event("download_started", ready_v1.pk) | {"at": "1970-01-01T00:00:00.000Z"},
+        event("download_started", ready_v1.pk) | {"at": iso(now + timedelta(days=365))},
+        event("download_completed", ready_v1.pk),
+    ]
 
     response = device_api.post(f"{API}/events", {"events": batch}, format="json")
 
@@ -155,8 +177,9 @@ def recorded(device, *ats: datetime, version) -> tuple:
     from devices.telemetry.events import record_events
     from devices.telemetry.serializers import EventBatchSerializer
 
-    batch = EventBatchSerializer(data={"events": [event("download_started", version.pk) | {"at": iso(at)}
-                                                  for at in ats]})
+    batch = EventBatchSerializer(
+        data={"events": [event("download_started", version.pk) | {"at": iso(at)} for at in ats]}
+    )
     batch.is_valid(raise_exception=True)
     outcome = record_events(device=device, events=batch.validated_data["events"], now=NOW)
     counted = {str(rollup.day): rollup.download_started for rollup in DailyRollup.objects.all()}
@@ -166,8 +189,14 @@ def recorded(device, *ats: datetime, version) -> tuple:
 def test_record_events__window__takes_a_month_back_and_an_hour_ahead_of_the_servers_clock(enrolled, ready_v1):
     device, _, _ = enrolled
 
-    outcome, counted = recorded(device, NOW - timedelta(days=30), NOW - timedelta(days=30, seconds=1),
-                                NOW + timedelta(hours=1), NOW + timedelta(hours=1, seconds=1), version=ready_v1)
+    outcome, counted = recorded(
+        device,
+        NOW - timedelta(days=30),
+        NOW - timedelta(days=30, seconds=1),
+        NOW + timedelta(hours=1),
+        NOW + timedelta(hours=1, seconds=1),
+        version=ready_v1,
+    )
 
     assert outcome == (2, 0, 2)
     assert counted == {"2026-05-16": 1, "2026-06-15": 1}
@@ -186,12 +215,12 @@ def test_record_events__out_of_window_event_resent__is_never_counted(enrolled, r
     from devices.telemetry.serializers import EventBatchSerializer
 
     device, _, _ = enrolled
-    batch = EventBatchSerializer(data={"events": [event("download_started", ready_v1.pk)
-                                                  | {"at": "1970-01-01T00:00:00Z"}]})
+    batch = EventBatchSerializer(
+        data={"events": [event("download_started", ready_v1.pk) | {"at": "1970-01-01T00:00:00Z"}]}
+    )
     batch.is_valid(raise_exception=True)
 
-    outcomes = [tuple(record_events(device=device, events=batch.validated_data["events"], now=NOW))
-                for _ in range(2)]
+    outcomes = [tuple(record_events(device=device, events=batch.validated_data["events"], now=NOW)) for _ in range(2)]
 
     assert outcomes == [(0, 0, 1), (0, 0, 1)]
     assert not DailyRollup.objects.exists()

@@ -77,27 +77,41 @@ class Change:
 
 
 def _own_type(project, slug: str) -> DeviceType:
-    return DeviceType(project=project, slug=slug, name=slug, memory_mb=1024, storage_mb=1024, max_model_mb=64,
-                      runtime_version="1.17")
+    return DeviceType(
+        project=project, slug=slug, name=slug, memory_mb=1024, storage_mb=1024, max_model_mb=64, runtime_version="1.17"
+    )
 
 
 CHANGES: dict[type, Change] = {
-    Model: Change(lambda c: Model.objects.filter(pk=c["model"].pk), lambda c: {"default_version": c["version"]},
-                  lambda c: Model(project=c["project"], name="bulk-made")),
-    ModelVersion: Change(lambda c: ModelVersion.objects.filter(pk=c["version"].pk), {"state": "failed"},
-                         lambda c: ModelVersion(model=c["model"], number=99, file="x.onnx", sha256="f" * 64,
-                                                size_bytes=1)),
-    CompatibilityResult: Change(lambda c: CompatibilityResult.objects.filter(version=c["version"]),
-                                {"compatible": False},
-                                lambda c: CompatibilityResult(version=c["version"], device_type=c["own_type"],
-                                                              compatible=True)),
-    DeviceType: Change(lambda c: DeviceType.objects.filter(pk=c["own_type"].pk), {"max_model_mb": 5},
-                       lambda c: _own_type(c["project"], "bulk-box")),
-    TargetingRule: Change(lambda c: TargetingRule.objects.filter(pk=c["rule"].pk), {"priority": 5},
-                          lambda c: TargetingRule(model=c["model"], version=c["version"])),
+    Model: Change(
+        lambda c: Model.objects.filter(pk=c["model"].pk),
+        lambda c: {"default_version": c["version"]},
+        lambda c: Model(project=c["project"], name="bulk-made"),
+    ),
+    ModelVersion: Change(
+        lambda c: ModelVersion.objects.filter(pk=c["version"].pk),
+        {"state": "failed"},
+        lambda c: ModelVersion(model=c["model"], number=99, file="x.onnx", sha256="f" * 64, size_bytes=1),
+    ),
+    CompatibilityResult: Change(
+        lambda c: CompatibilityResult.objects.filter(version=c["version"]),
+        {"compatible": False},
+        lambda c: CompatibilityResult(version=c["version"], device_type=c["own_type"], compatible=True),
+    ),
+    DeviceType: Change(
+        lambda c: DeviceType.objects.filter(pk=c["own_type"].pk),
+        {"max_model_mb": 5},
+        lambda c: _own_type(c["project"], "bulk-box"),
+    ),
+    TargetingRule: Change(
+        lambda c: TargetingRule.objects.filter(pk=c["rule"].pk),
+        {"priority": 5},
+        lambda c: TargetingRule(model=c["model"], version=c["version"]),
+    ),
     # A project has one FleetSettings row, made with a fresh generation: a new row has nothing to invalidate.
-    FleetSettings: Change(lambda c: FleetSettings.objects.filter(project=c["project"]), {"checkin_interval_s": 60},
-                          None),
+    FleetSettings: Change(
+        lambda c: FleetSettings.objects.filter(project=c["project"]), {"checkin_interval_s": 60}, None
+    ),
 }
 
 
@@ -105,8 +119,13 @@ CHANGES: dict[type, Change] = {
 def context(enrollment_key, project, model, ready_v1) -> dict[str, Any]:
     own_type = _own_type(project, "own-box")
     own_type.save()
-    return {"project": project, "model": model, "version": ready_v1, "own_type": own_type,
-            "rule": rules_services.create_rule(model=model, version=ready_v1)}
+    return {
+        "project": project,
+        "model": model,
+        "version": ready_v1,
+        "own_type": own_type,
+        "rule": rules_services.create_rule(model=model, version=ready_v1),
+    }
 
 
 def test_every_delivery_input_model__has_a_change_tried_here():
@@ -124,8 +143,9 @@ def test_queryset_update__starts_a_new_plan_generation(context, model_class):
     assert generation(context["project"]) != before
 
 
-@pytest.mark.parametrize("model_class", [m for m, change in CHANGES.items() if change.new_row],
-                         ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "model_class", [m for m, change in CHANGES.items() if change.new_row], ids=lambda m: m.__name__
+)
 def test_queryset_bulk_create__starts_a_new_plan_generation(context, model_class):
     change = CHANGES[model_class]
     before = generation(context["project"])
@@ -203,8 +223,9 @@ def _steady(device_api, config, version) -> tuple[dict, str]:
     return installed, etag
 
 
-def test_rule_retargeted_with_a_queryset_update__reaches_a_device_holding_a_ticket(enrolled, device_api, model,
-                                                                                   ready_v1):
+def test_rule_retargeted_with_a_queryset_update__reaches_a_device_holding_a_ticket(
+    enrolled, device_api, model, ready_v1
+):
     _, _, config = enrolled
     rule = rules_services.create_rule(model=model, version=ready_v1)
     installed, etag = _steady(device_api, config, ready_v1)

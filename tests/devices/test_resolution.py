@@ -18,15 +18,38 @@ from devices.core.resolution import (
 from devices.core.targeting.rules import Rule
 
 PI, GATEWAY = 1, 2
-DEVICE = DeviceFacts(device_id="d-1", device_type_id=PI, device_type="raspberry-pi-4", region="DE",
-                     app_version="2.3.1", attributes={"tier": "pro"})
+DEVICE = DeviceFacts(
+    device_id="d-1",
+    device_type_id=PI,
+    device_type="raspberry-pi-4",
+    region="DE",
+    app_version="2.3.1",
+    attributes={"tier": "pro"},
+)
 
 
-def version(vid: int, *, size: int = 1000, parent: int | None = None, runs_on=(PI, GATEWAY), state: str = "ready",
-            blocked: dict | None = None) -> VersionFacts:
-    return VersionFacts(id=vid, number=vid, state=state, servable=state == "ready", sha256=f"{vid:064x}", size=size, format="onnx",
-                        parent_id=parent, runtime={"name": "onnxruntime"}, runnable_on=frozenset(runs_on),
-                        blocked_on=blocked or {})
+def version(
+    vid: int,
+    *,
+    size: int = 1000,
+    parent: int | None = None,
+    runs_on=(PI, GATEWAY),
+    state: str = "ready",
+    blocked: dict | None = None,
+) -> VersionFacts:
+    return VersionFacts(
+        id=vid,
+        number=vid,
+        state=state,
+        servable=state == "ready",
+        sha256=f"{vid:064x}",
+        size=size,
+        format="onnx",
+        parent_id=parent,
+        runtime={"name": "onnxruntime"},
+        runnable_on=frozenset(runs_on),
+        blocked_on=blocked or {},
+    )
 
 
 def plan(versions: list[VersionFacts], rules: list[dict] | None = None, default: int | None = None) -> ModelPlan:
@@ -34,9 +57,14 @@ def plan(versions: list[VersionFacts], rules: list[dict] | None = None, default:
     for facts in versions:
         if facts.parent_id is not None:
             children.setdefault(facts.parent_id, []).append(facts.id)
-    return ModelPlan(model_id=1, name="digit-classifier", rules=[Rule.from_dict(r) for r in rules or []],
-                     default_version_id=default, versions={v.id: v for v in versions},
-                     children={k: tuple(v) for k, v in children.items()})
+    return ModelPlan(
+        model_id=1,
+        name="digit-classifier",
+        rules=[Rule.from_dict(r) for r in rules or []],
+        default_version_id=default,
+        versions={v.id: v for v in versions},
+        children={k: tuple(v) for k, v in children.items()},
+    )
 
 
 def test_resolve__matching_rule__assigns_its_version_with_the_rule_as_reason():
@@ -52,8 +80,9 @@ def test_resolve__lower_priority_number_wins_over_a_later_match():
 
 
 def test_resolve__no_rule_matches__default_version_is_a_fallback():
-    outcome = resolve_model(plan([version(1)], [{"id": 1, "version": 1, "conditions": {"regions": ["FR"]}}],
-                                 default=1), DEVICE)
+    outcome = resolve_model(
+        plan([version(1)], [{"id": 1, "version": 1, "conditions": {"regions": ["FR"]}}], default=1), DEVICE
+    )
 
     assert (outcome.status, outcome.version_id) == (FALLBACK, 1)
     assert "default version" in outcome.reason
@@ -93,8 +122,7 @@ def test_resolve__not_ready_descendant__is_skipped():
 
 
 def test_resolve__nothing_runnable_with_an_installed_version__keeps_it():
-    outcome = resolve_model(plan([version(1, runs_on=())], [{"id": 1, "version": 1}]), DEVICE,
-                            installed_version_id=1)
+    outcome = resolve_model(plan([version(1, runs_on=())], [{"id": 1, "version": 1}]), DEVICE, installed_version_id=1)
 
     assert (outcome.status, outcome.resolution, outcome.version_id) == (NONE, KEPT_INSTALLED, None)
     assert "keeping the installed version" in outcome.reason
@@ -104,8 +132,9 @@ def test_resolve__deciders_before_rules__take_precedence():
     def experiment_arm(plan, device):
         return Decision(2, "experiment", "experiment 4 arm B")
 
-    outcome = resolve_model(plan([version(1), version(2)], [{"id": 1, "version": 1}]), DEVICE,
-                            deciders=(experiment_arm,))
+    outcome = resolve_model(
+        plan([version(1), version(2)], [{"id": 1, "version": 1}]), DEVICE, deciders=(experiment_arm,)
+    )
 
     assert outcome.version_id == 2 and outcome.reason == "experiment 4 arm B"
 

@@ -17,8 +17,9 @@ def issued(now: int = 1_000_000) -> str:
     return tickets.issue(SECRET, answer=f'"{ANSWER}"', project_id=3, device_pk=42, token_hash=TOKEN, key=KEY, now=now)
 
 
-def valid(etag: str, *, secret: bytes = SECRET, token: str = TOKEN, key: bytes = KEY, now: int = 1_000_010,
-          ttl_s: int = 3600) -> bool:
+def valid(
+    etag: str, *, secret: bytes = SECRET, token: str = TOKEN, key: bytes = KEY, now: int = 1_000_010, ttl_s: int = 3600
+) -> bool:
     [ticket] = tickets.parse(etag)
     return tickets.is_valid(secret, ticket, token_hash=token, key=key, now=now, ttl_s=ttl_s)
 
@@ -45,8 +46,14 @@ def test_is_valid__for_the_same_secret_token_and_request_within_the_ttl():
         {"key": tickets.request_key(generation="g2", fingerprint="f" * 64, models=["m"], installed={})},
         {"key": tickets.request_key(generation="g1", fingerprint="e" * 64, models=["m"], installed={})},
         {"key": tickets.request_key(generation="g1", fingerprint="f" * 64, models=["m", "n"], installed={})},
-        {"key": tickets.request_key(generation="g1", fingerprint="f" * 64, models=["m"],
-                                    installed={"m": {"version_id": 1, "sha256": "a" * 64, "state": "failed"}})},
+        {
+            "key": tickets.request_key(
+                generation="g1",
+                fingerprint="f" * 64,
+                models=["m"],
+                installed={"m": {"version_id": 1, "sha256": "a" * 64, "state": "failed"}},
+            )
+        },
         {"now": 1_000_000 + 3601},  # expired
         {"now": 999_999},  # issued in the future
     ],
@@ -65,10 +72,21 @@ def test_is_valid__refuses_a_ticket_with_any_field_changed(field):
 
 @pytest.mark.parametrize(
     "header",
-    ["", "*", f'"{ANSWER}"', '"a.b.c.d.e"', f'"{ANSWER}.3.42.1000000"', f'"{ANSWER}.3.42.1000000.abc"',
-     f'"{ANSWER}.-3.42.1000000.{"0" * 32}"', f'"{ANSWER}.3.{"9" * 40}.1000000.{"0" * 32}"',
-     f'"short.3.42.1000000.{"0" * 32}"', "\x00" * 100, f'"{ANSWER}.\u00b2.42.1000000.{"0" * 32}"',
-     f'"{ANSWER}.3.42.1000000.{NON_ASCII * 32}"', f'"{ANSWER.upper()}.3.42.1000000.{"0" * 32}"'],
+    [
+        "",
+        "*",
+        f'"{ANSWER}"',
+        '"a.b.c.d.e"',
+        f'"{ANSWER}.3.42.1000000"',
+        f'"{ANSWER}.3.42.1000000.abc"',
+        f'"{ANSWER}.-3.42.1000000.{"0" * 32}"',
+        f'"{ANSWER}.3.{"9" * 40}.1000000.{"0" * 32}"',
+        f'"short.3.42.1000000.{"0" * 32}"',
+        "\x00" * 100,
+        f'"{ANSWER}.\u00b2.42.1000000.{"0" * 32}"',
+        f'"{ANSWER}.3.42.1000000.{NON_ASCII * 32}"',
+        f'"{ANSWER.upper()}.3.42.1000000.{"0" * 32}"',
+    ],
 )
 def test_parse__ignores_anything_that_is_not_a_well_formed_ticket(header):
     assert tickets.parse(header) == []

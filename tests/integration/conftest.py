@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def _database_url() -> str:
     db = connection.settings_dict
     if db["ENGINE"] != "django.db.backends.postgresql":
-        pytest.skip("the worker tests share the test database with a second process: run them on PostgreSQL "
-                    "(make test sets DATABASE_URL)")
+        pytest.skip(
+            "the worker tests share the test database with a second process: run them on PostgreSQL "
+            "(make test sets DATABASE_URL)"
+        )
     user = db.get("USER") or "postgres"
     host = db.get("HOST") or "127.0.0.1"
     port = db.get("PORT") or 5432
@@ -43,17 +45,40 @@ def _purge_queues() -> None:
 def start_worker(log_path: Path, *, name: str, pool: str = "prefork") -> subprocess.Popen:
     """A Celery worker on every queue, sharing this test's database and storage; returns once it is ready."""
     env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": _database_url(),
-        "STORAGE_ROOT": str(django_settings.MEDIA_ROOT),
-        "DJANGO_SETTINGS_MODULE": "console.settings",
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            "DATABASE_URL": _database_url(),
+            "STORAGE_ROOT": str(django_settings.MEDIA_ROOT),
+            "DJANGO_SETTINGS_MODULE": "console.settings",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     log = open(log_path, "w")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "console", "worker", "-Q", ",".join(ALL_QUEUES), "--concurrency", "1",
-         "--pool", pool, "--without-gossip", "--without-mingle", "--loglevel", "INFO", "-n", f"{name}-{os.getpid()}@%h"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "console",
+            "worker",
+            "-Q",
+            ",".join(ALL_QUEUES),
+            "--concurrency",
+            "1",
+            "--pool",
+            pool,
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"{name}-{os.getpid()}@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while "ready" not in log_path.read_text():

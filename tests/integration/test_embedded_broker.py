@@ -23,8 +23,14 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(600)
 def test_200_jobs_with_the_worker_killed_half_way__none_lost_stuck_or_out_of_order():
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "CACHE_URL")}
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "soak_jobs.py"), "--jobs", "200", "--json"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "soak_jobs.py"), "--jobs", "200", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     assert run.stdout.strip(), run.stderr[-3000:]
     report = json.loads(run.stdout)
 
@@ -34,6 +40,9 @@ def test_200_jobs_with_the_worker_killed_half_way__none_lost_stuck_or_out_of_ord
     assert report["held_then_finished"] == report["held_by_killed_worker"]
     assert report["health_while_running"] == "ok"
     assert report["health_after_stop"] == {"status": "degraded", "http": 200}  # no worker, nothing waiting
-    assert report["health_after_stop_with_a_queued_job"] == {"status": "down", "http": 503,
-                                                             "note": "waiting for a worker"}
+    assert report["health_after_stop_with_a_queued_job"] == {
+        "status": "down",
+        "http": 503,
+        "note": "waiting for a worker",
+    }
     assert report["ok"] is True and run.returncode == 0

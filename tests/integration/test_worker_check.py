@@ -22,7 +22,8 @@ def test_upload_through_api__real_worker_checks_it_to_ready(celery_worker_proces
     client = api_client_for(teammate)
     response = client.post(
         f"/api/projects/{project.slug}/models/{model.name}/versions/",
-        {"file": SimpleUploadedFile("mlp.onnx", make_mlp().SerializeToString())}, format="multipart",
+        {"file": SimpleUploadedFile("mlp.onnx", make_mlp().SerializeToString())},
+        format="multipart",
     )
     assert response.status_code == 201
 
@@ -39,12 +40,12 @@ def test_upload_through_api__real_worker_checks_it_to_ready(celery_worker_proces
     assert detail["jobs"][0]["state"] == "succeeded"
 
 
-def test_model_that_cannot_run__real_worker_fails_it_with_the_reason(celery_worker_process, project, model,
-                                                                     teammate):
+def test_model_that_cannot_run__real_worker_fails_it_with_the_reason(celery_worker_process, project, model, teammate):
     client = api_client_for(teammate)
     response = client.post(
         f"/api/projects/{project.slug}/models/{model.name}/versions/",
-        {"file": SimpleUploadedFile("bad.onnx", unrunnable_model_bytes())}, format="multipart",
+        {"file": SimpleUploadedFile("bad.onnx", unrunnable_model_bytes())},
+        format="multipart",
     )
     assert response.status_code == 201
     version = ModelVersion.objects.get(model=model, number=1)
@@ -54,13 +55,15 @@ def test_model_that_cannot_run__real_worker_fails_it_with_the_reason(celery_work
     assert not Job.objects.filter(state__in=["queued", "running"]).exists()
 
 
-def test_upload_while_the_broker_is_down__reaper_sends_it_and_a_real_worker_checks_it(celery_worker_process, project,
-                                                                                       model, teammate, settings):
+def test_upload_while_the_broker_is_down__reaper_sends_it_and_a_real_worker_checks_it(
+    celery_worker_process, project, model, teammate, settings
+):
     client = api_client_for(teammate)
     with broker_down():
         response = client.post(
             f"/api/projects/{project.slug}/models/{model.name}/versions/",
-            {"file": SimpleUploadedFile("mlp.onnx", make_mlp().SerializeToString())}, format="multipart",
+            {"file": SimpleUploadedFile("mlp.onnx", make_mlp().SerializeToString())},
+            format="multipart",
         )
     assert response.status_code == 201
     version = ModelVersion.objects.get(model=model, number=1)

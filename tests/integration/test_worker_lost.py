@@ -17,14 +17,17 @@ from tests.jobs.helpers import ready_version
 pytestmark = pytest.mark.worker
 
 
-def test_worker_killed_mid_job__reaper_requeues_it_and_another_worker_finishes(worker_environment, model, tmp_path,
-                                                                              settings):
+def test_worker_killed_mid_job__reaper_requeues_it_and_another_worker_finishes(
+    worker_environment, model, tmp_path, settings
+):
     parent = ready_version(model, make_mlp(hidden=8192).SerializeToString())
     first = start_worker(tmp_path / "first.log", name="doomed", pool="solo")
     try:
-        job = jobkind_services.queue_optimization(version=parent, kind="optimize_for_device",
-                                          params={"device_type": "x86-gateway", "objective": "size",
-                                                  "accuracy_budget": 1.0})
+        job = jobkind_services.queue_optimization(
+            version=parent,
+            kind="optimize_for_device",
+            params={"device_type": "x86-gateway", "objective": "size", "accuracy_budget": 1.0},
+        )
         wait_for(lambda: Job.objects.get(pk=job.pk).progress >= 10, timeout=60, message="the job to get going")
         first.kill()  # SIGKILL: no clean-up, no ack, as when a machine dies
         first.wait()

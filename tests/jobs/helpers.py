@@ -20,9 +20,11 @@ def unrunnable_model_bytes() -> bytes:
     """Valid ONNX that fails at run time: Reshape to a fixed 3 elements while each input row has 8."""
     shape = numpy_helper.from_array(np.array([3], dtype=np.int64), "shape")
     graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "bad-reshape",
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "bad-reshape",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], [shape],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+        [shape],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -58,8 +58,14 @@ def test_check__opset_too_new__fails_on_old_runtimes_with_the_reason(model):
 
 def test_check__project_device_type_with_a_small_size_limit__fails_on_size(model, project):
     DeviceType.objects.create(
-        project=project, slug="tiny-mcu", name="Tiny MCU", memory_mb=1, storage_mb=1, max_model_mb=1,
-        runtime_version="1.20", precisions=["fp32"],
+        project=project,
+        slug="tiny-mcu",
+        name="Tiny MCU",
+        memory_mb=1,
+        storage_mb=1,
+        max_model_mb=1,
+        runtime_version="1.20",
+        precisions=["fp32"],
     )
     big = make_mlp(hidden=40000).SerializeToString()
     assert len(big) > 1024 * 1024
@@ -115,8 +121,7 @@ def test_check__database_keeps_failing__fails_at_the_attempt_limit_with_the_reas
     version = uploaded_version(model, make_mlp().SerializeToString())
     job = check_job(version)
 
-    with database_fails_on("devices_devicetype", message="could not receive data from server"), \
-            messages_sent() as sent:
+    with database_fails_on("devices_devicetype", message="could not receive data from server"), messages_sent() as sent:
         run_job.apply(kwargs={"job_id": job.pk})  # as a worker runs it, Celery's retries included
 
     job.refresh_from_db()

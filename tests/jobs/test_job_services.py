@@ -31,7 +31,9 @@ def test_claim__only_one_of_two_claims_wins(job):
 
 def test_reaper__running_job_with_a_silent_worker__is_requeued(job, settings, django_capture_on_commit_callbacks):
     services.claim_job(job.pk)
-    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS + 5))
+    Job.objects.filter(pk=job.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS + 5)
+    )
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         outcome = services.reap_stale_jobs()
@@ -73,7 +75,8 @@ def test_start_job__sends_to_the_checks_queue_after_commit(project, django_captu
 
 
 def test_start_job__broker_down__job_stays_queued_with_a_note_and_the_caller_goes_on(
-        project, django_capture_on_commit_callbacks):
+    project, django_capture_on_commit_callbacks
+):
     with broker_down(), django_capture_on_commit_callbacks(execute=True):
         job = services.start_job(project=project, kind="check")
 

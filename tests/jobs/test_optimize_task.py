@@ -21,8 +21,9 @@ pytestmark = pytest.mark.django_db
 
 
 def optimize(version, transform, params=None, dataset=None):
-    job = jobkind_services.queue_optimization(version=version, kind="optimize",
-                                      params={"transform": transform, "params": params or {}}, dataset=dataset)
+    job = jobkind_services.queue_optimization(
+        version=version, kind="optimize", params={"transform": transform, "params": params or {}}, dataset=dataset
+    )
     outcome = execute_job(job.pk)
     job.refresh_from_db()
     return outcome, job
@@ -65,9 +66,13 @@ def test_quantize__already_quantized_model__fails_with_the_reason_and_no_version
 
 def test_fp16__values_overflowing_fp16__fail_instead_of_shipping_a_broken_variant(model):
     big = numpy_helper.from_array(np.full((8, 4), 1e6, np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "huge",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [big])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "huge",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [big],
+    )
     payload = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     payload.ir_version = 8
     parent = ready_version(model, payload.SerializeToString())
@@ -87,7 +92,9 @@ def test_convert_opset__unreachable_target__fails_with_the_reason(model):
 
 def test_optimize__runs_twice__second_run_does_nothing(model):
     parent = ready_version(model, wide_mlp())
-    job = jobkind_services.queue_optimization(version=parent, kind="optimize", params={"transform": "fp16", "params": {}})
+    job = jobkind_services.queue_optimization(
+        version=parent, kind="optimize", params={"transform": "fp16", "params": {}}
+    )
     assert execute_job(job.pk) == "succeeded"
     assert execute_job(job.pk) == "skipped"
     assert ModelVersion.objects.filter(model=model).count() == 2
@@ -111,8 +118,12 @@ def test_quantize_static__with_a_dataset__calibrates_and_reports_accuracy(model,
     assert outcome == "succeeded", job.error
     figures = job.output_version.metrics["vs_parent"]
     assert figures["accuracy_delta_points"] >= -1.0
-    assert job.output_version.transform_params == {"per_channel": False, "calibrate_method": "minmax",
-                                                   "max_calibration_rows": 256, "preprocess": True}
+    assert job.output_version.transform_params == {
+        "per_channel": False,
+        "calibrate_method": "minmax",
+        "max_calibration_rows": 256,
+        "preprocess": True,
+    }
 
 
 def test_optimize_for_device__measures_candidates_and_keeps_only_a_smaller_not_slower_one(model, digits_demo):
@@ -123,8 +134,11 @@ def test_optimize_for_device__measures_candidates_and_keeps_only_a_smaller_not_s
     with temporary_upload("digits.npz", data_path.read_bytes()) as upload:
         dataset = attach_dataset(model=model, uploaded=upload)
     job = jobkind_services.queue_optimization(
-        version=parent, kind="optimize_for_device",
-        params={"device_type": "raspberry-pi-4", "objective": "size", "accuracy_budget": 1.0}, dataset=dataset)
+        version=parent,
+        kind="optimize_for_device",
+        params={"device_type": "raspberry-pi-4", "objective": "size", "accuracy_budget": 1.0},
+        dataset=dataset,
+    )
     assert execute_job(job.pk) == "succeeded"
     job.refresh_from_db()
     result, baseline = job.result, job.result["parent"]

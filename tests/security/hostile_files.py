@@ -50,9 +50,11 @@ def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
 def model_with_initializer(tensor: onnx.TensorProto) -> bytes:
     """x [N, 8] -> MatMul with ``tensor`` as the weight."""
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", tensor.name], ["y"])], "crafted",
+        [helper.make_node("MatMul", ["x", tensor.name], ["y"])],
+        "crafted",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [tensor],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [tensor],
     )
     return _model(graph).SerializeToString()
 
@@ -81,32 +83,61 @@ def external_data(location: str) -> bytes:
 
 def nested_subgraphs(depth: int) -> bytes:
     """If nodes nested ``depth`` deep, spliced as bytes: the onnx helpers stop at protobuf's own depth limit."""
+
     def value_info(name: str) -> bytes:
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, [1]).SerializeToString()
 
     def graph_attribute(name: str, graph: bytes) -> bytes:  # AttributeProto: name 1, g 6, type 20 (GRAPH = 5)
         return _field(1, name.encode()) + _field(6, graph) + _varint(20 << 3) + _varint(5)
 
-    leaf = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "leaf", [], [
-        helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]).SerializeToString()
+    leaf = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "leaf",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    ).SerializeToString()
     graph = leaf
     for _ in range(depth):  # NodeProto: input 1, output 2, op_type 4, attribute 5; GraphProto: node 1, output 12
-        node = (_field(1, b"cond") + _field(2, b"y") + _field(4, b"If")
-                + _field(5, graph_attribute("then_branch", graph)) + _field(5, graph_attribute("else_branch", leaf)))
+        node = (
+            _field(1, b"cond")
+            + _field(2, b"y")
+            + _field(4, b"If")
+            + _field(5, graph_attribute("then_branch", graph))
+            + _field(5, graph_attribute("else_branch", leaf))
+        )
         graph = _field(1, node) + _field(2, b"g") + _field(12, value_info("y"))
-    top = _model(helper.make_graph([], "top", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]),
-                                               helper.make_tensor_value_info("cond", TensorProto.BOOL, [])], []))
+    top = _model(
+        helper.make_graph(
+            [],
+            "top",
+            [
+                helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]),
+                helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+            ],
+            [],
+        )
+    )
     top.ClearField("graph")
-    main = graph + b"".join(_field(11, vi.SerializeToString()) for vi in (
-        helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])))
+    main = graph + b"".join(
+        _field(11, vi.SerializeToString())
+        for vi in (
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+        )
+    )
     return top.SerializeToString() + _field(7, main)
 
 
 def many_nodes(count: int) -> bytes:
     """``count`` Identity nodes, spliced in as repeated fields (building 100k NodeProtos would take seconds)."""
-    model = _model(helper.make_graph(
-        [], "many", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])]))
+    model = _model(
+        helper.make_graph(
+            [],
+            "many",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        )
+    )
     node = _field(1, helper.make_node("Identity", ["x"], ["x"]).SerializeToString())  # GraphProto.node = 1
     graph = model.graph.SerializeToString() + node * count
     model.ClearField("graph")
@@ -120,9 +151,12 @@ def random_protobuf() -> bytes:
 
 def big_declared_input(side: int = 8192) -> bytes:
     """A model of a few dozen bytes whose only input is [side, side] floats."""
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [side, side])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [side, side])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [side, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [side, side])],
+    )
     return _model(graph).SerializeToString()
 
 
@@ -130,9 +164,13 @@ def valid_model_of(megabytes: int) -> bytes:
     """A valid model whose weight is ``megabytes`` MiB of float32."""
     rows = megabytes * MIB // (4 * 256)
     weight = numpy_helper.from_array(np.full((rows, 256), 0.5, np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "big",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", rows])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 256])], [weight])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "big",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", rows])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 256])],
+        [weight],
+    )
     return _model(graph).SerializeToString()
 
 
@@ -184,10 +222,33 @@ def _crc32_after_zeros(crc: int, count: int) -> int:
 def _zip_one_member(name: str, data_crc: int, data_size: int, deflated: bytes) -> bytes:
     """A zip archive of one deflated member, written record by record (zipfile cannot take compressed bytes)."""
     name_bytes = name.encode()
-    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 0, data_crc, len(deflated), data_size,
-                        len(name_bytes), 0) + name_bytes
-    central = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, data_crc, len(deflated), data_size,
-                          len(name_bytes), 0, 0, 0, 0, 0, 0) + name_bytes
+    local = (
+        struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 0, data_crc, len(deflated), data_size, len(name_bytes), 0)
+        + name_bytes
+    )
+    central = (
+        struct.pack(
+            "<4s6H3L5H2L",
+            b"PK\x01\x02",
+            20,
+            20,
+            0,
+            8,
+            0,
+            0,
+            data_crc,
+            len(deflated),
+            data_size,
+            len(name_bytes),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
+        + name_bytes
+    )
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central), len(local) + len(deflated), 0)
     return local + deflated + central + end
 

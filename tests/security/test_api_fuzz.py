@@ -45,9 +45,17 @@ def fuzz_world(project, model, owner, viewer):
     assert enroll(key, device_id="device-1")[0].status_code == 201
     job = Job.objects.filter(input_version=version).first()
     return {
-        "path": {"project": project.slug, "model": model.name, "number": version.number, "job_id": job.pk,
-                 "slug": "x86-gateway", "username": "vic-viewer", "device_id": "device-1", "rule_id": rule.pk,
-                 "version_id": version.pk},
+        "path": {
+            "project": project.slug,
+            "model": model.name,
+            "number": version.number,
+            "job_id": job.pk,
+            "slug": "x86-gateway",
+            "username": "vic-viewer",
+            "device_id": "device-1",
+            "rule_id": rule.pk,
+            "version_id": version.pk,
+        },
         "tokens": {"owner": ApiToken.issue(owner, "fuzz")[1], "viewer": ApiToken.issue(viewer, "fuzz")[1]},
     }
 
@@ -56,15 +64,21 @@ def _fuzz_operation(operation, base_url: str, token: str, path_values: dict, fai
     session = requests.Session()
 
     @given(case=operation.as_strategy())
-    @hypothesis.settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-                         phases=[Phase.explicit, Phase.generate],
-                         suppress_health_check=list(HealthCheck))
+    @hypothesis.settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case):
         for name in list(case.path_parameters or {}):
             if name in path_values:
                 case.path_parameters[name] = path_values[name]
-        response = case.call(base_url=base_url, session=session, headers={"Authorization": f"Token {token}"},
-                             timeout=30)
+        response = case.call(
+            base_url=base_url, session=session, headers={"Authorization": f"Token {token}"}, timeout=30
+        )
         try:
             case.validate_response(response, checks=CHECKS)
         except (Exception, BaseExceptionGroup) as exc:  # collect every operation's failure, then report them together
@@ -85,8 +99,14 @@ def test_openapi_schema__generated_requests__get_no_5xx_and_match_the_schema(liv
         if operation.path == "/api/health/":
             continue  # answers 503 by design while no worker runs (none does here); tests/console/test_health.py
         operations += 1
-        _fuzz_operation(operation, live_server.url, fuzz_world["tokens"][persona], fuzz_world["path"], failures,
-                        EXAMPLES_PER_OPERATION[persona])
+        _fuzz_operation(
+            operation,
+            live_server.url,
+            fuzz_world["tokens"][persona],
+            fuzz_world["path"],
+            failures,
+            EXAMPLES_PER_OPERATION[persona],
+        )
 
     assert operations >= 30  # the whole API, not a fraction of it
     assert not failures, f"{len(failures)} failing responses:\n" + "\n".join(sorted(set(failures))[:40])

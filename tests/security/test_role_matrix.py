@@ -36,8 +36,12 @@ DEVICE_ROUTES = re.compile(r"^api/device/")
 READ_ONLY_POSTS = {("api-rules-preview", "post")}
 # Managing a project is the owner's: these (route, method) pairs refuse a developer.
 MANAGE_ONLY = {
-    ("api-members", "post"), ("api-member", "delete"), ("api-enrollment-key", "post"), ("api-fleet", "put"),
-    ("api-fleet", "patch"), ("fleet", "post"),
+    ("api-members", "post"),
+    ("api-member", "delete"),
+    ("api-enrollment-key", "post"),
+    ("api-fleet", "put"),
+    ("api-fleet", "patch"),
+    ("fleet", "post"),
 }
 
 
@@ -77,12 +81,27 @@ def world(project, model, owner, other_project):
     rule = rules_services.create_rule(model=model, version=version)
     _, key = fleet_services.rotate_enrollment_key(project=project)
     assert enroll(key, device_id="device-1")[0].status_code == 201
-    DeviceType.objects.create(project=project, slug="kiosk-x86", name="Kiosk", cpu_arch="x86_64", memory_mb=2048,
-                              storage_mb=8192, max_model_mb=64, runtime_version="1.17", precisions=["fp32"])
+    DeviceType.objects.create(
+        project=project,
+        slug="kiosk-x86",
+        name="Kiosk",
+        cpu_arch="x86_64",
+        memory_mb=2048,
+        storage_mb=8192,
+        max_model_mb=64,
+        runtime_version="1.17",
+        precisions=["fp32"],
+    )
     job = Job.objects.filter(input_version=version).first()
     return {
-        "project": project.slug, "model": model.name, "number": version.number, "job_id": job.pk,
-        "slug": "kiosk-x86", "username": "vic-viewer", "device_id": "device-1", "rule_id": rule.pk,
+        "project": project.slug,
+        "model": model.name,
+        "number": version.number,
+        "job_id": job.pk,
+        "slug": "kiosk-x86",
+        "username": "vic-viewer",
+        "device_id": "device-1",
+        "rule_id": rule.pk,
         "version_id": version.pk,
     }
 
@@ -116,8 +135,14 @@ def _is_project_route(route: str) -> bool:
 def test_route__every_persona__gets_its_role_answer_and_never_a_5xx(
     route, name, method, world, owner, teammate, approver, viewer, outsider
 ):
-    personas = [("anonymous", None), ("outsider", outsider), ("viewer", viewer), ("approver", approver),
-                ("developer", teammate), ("owner", owner)]  # the owner last: it may delete what it names
+    personas = [
+        ("anonymous", None),
+        ("outsider", outsider),
+        ("viewer", viewer),
+        ("approver", approver),
+        ("developer", teammate),
+        ("owner", owner),
+    ]  # the owner last: it may delete what it names
     answers = {who: _send(user, route, name, method, world) for who, user in personas}
 
     for who, response in answers.items():

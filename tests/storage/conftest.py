@@ -47,10 +47,13 @@ def bucket(settings, monkeypatch, s3_endpoint) -> Bucket:
     """The console's default storage on a new, empty bucket, configured as an operator would: the environment
     variables of docs/operations.md, read by console/settings.py (credentials through boto3's own chain)."""
     bucket = Bucket(s3_endpoint, f"models-{uuid.uuid4().hex[:12]}")
-    for name, value in {"AWS_STORAGE_BUCKET_NAME": bucket.name, "AWS_S3_ENDPOINT_URL": s3_endpoint,
-                        "AWS_S3_REGION_NAME": CREDENTIALS["region_name"],
-                        "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
-                        "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"]}.items():
+    for name, value in {
+        "AWS_STORAGE_BUCKET_NAME": bucket.name,
+        "AWS_S3_ENDPOINT_URL": s3_endpoint,
+        "AWS_S3_REGION_NAME": CREDENTIALS["region_name"],
+        "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+    }.items():
         monkeypatch.setenv(name, value)
     configured = runpy.run_path(str(SETTINGS_FILE))
     settings.STORAGES = configured["STORAGES"]

@@ -71,8 +71,9 @@ def assigned(bucket, project, model, payload):
 # --- uploads ---------------------------------------------------------------------------------------------
 
 
-def test_upload__valid_model__is_stored_as_one_object_in_the_bucket(bucket, project, model, teammate, payload,
-                                                                    isolated_storage):
+def test_upload__valid_model__is_stored_as_one_object_in_the_bucket(
+    bucket, project, model, teammate, payload, isolated_storage
+):
     response = upload(api_client_for(teammate), project, model, payload)
 
     assert response.status_code == 201, response.json()
@@ -92,14 +93,16 @@ def test_upload__not_a_model__is_refused_and_leaves_no_object(bucket, project, m
 
 
 def test_register__same_file_twice__keeps_the_first_versions_object(bucket, model, payload):
-    first = catalog_services.register_version(model=model, source=ContentFile(payload, name="a.onnx"),
-                                              sha256=sha256(payload))
+    first = catalog_services.register_version(
+        model=model, source=ContentFile(payload, name="a.onnx"), sha256=sha256(payload)
+    )
 
     # A second registration of the same bytes (a race the duplicate check did not see) fails on the database's
     # unique constraint and removes what it stored: its own object, never the first version's.
     with pytest.raises(catalog_services.DuplicateVersion):
-        catalog_services.register_version(model=model, source=ContentFile(payload, name="b.onnx"),
-                                          sha256=sha256(payload))
+        catalog_services.register_version(
+            model=model, source=ContentFile(payload, name="b.onnx"), sha256=sha256(payload)
+        )
 
     assert bucket.keys() == [first.file.name]
     assert sha256(bucket.read(first.file.name)) == first.sha256
@@ -109,7 +112,8 @@ def test_register__same_file_twice__keeps_the_first_versions_object(bucket, mode
 
 
 def test_check_job__on_an_object_in_the_bucket__succeeds_and_leaves_no_temporary_copy(
-        bucket, project, model, teammate, payload, tmp_path, monkeypatch):
+    bucket, project, model, teammate, payload, tmp_path, monkeypatch
+):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the worker's temporary copy goes
@@ -130,8 +134,9 @@ def test_check_job__on_an_object_in_the_bucket__succeeds_and_leaves_no_temporary
 
 def test_optimize_job__stores_its_variant_in_the_bucket(bucket, model):
     parent = ready_version(model, make_mlp(hidden=256).SerializeToString())
-    job = jobkind_services.queue_optimization(version=parent, kind="optimize",
-                                              params={"transform": "quantize_dynamic", "params": {}})
+    job = jobkind_services.queue_optimization(
+        version=parent, kind="optimize", params={"transform": "quantize_dynamic", "params": {}}
+    )
 
     outcome = execute_job(job.pk)
 
@@ -190,23 +195,32 @@ def test_device_download__stream_mode__sends_the_bytes_and_ranges_through_the_co
 
 
 @pytest.mark.django_db(transaction=True)
-def test_agent__downloads_and_resumes_through_the_redirect__and_verifies_the_sha256(assigned, bucket, live_server,
-                                                                                    tmp_path):
+def test_agent__downloads_and_resumes_through_the_redirect__and_verifies_the_sha256(
+    assigned, bucket, live_server, tmp_path
+):
     _, token, url, version = assigned
     whole = bucket.read(version.file.name)
     destination = tmp_path / "cache" / f"{version.sha256}.onnx"
     destination.parent.mkdir()
 
     def download():
-        return download_package(Transport(), live_server.url + url, destination, sha256=version.sha256,
-                                size=version.size_bytes, auth_token=token, attempts=1)
+        return download_package(
+            Transport(),
+            live_server.url + url,
+            destination,
+            sha256=version.sha256,
+            size=version.size_bytes,
+            auth_token=token,
+            attempts=1,
+        )
 
     def leave_a_part(first_bytes: bytes):
         """Half a download from an earlier try, with the store's ETag the agent kept from it."""
         destination.unlink(missing_ok=True)
         destination.with_name(destination.name + ".part").write_bytes(first_bytes)
         destination.with_name(destination.name + ".part.json").write_text(
-            json.dumps({"etag": bucket.etag(version.file.name)}))
+            json.dumps({"etag": bucket.etag(version.file.name)})
+        )
 
     assert sha256(download().read_bytes()) == version.sha256
 

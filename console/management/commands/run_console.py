@@ -27,9 +27,21 @@ logger = logging.getLogger("console.run_console")
 
 def worker_command(*, concurrency: int = 2) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "console", "worker", "--beat", "--loglevel", "INFO",
-        "--concurrency", str(concurrency), "-Q", ",".join(ALL_QUEUES),
-        "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "console",
+        "worker",
+        "--beat",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        str(concurrency),
+        "-Q",
+        ",".join(ALL_QUEUES),
+        "--schedule",
+        str(settings.VAR_DIR / "celerybeat-schedule"),
     ]
 
 
@@ -41,8 +53,17 @@ class WorkerSupervisor(threading.Thread):
     supervisor only, which then stops the worker cleanly.
     """
 
-    def __init__(self, command: list[str], *, env: dict | None = None, first_delay: float = 1.0,
-                 max_delay: float = 60.0, stable_after: float = 60.0, stop_timeout: float = 15.0, stdout=None):
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        env: dict | None = None,
+        first_delay: float = 1.0,
+        max_delay: float = 60.0,
+        stable_after: float = 60.0,
+        stop_timeout: float = 15.0,
+        stdout=None,
+    ):
         super().__init__(name="worker-supervisor", daemon=True)
         self.command, self.env, self.stdout = command, env, stdout
         self.first_delay, self.max_delay, self.stable_after = first_delay, max_delay, stable_after
@@ -59,9 +80,13 @@ class WorkerSupervisor(threading.Thread):
             with self._lock:
                 if self.stopping.is_set():
                     return
-                self.process = subprocess.Popen(self.command, env=self.env, stdout=self.stdout,
-                                                stderr=subprocess.STDOUT if self.stdout else None,
-                                                start_new_session=True)
+                self.process = subprocess.Popen(
+                    self.command,
+                    env=self.env,
+                    stdout=self.stdout,
+                    stderr=subprocess.STDOUT if self.stdout else None,
+                    start_new_session=True,
+                )
                 self.starts += 1
             started = time.monotonic()
             logger.info("Celery worker started (pid %s, start %s)", self.process.pid, self.starts)
@@ -73,8 +98,13 @@ class WorkerSupervisor(threading.Thread):
             uptime = time.monotonic() - started
             if uptime >= self.stable_after:
                 delay = self.first_delay
-            logger.error("Celery worker (pid %s) exited with code %s after %.0fs; restarting in %gs",
-                         self.process.pid, code, uptime, delay)
+            logger.error(
+                "Celery worker (pid %s) exited with code %s after %.0fs; restarting in %gs",
+                self.process.pid,
+                code,
+                uptime,
+                delay,
+            )
             if self.stopping.wait(delay):
                 return
             delay = min(delay * 2, self.max_delay)
@@ -95,8 +125,7 @@ class WorkerSupervisor(threading.Thread):
             try:
                 process.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
-                logger.warning("Celery worker (pid %s) did not stop in %ss; killing it", process.pid,
-                               self.stop_timeout)
+                logger.warning("Celery worker (pid %s) did not stop in %ss; killing it", process.pid, self.stop_timeout)
         if process is not None:
             self._stop_leftovers(process)
         self.join(timeout=5)
@@ -120,8 +149,10 @@ class WorkerSupervisor(threading.Thread):
 
 
 class Command(BaseCommand):
-    help = ("Run the console: web server on ADDR (default 127.0.0.1:8000) plus one Celery worker with beat, "
-            "restarted whenever it exits.")
+    help = (
+        "Run the console: web server on ADDR (default 127.0.0.1:8000) plus one Celery worker with beat, "
+        "restarted whenever it exits."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")

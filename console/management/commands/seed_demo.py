@@ -32,19 +32,24 @@ DEMO_USERS = [("demo", roles.OWNER), ("dev", roles.DEVELOPER), ("approver", role
 
 
 class Command(BaseCommand):
-    help = ("Create demo users, the demo project and the digit-classifier model (trained now, offline). "
-            "Only where demo users were asked for: CONSOLE_DEMO=1 (make run sets it) or --demo-users.")
+    help = (
+        "Create demo users, the demo project and the digit-classifier model (trained now, offline). "
+        "Only where demo users were asked for: CONSOLE_DEMO=1 (make run sets it) or --demo-users."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--demo-users", action="store_true",
-                            help="create the demo users even though CONSOLE_DEMO is not set")
+        parser.add_argument(
+            "--demo-users", action="store_true", help="create the demo users even though CONSOLE_DEMO is not set"
+        )
 
     def handle(self, *args, **options):
         # The demo superuser's password is in the README: it must never appear in a deployment by accident.
         if not (settings.CONSOLE_DEMO or options["demo_users"]):
-            raise CommandError("seed_demo creates users whose password is printed in the README (a superuser "
-                               "among them), so it runs only where they were asked for: set CONSOLE_DEMO=1 "
-                               "(make run does) or pass --demo-users. Not on a console others can reach.")
+            raise CommandError(
+                "seed_demo creates users whose password is printed in the README (a superuser "
+                "among them), so it runs only where they were asked for: set CONSOLE_DEMO=1 "
+                "(make run does) or pass --demo-users. Not on a console others can reach."
+            )
         password = os.environ.get("DEMO_PASSWORD", settings.DEFAULT_DEMO_PASSWORD)
         users = {}
         for username, _ in DEMO_USERS:
@@ -58,7 +63,9 @@ class Command(BaseCommand):
         project = Project.objects.filter(slug="demo").first()
         if project is None:
             project = project_services.create_project(
-                slug="demo", name="Demo app", owner=users["demo"],
+                slug="demo",
+                name="Demo app",
+                owner=users["demo"],
                 description="Handwritten digit recognition shipped to phones, Pis and gateways.",
             )
         for username, role in DEMO_USERS:
@@ -66,7 +73,9 @@ class Command(BaseCommand):
         model = Model.objects.filter(project=project, name="digit-classifier").first()
         if model is None:
             model = catalog_services.create_model(
-                project=project, name="digit-classifier", user=users["demo"],
+                project=project,
+                name="digit-classifier",
+                user=users["demo"],
                 description="8x8 handwritten digits, MLP trained on scikit-learn's bundled data.",
             )
         if not model.versions.exists():
@@ -78,25 +87,37 @@ class Command(BaseCommand):
                 execute_job(Job.objects.get(input_version=version, kind="check").pk)
                 with temporary_upload("digits-eval.npz", data_path.read_bytes()) as upload:
                     attach_dataset(model=model, uploaded=upload, name="digits held-out set", user=users["demo"])
-            self.stdout.write(f"demo model trained (held-out accuracy {accuracy:.3f}), uploaded and checked as "
-                              f"v{version.number}, with its held-out set attached as a dataset")
+            self.stdout.write(
+                f"demo model trained (held-out accuracy {accuracy:.3f}), uploaded and checked as "
+                f"v{version.number}, with its held-out set attached as a dataset"
+            )
         version = model.versions.servable().order_by("number").first()
         if version is not None:
             self._demo_delivery(project, model, version, users["demo"])
-        self.stdout.write(self.style.SUCCESS(
-            f"demo data ready: sign in as demo / {password} (owner); also dev, approver, viewer with the same password"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"demo data ready: sign in as demo / {password} (owner); also dev, approver, viewer with the same password"
+            )
+        )
 
     def _demo_delivery(self, project, model, version, owner) -> None:
         """A default version, one staged rule and a small fleet that installed it (once)."""
         if model.default_version_id is None:
             rules_services.set_default_version(model=model, version=version)
         if not model.targeting_rules.exists():
-            rules_services.create_rule(model=model, version=version, priority=10, user=owner,
-                                 description="EU pro users first", conditions={
-                                     "regions": ["DE", "FR"], "attributes": [{"key": "tier", "op": "eq",
-                                                                              "value": "pro"}],
-                                     "percentage": 50, "salt": "demo-eu-pro"})
+            rules_services.create_rule(
+                model=model,
+                version=version,
+                priority=10,
+                user=owner,
+                description="EU pro users first",
+                conditions={
+                    "regions": ["DE", "FR"],
+                    "attributes": [{"key": "tier", "op": "eq", "value": "pro"}],
+                    "percentage": 50,
+                    "salt": "demo-eu-pro",
+                },
+            )
         enrolled = seed_demo_fleet(project=project, model=model)
         if enrolled:
             self.stdout.write(f"demo fleet: {enrolled} devices enrolled, checked in and reporting")

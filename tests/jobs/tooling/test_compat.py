@@ -64,7 +64,9 @@ def test_device_runtime__release_missing_from_the_table__uses_the_older_row_and_
     runtime = table_runtime("1.21")
 
     assert runtime.max_opsets == table_runtime("1.20").max_opsets
-    assert runtime.notes == ("onnxruntime 1.21 is not in the published table; limits of the nearest older release used",)
+    assert runtime.notes == (
+        "onnxruntime 1.21 is not in the published table; limits of the nearest older release used",
+    )
 
 
 def test_device_runtime__the_servers_own_release__asks_the_live_runtime() -> None:
@@ -132,7 +134,9 @@ def test_check_precision__compute_type_the_device_does_not_run__fails() -> None:
     profile = {"precisions": ["fp32", "int8"]}
 
     assert check_precision(facts(compute="int8"), profile) == []
-    assert check_precision(facts(compute="fp16"), profile) == ["model computes in fp16; this device type runs fp32, int8"]
+    assert check_precision(facts(compute="fp16"), profile) == [
+        "model computes in fp16; this device type runs fp32, int8"
+    ]
     assert check_precision(facts(compute="fp16"), {}) == ["model computes in fp16; this device type runs fp32"]
 
 
@@ -163,7 +167,10 @@ def test_check_device__a_small_fp32_model__runs_on_the_servers_runtime() -> None
 
 def test_check_device__lists_every_failing_check_in_order_then_the_assumptions() -> None:
     model = facts(
-        ir_version=99, opsets={"ai.onnx": 22, "acme.vision": 1}, ops=[("acme.vision", "Warp")], compute="fp16",
+        ir_version=99,
+        opsets={"ai.onnx": 22, "acme.vision": 1},
+        ops=[("acme.vision", "Warp")],
+        compute="fp16",
         weight_bytes=3 * MB,
     )
     profile = {"runtime_version": "1.21", "precisions": ["fp32"], "max_model_bytes": MB, "memory_bytes": 4 * MB}
@@ -186,5 +193,7 @@ def test_check_device__lists_every_failing_check_in_order_then_the_assumptions()
 def test_check_device__runtime_older_than_the_table__is_incompatible_with_one_reason(version: str) -> None:
     assert check_device(facts(), 1, {"runtime_version": version}) == (
         False,
-        [f"onnxruntime {'.'.join(version.split('.')[:2])} is older than any release in the published compatibility table"],
+        [
+            f"onnxruntime {'.'.join(version.split('.')[:2])} is older than any release in the published compatibility table"
+        ],
     )

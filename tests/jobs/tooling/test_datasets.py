@@ -226,8 +226,10 @@ def test_load_dataset__npz_bomb__is_refused_from_its_zip_directory_without_decom
 def test_load_dataset__npz_header_declaring_more_than_the_archive_holds__is_refused(tmp_path, digits_specs):
     path = tmp_path / "data.npz"
     path.write_bytes(hostile_files.npz_declaring((1 << 40, 64)))
-    assert ("array 'x' declares shape (1099511627776, 64) of float32 (281,474,976,710,656 bytes) but the archive "
-            "holds 16 bytes for it") in limited_problems(path, digits_specs)
+    assert (
+        "array 'x' declares shape (1099511627776, 64) of float32 (281,474,976,710,656 bytes) but the archive "
+        "holds 16 bytes for it"
+    ) in limited_problems(path, digits_specs)
 
 
 def test_load_dataset__npz_over_the_value_limit__is_refused_with_the_figures(tmp_path, digits_specs):
@@ -271,8 +273,10 @@ def test_load_dataset__csv_with_a_million_columns__is_refused_from_its_first_lin
 def test_load_dataset__csv_over_the_value_limit__is_refused_from_its_line_count(tmp_path, regressor_path):
     header = ",".join(f"f{i}" for i in range(8)) + ",label\n"
     path = write_csv(tmp_path, header + "1,2,3,4,5,6,7,8,1\n" * 10_001)
-    assert ("the CSV has 10,001 lines of 9 columns (90,009 values); a dataset may have at most 10,000 rows and "
-            "1,000,000 values") in limited_problems(path, model_input_specs(regressor_path))
+    assert (
+        "the CSV has 10,001 lines of 9 columns (90,009 values); a dataset may have at most 10,000 rows and "
+        "1,000,000 values"
+    ) in limited_problems(path, model_input_specs(regressor_path))
 
 
 def test_load_dataset__csv_line_longer_than_numbers_need__is_refused(tmp_path, regressor_path):

@@ -62,8 +62,9 @@ def test_convert_fp16__constant_node_overflow__is_found_too(tmp_path):
 
 
 @pytest.mark.parametrize("keep_io_types", [True, False])
-def test_convert_fp16__output__passes_the_onnx_checker_so_the_console_accepts_it(mlp_path, cnn_path, tmp_path,
-                                                                                 keep_io_types):
+def test_convert_fp16__output__passes_the_onnx_checker_so_the_console_accepts_it(
+    mlp_path, cnn_path, tmp_path, keep_io_types
+):
     from jobs.tooling.modelfile import load_model as load_upload
 
     for source in (mlp_path, cnn_path):

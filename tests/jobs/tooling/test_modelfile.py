@@ -30,7 +30,8 @@ def test_outline__valid_model__counts_its_structure_and_keeps_its_signature(tmp_
     outline = outline_model(write(tmp_path, make_mlp().SerializeToString()))
     assert (outline.nodes, outline.tensors, outline.subgraphs) == (5, 4, 0)
     assert [spec.as_dict() for spec in graph_inputs(outline.signature)] == [
-        {"name": "x", "dtype": "float32", "shape": ["N", 8]}]
+        {"name": "x", "dtype": "float32", "shape": ["N", 8]}
+    ]
 
 
 def test_outline__subgraphs_within_the_depth__are_walked(tmp_path):
@@ -53,8 +54,18 @@ def test_outline__subgraphs_within_the_depth__are_walked(tmp_path):
         (hostile_files.external_data("../../etc/passwd"), "points outside the model's folder"),
         (hostile_files.external_data("weights.bin"), "Upload a self-contained model"),
     ],
-    ids=["empty", "not-protobuf", "truncated", "other-protobuf", "huge-declared-tensor", "raw-size-mismatch",
-         "nested-subgraphs", "100k-nodes", "external-traversal", "external-data"],
+    ids=[
+        "empty",
+        "not-protobuf",
+        "truncated",
+        "other-protobuf",
+        "huge-declared-tensor",
+        "raw-size-mismatch",
+        "nested-subgraphs",
+        "100k-nodes",
+        "external-traversal",
+        "external-data",
+    ],
 )
 def test_outline__hostile_file__is_refused_with_the_reason_in_bounded_time(tmp_path, payload, message):
     path = write(tmp_path, payload)
