@@ -31,7 +31,7 @@ test: setup
 	bash .ci/services
 	bash .ci/browser
 	DB_CONN_MAX_AGE=0 DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
-	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} CACHE_URL=$${CACHE_URL:-redis://127.0.0.1:6379/14} \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff (lint and format) on the whole tree, mypy with django-stubs on jobs/ and devices/ (STYLE.md).

@@ -11,8 +11,10 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
+import plotly
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -220,14 +222,14 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # small, and a console with DEBUG off (the default) must still have its CSS and scripts.
 WHITENOISE_USE_FINDERS = True
 # plotly.js comes from the plotly wheel itself, so charts never need a CDN.
-_PLOTLY_DIR = Path(__import__("plotly").__file__).parent / "package_data"
+_PLOTLY_DIR = Path(plotly.__file__).parent / "package_data"
 STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", _PLOTLY_DIR)]
 
 # Model and dataset files: a local folder by default; S3 or any S3-compatible store (MinIO, Ceph, R2) when
 # AWS_STORAGE_BUCKET_NAME is set. Credentials are boto3's own chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
 # a profile or an instance role) and never pass through settings. See docs/operations.md.
 MEDIA_ROOT = Path(env_str("STORAGE_ROOT", str(VAR_DIR / "media")))
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
@@ -353,6 +355,8 @@ if _CACHE_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "console_cache"}}
+# Per-process counters on the check-in's hot path (devices.delivery.auth.DeviceRateThrottle): see its docstring.
+CACHES["local"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "console-local"}
 
 LOGGING = {
     "version": 1,

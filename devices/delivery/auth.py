@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import psycopg
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import caches
 from django.db import connection
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -178,9 +179,17 @@ class IsEnrolledDevice(permissions.BasePermission):
 
 
 class DeviceRateThrottle(throttling.SimpleRateThrottle):
-    """Per device, not per address: a whole fleet behind one NAT must not share one budget."""
+    """Per device, not per address: a whole fleet behind one NAT must not share one budget.
+
+    Counted per web process (the ``local`` cache), unlike every other throttle: it keeps an enrolled device
+    that calls too often from loading the server, and a shared count would add a cache round trip to every
+    check-in, the ticket path included, which otherwise touches no store at all (a database-cache write per
+    check-in on the default set-up). With N web processes a device gets up to N times the rate before it is
+    slowed; guessing secrets (enrollment keys, passwords) is throttled on the shared cache.
+    """
 
     scope = "device"
+    cache = caches["local"]
 
     def get_cache_key(self, request, view):
         ident = request.auth.pk if isinstance(request.auth, DeviceRecord | TicketHolder) else self.get_ident(request)

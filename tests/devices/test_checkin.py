@@ -577,9 +577,9 @@ def test_checkin__ticket_path__is_throttled_too(enrolled, device_api, model, rea
     rules_services.create_rule(model=model, version=ready_v1)
     installed, etag = _steady(device_api, model, ready_v1, config)
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"device": "2/min", "enroll": "60/min"})
-    from django.core.cache import cache
+    from django.core.cache import caches
 
-    cache.clear()
+    caches["local"].clear()  # the device throttle counts per web process (DeviceRateThrottle)
     statuses = [checkin(device_api, config, installed=installed, HTTP_IF_NONE_MATCH=etag).status_code for _ in range(3)]
 
     assert statuses == [304, 304, 429]
