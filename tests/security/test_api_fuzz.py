@@ -60,7 +60,9 @@ def fuzz_world(project, model, owner, viewer):
     }
 
 
-def _fuzz_operation(operation, base_url: str, token: str, path_values: dict, failures: list, examples: int) -> None:
+def _fuzz_operation(
+    operation, base_url: str, token: str, path_values: dict, failures: list, sent: list, examples: int
+) -> None:
     session = requests.Session()
 
     @given(case=operation.as_strategy())
@@ -79,6 +81,7 @@ def _fuzz_operation(operation, base_url: str, token: str, path_values: dict, fai
         response = case.call(
             base_url=base_url, session=session, headers={"Authorization": f"Token {token}"}, timeout=30
         )
+        sent.append(response.status_code)
         try:
             case.validate_response(response, checks=CHECKS)
         except (Exception, BaseExceptionGroup) as exc:  # collect every operation's failure, then report them together
@@ -93,6 +96,7 @@ def _fuzz_operation(operation, base_url: str, token: str, path_values: dict, fai
 def test_openapi_schema__generated_requests__get_no_5xx_and_match_the_schema(live_server, fuzz_world, persona):
     schema = schemathesis.openapi.from_url(f"{live_server.url}/api/schema/?format=json")
     failures: list[str] = []
+    sent: list[int] = []
     operations = 0
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -105,8 +109,13 @@ def test_openapi_schema__generated_requests__get_no_5xx_and_match_the_schema(liv
             fuzz_world["tokens"][persona],
             fuzz_world["path"],
             failures,
+            sent,
             EXAMPLES_PER_OPERATION[persona],
         )
 
+    print(  # shown with -s: the figures of a run
+        f"schemathesis as {persona}: {operations} operations, {len(sent)} requests, "
+        f"{sum(code >= 500 for code in sent)} 5xx, {len(failures)} failing checks"
+    )
     assert operations >= 30  # the whole API, not a fraction of it
     assert not failures, f"{len(failures)} failing responses:\n" + "\n".join(sorted(set(failures))[:40])
