@@ -8,13 +8,14 @@ saves and deletes of the same models, so declaring the queryset is all a new suc
 from __future__ import annotations
 
 from django.apps import apps
+from django.db import models
 from django.db.models.signals import post_delete, post_save
 
 from console.models import DeliveryInputQuerySet, delivery_inputs_changed
 from devices.delivery.cache import invalidate
 
 
-def delivery_input_models() -> list[type]:
+def delivery_input_models() -> list[type[models.Model]]:
     """The models whose default manager is a DeliveryInputQuerySet."""
     return [
         model for model in apps.get_models() if isinstance(model._default_manager.get_queryset(), DeliveryInputQuerySet)

@@ -198,8 +198,9 @@ def _problem(exc: exceptions.APIException) -> HttpResponse:
     headers = {}
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         headers["WWW-Authenticate"] = DeviceTokenAuthentication.keyword
-    if getattr(exc, "wait", None) is not None:
-        headers["Retry-After"] = str(exc.wait)
+    wait = getattr(exc, "wait", None)
+    if wait is not None:
+        headers["Retry-After"] = str(wait)
     return _json({"detail": exc.detail}, exc.status_code, headers)
 
 
@@ -218,9 +219,11 @@ def checkin(request: HttpRequest) -> HttpResponse:
         return _full_checkin(request)
 
     def admit(device: DeviceRecord | TicketHolder) -> None:
-        request.auth = device  # DeviceRateThrottle keys on request.auth, as in DRF
+        # The plain request stands in for DRF's: DeviceRateThrottle reads only request.auth (set here, as DRF's
+        # authentication would) and the client address, and no view; the stubs want a Request and an APIView.
+        request.auth = device  # type: ignore[attr-defined]
         throttle = DeviceRateThrottle()
-        if not throttle.allow_request(request, None):
+        if not throttle.allow_request(request, None):  # type: ignore[arg-type]
             raise exceptions.Throttled(throttle.wait())
 
     try:
@@ -283,6 +286,7 @@ class DownloadView(DeviceEndpoint):
             raise exceptions.PermissionDenied(
                 f"Version {version_id} is not assigned to this device: check in again for a fresh download URL."
             )
+        assert state.desired_version is not None  # the row was found by its desired_version_id
         return package_response(
             state.desired_version,
             range_header=request.META.get("HTTP_RANGE"),

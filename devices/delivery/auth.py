@@ -95,7 +95,9 @@ def device_for_token(raw: str) -> DeviceRecord | None:
     if row is None:
         return None
     values = dict(zip((name for name, _ in _COLUMNS), row, strict=True), token_hash=token_hash)
-    values["attributes"] = _ATTRIBUTES.from_db_value(values["attributes"], None, connection)
+    # JSONField.from_db_value looks at the expression only to spot a key transform; a plain column has none, which
+    # django-stubs (expecting an Expression) cannot say.
+    values["attributes"] = _ATTRIBUTES.from_db_value(values["attributes"], None, connection)  # type: ignore[arg-type]
     values["last_seen_at"], values["revoked_at"] = _aware(values["last_seen_at"]), _aware(values["revoked_at"])
     return DeviceRecord(**values)
 
@@ -109,7 +111,12 @@ def _fetch_one(sql: str, params: list) -> tuple | None:
     if connection.vendor == "postgresql":
         connection.ensure_connection()
         raw = psycopg.Cursor(connection.connection)
-        cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+        # make_*cursor wrap a driver cursor; django-stubs type their argument as the CursorWrapper they return.
+        cursor = (
+            connection.make_debug_cursor(raw)  # type: ignore[arg-type]
+            if connection.queries_logged
+            else connection.make_cursor(raw)  # type: ignore[arg-type]
+        )
     else:
         cursor = connection.cursor()
     with cursor:

@@ -166,17 +166,17 @@ def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPl
         )
     runnable: dict[int, set[int]] = defaultdict(set)
     blocked: dict[int, dict[int, str]] = defaultdict(dict)
-    for row in CompatibilityResult.objects.filter(version__model_id__in=model_ids).values(
+    for check in CompatibilityResult.objects.filter(version__model_id__in=model_ids).values(
         "version_id", "device_type_id", "compatible", "reasons"
     ):
-        if row["compatible"]:
-            runnable[row["version_id"]].add(row["device_type_id"])
+        if check["compatible"]:
+            runnable[check["version_id"]].add(check["device_type_id"])
         else:
-            reasons = row["reasons"] or ["the compatibility check failed"]
-            blocked[row["version_id"]][row["device_type_id"]] = str(reasons[0])
+            reasons = check["reasons"] or ["the compatibility check failed"]
+            blocked[check["version_id"]][check["device_type_id"]] = str(reasons[0])
     versions: dict[int, dict[int, VersionFacts]] = defaultdict(dict)
     children: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for row in (
+    for version in (
         ModelVersion.objects.filter(model_id__in=model_ids)
         .values(
             "id",
@@ -191,21 +191,21 @@ def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPl
         )
         .order_by("id")
     ):
-        versions[row["model_id"]][row["id"]] = VersionFacts(
-            id=row["id"],
-            number=row["number"],
-            state=row["state"],
-            servable=is_servable(row["state"]),
-            sha256=row["sha256"],
-            size=row["size_bytes"],
-            format=row["format"],
-            parent_id=row["parent_id"],
-            runtime=runtime_needs(row["metadata__opset_imports"]),
-            runnable_on=frozenset(runnable.get(row["id"], ())),
-            blocked_on=blocked.get(row["id"], {}),
+        versions[version["model_id"]][version["id"]] = VersionFacts(
+            id=version["id"],
+            number=version["number"],
+            state=version["state"],
+            servable=is_servable(version["state"]),
+            sha256=version["sha256"],
+            size=version["size_bytes"],
+            format=version["format"],
+            parent_id=version["parent_id"],
+            runtime=runtime_needs(version["metadata__opset_imports"]),
+            runnable_on=frozenset(runnable.get(version["id"], ())),
+            blocked_on=blocked.get(version["id"], {}),
         )
-        if row["parent_id"] is not None:
-            children[row["model_id"]][row["parent_id"]].append(row["id"])
+        if version["parent_id"] is not None:
+            children[version["model_id"]][version["parent_id"]].append(version["id"])
     return {
         row["name"]: ModelPlan(
             model_id=row["id"],

@@ -9,10 +9,12 @@ recognises and keeps for If-Range when it resumes. See docs/operations.md.
 from __future__ import annotations
 
 import re
+from typing import Literal, TypeVar
 from urllib.parse import quote
 
 from django.conf import settings
 from django.http import FileResponse, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from storages.backends.s3 import S3Storage
 
 from console.models import ModelVersion
@@ -23,8 +25,10 @@ from jobs.files import is_local
 _RANGE_RE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 CHUNK_BYTES = 256 * 1024
 
+AnyResponse = TypeVar("AnyResponse", bound=HttpResponseBase)
 
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None | Literal["unsatisfiable"]:
     """(first, last) byte of a single ``bytes=`` range; None to send the whole file; "unsatisfiable" for a 416.
 
     Several ranges or a malformed header are ignored (the whole file is sent), as RFC 9110 allows.
@@ -48,7 +52,14 @@ def _disposition(version: ModelVersion) -> str:
     return f'attachment; filename="{version.model.name}-v{version.number}.{version.format}"'
 
 
-def _identity_headers(response: HttpResponse, version: ModelVersion) -> HttpResponse:
+def _stored_name(version: ModelVersion) -> str:
+    name = version.file.name
+    # FieldFile allows None for a field never set; the column is NOT NULL, so a stored version always has a name.
+    assert name is not None
+    return name
+
+
+def _identity_headers(response: AnyResponse, version: ModelVersion) -> AnyResponse:
     response["ETag"] = f'"{version.sha256}"'
     response["X-Content-SHA256"] = version.sha256
     response["Accept-Ranges"] = "bytes"
@@ -76,7 +87,7 @@ def _redirect_to_store(version: ModelVersion, storage: S3Storage) -> HttpRespons
     return response
 
 
-def package_response(version: ModelVersion, *, range_header: str | None, if_range: str | None) -> HttpResponse:
+def package_response(version: ModelVersion, *, range_header: str | None, if_range: str | None) -> HttpResponseBase:
     etag = f'"{version.sha256}"'
     storage = version.file.storage
     local = is_local(storage)
@@ -86,7 +97,7 @@ def package_response(version: ModelVersion, *, range_header: str | None, if_rang
     if prefix and local:
         # nginx serves the file (Range included) from its internal location; see docs/delivery.md.
         response = HttpResponse(content_type="application/octet-stream")
-        response["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + quote(version.file.name)
+        response["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + quote(_stored_name(version))
         return _identity_headers(response, version)
     size = version.size_bytes
     wanted = parse_range(range_header, size) if (if_range is None or if_range.strip() == etag) else None
@@ -96,28 +107,29 @@ def package_response(version: ModelVersion, *, range_header: str | None, if_rang
         return _identity_headers(response, version)
     if not local:
         return _identity_headers(_stream_from_store(version, wanted), version)
-    handle = storage.open(version.file.name, "rb")
+    handle = storage.open(_stored_name(version), "rb")
     if wanted is None:
         return _identity_headers(FileResponse(handle, content_type="application/octet-stream"), version)
     first, last = wanted
     handle.seek(first)
+    partial: StreamingHttpResponse
     if last == size - 1:
         # Open-ended (what the agent asks when it resumes): FileResponse, so the server can use sendfile.
-        response = FileResponse(handle, status=206, content_type="application/octet-stream")
+        partial = FileResponse(handle, status=206, content_type="application/octet-stream")
     else:
-        response = StreamingHttpResponse(
+        partial = StreamingHttpResponse(
             _slice(handle, last - first + 1), status=206, content_type="application/octet-stream"
         )
-        response["Content-Length"] = str(last - first + 1)
-    response["Content-Range"] = f"bytes {first}-{last}/{size}"
-    return _identity_headers(response, version)
+        partial["Content-Length"] = str(last - first + 1)
+    partial["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return _identity_headers(partial, version)
 
 
-def _stream_from_store(version: ModelVersion, wanted: tuple[int, int] | None) -> HttpResponse:
+def _stream_from_store(version: ModelVersion, wanted: tuple[int, int] | None) -> StreamingHttpResponse:
     """The object's bytes (or one range) relayed from object storage in chunks, never held whole."""
     size = version.size_bytes
     first, last = wanted or (0, size - 1)
-    handle = version.file.storage.open(version.file.name, "rb")
+    handle = version.file.storage.open(_stored_name(version), "rb")
     s3_object = getattr(handle, "obj", None)
     if s3_object is not None:
         # Ask the store for just the range: S3File.read() would first copy the whole object into a buffer.

@@ -29,7 +29,9 @@ ATTRIBUTE_KEY_RE = re.compile(rf"^[A-Za-z0-9_.:-]{{1,{MAX_ATTRIBUTE_KEY_CHARS}}}
 REGION_RE = re.compile(r"^[A-Za-z]{2}$")
 
 
-MODEL_NAME_RE = re.compile(slug_validator.regex.pattern)
+# django-stubs types RegexValidator.regex as str | Pattern (a str only on a subclass's class body); an instance's is
+# always the compiled pattern.
+MODEL_NAME_RE = re.compile(slug_validator.regex.pattern)  # type: ignore[union-attr]
 
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -182,7 +184,12 @@ class CheckinSerializer(serializers.Serializer):
         SHA256_RE, error_messages={"invalid": "fingerprint must be the sha256 hex of canonical_json(config)."}
     )
     config = serializers.JSONField(required=False, help_text="as at enrollment; only when the fingerprint changed")
-    models = serializers.JSONField(required=False, default=list, help_text="names of the models the device wants")
+    # drf-stubs accept only a mapping as a JSONField default; any JSON value is allowed at run time.
+    models = serializers.JSONField(
+        required=False,
+        default=list,  # type: ignore[arg-type]
+        help_text="names of the models the device wants",
+    )
     installed = serializers.JSONField(
         required=False,
         default=dict,

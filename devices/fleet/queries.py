@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
@@ -56,24 +56,34 @@ def model_states_with_versions() -> Prefetch:
     )
 
 
-def delivery_summary(project: Project) -> list[dict[str, Any]]:
+class DeliverySummaryRow(TypedDict):
+    """One model's line of the fleet page's delivery summary: device counts by how delivery stands."""
+
+    model__name: str
+    devices: int
+    up_to_date: int
+    fell_back: int
+    behind: int
+    failed: int
+    nothing: int
+
+
+def delivery_summary(project: Project) -> list[DeliverySummaryRow]:
     """Per model: devices up to date, behind, fell back (for compatibility), failed, with nothing to install."""
     fell_back = Q(resolution__in=FELL_BACK_RESOLUTIONS)
     in_sync = Q(installed_version=F("desired_version"), installed_state=RUNNING)
-    rows = (
-        DeviceModelState.objects.filter(model__project=project, device__revoked_at=None)
-        .values("model__name")
-        .annotate(
-            devices=Count("id"),
-            up_to_date=Count("id", filter=in_sync & ~fell_back & Q(desired_version__isnull=False)),
-            fell_back=Count("id", filter=fell_back),
-            behind=Count("id", filter=Q(desired_version__isnull=False) & ~in_sync),
-            failed=Count("id", filter=Q(installed_state="failed")),
-            nothing=Count("id", filter=Q(desired_version__isnull=True) & ~fell_back),
-        )
-        .order_by("model__name")
-    )
-    return list(rows)
+    states = DeviceModelState.objects.filter(model__project=project, device__revoked_at=None).values("model__name")
+    # django-stubs takes an annotation named like a model property (up_to_date, fell_back) for a redefinition of
+    # it and leaves it out of the row type; these rows are dicts, so nothing is shadowed, hence the ignore and cast.
+    rows = states.annotate(  # type: ignore[no-redef]
+        devices=Count("id"),
+        up_to_date=Count("id", filter=in_sync & ~fell_back & Q(desired_version__isnull=False)),
+        fell_back=Count("id", filter=fell_back),
+        behind=Count("id", filter=Q(desired_version__isnull=False) & ~in_sync),
+        failed=Count("id", filter=Q(installed_state="failed")),
+        nothing=Count("id", filter=Q(desired_version__isnull=True) & ~fell_back),
+    ).order_by("model__name")
+    return cast(list[DeliverySummaryRow], list(rows))
 
 
 def filter_choices(project: Project) -> dict[str, list]:

@@ -53,11 +53,14 @@ class RuleForm(forms.Form):
     def __init__(self, *args: Any, model, device_types: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.model = model
-        self.fields["version"].choices = [
+        # Copies of the choice fields declared above; ``self.fields`` types them as plain Field.
+        version_field, device_types_field = self.fields["version"], self.fields["device_types"]
+        assert isinstance(version_field, forms.ChoiceField) and isinstance(device_types_field, forms.ChoiceField)
+        version_field.choices = [
             (v.number, f"v{v.number}{' (' + v.transform + ')' if v.transform else ''}")
             for v in model.versions.servable()
         ]
-        self.fields["device_types"].choices = [(slug, slug) for slug in device_types]
+        device_types_field.choices = [(slug, slug) for slug in device_types]
         self.validated: dict[str, Any] = {}
 
     @classmethod
@@ -80,7 +83,8 @@ class RuleForm(forms.Form):
         return parse_attribute_lines(self.cleaned_data["attributes"])
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what Form.clean returns; its stub allows None for subclasses that return nothing
         if self.errors:
             return data
         conditions: dict[str, Any] = {
@@ -125,7 +129,9 @@ class PreviewForm(forms.Form):
 
     def __init__(self, *args: Any, device_types: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["device_type"].choices = [(slug, slug) for slug in device_types]
+        device_type_field = self.fields["device_type"]
+        assert isinstance(device_type_field, forms.ChoiceField)
+        device_type_field.choices = [(slug, slug) for slug in device_types]
 
     def clean_attributes(self) -> Any:
         text = self.cleaned_data["attributes"].strip()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 from rest_framework import serializers
 
@@ -15,8 +15,17 @@ from devices.models import DeviceType, TargetingRule
 class VersionRefField(serializers.IntegerField):
     """A version of the model in the serializer context, given by its number."""
 
-    def to_representation(self, value: ModelVersion) -> int:
+    # The attribute it reads is the version, not the int IntegerField's stub ties to_representation to.
+    def to_representation(self, value: ModelVersion) -> int:  # type: ignore[override]
         return value.number
+
+
+@overload
+def ready_version(model, number: int) -> ModelVersion: ...
+
+
+@overload
+def ready_version(model, number: None) -> None: ...
 
 
 def ready_version(model, number: int | None) -> ModelVersion | None:

@@ -20,7 +20,8 @@ from devices.models import DailyRollup, Device, DeviceEvent
 
 FUNNEL_DAYS = 14  # what the fleet and delivery pages chart
 
-COUNTED_TYPES = {
+# Keyed by the stored value: a TextChoices member is the str it stands for, and events carry that str.
+COUNTED_TYPES: dict[str, str] = {
     DeviceEvent.Type.DOWNLOAD_STARTED: "download_started",
     DeviceEvent.Type.DOWNLOAD_COMPLETED: "download_completed",
     DeviceEvent.Type.DOWNLOAD_FAILED: "download_failed",

@@ -53,7 +53,8 @@ class EventSerializer(serializers.Serializer):
 
 
 class EventBatchSerializer(serializers.Serializer):
-    events = EventSerializer(many=True, max_length=MAX_EVENTS_PER_BATCH, allow_empty=True)
+    # drf-stubs leave out max_length, which many=True hands to the ListSerializer it builds.
+    events = EventSerializer(many=True, max_length=MAX_EVENTS_PER_BATCH, allow_empty=True)  # type: ignore[call-arg]
 
 
 class RollupFilterSerializer(serializers.Serializer):

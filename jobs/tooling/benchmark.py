@@ -115,7 +115,9 @@ def measure_peak_memory(path: PathLike, feeds: dict[str, np.ndarray], *, runs: i
     with tempfile.TemporaryDirectory() as workdir:
         feeds_path = Path(workdir) / "feeds.npz"
         # String inputs arrive as object arrays, which np.savez could only pickle; unicode arrays need no pickle.
-        np.savez(feeds_path, **{k: v.astype(str) if v.dtype == object else v for k, v in feeds.items()})
+        # allow_pickle=False as the reader above loads them (and so mypy knows no feed name can stand for it).
+        arrays = {k: v.astype(str) if v.dtype == object else v for k, v in feeds.items()}
+        np.savez(feeds_path, allow_pickle=False, **arrays)
         args = {
             "model": str(Path(path).resolve()),
             "feeds": str(feeds_path),

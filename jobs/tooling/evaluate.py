@@ -29,6 +29,7 @@ def evaluate(model_path: PathLike, dataset: Dataset | PathLike, *, batch_size: i
     data = as_dataset(dataset, specs, require_labels=True)
     outputs = predict(open_session(model_path), data, specs, batch_size=batch_size)
     labels = data.labels
+    assert labels is not None  # as_dataset(require_labels=True) raises DatasetError for a dataset without labels
     class_index = class_axis_output(outputs)
     if class_index is not None and labels.ndim == 1 and labels.dtype.kind in "biu":
         predicted = np.argmax(outputs[class_index], axis=1)

@@ -76,7 +76,8 @@ def has_kernel(domain: str, op: str, opset: int, provider: str = "CPUExecutionPr
             return True
     try:  # function ops (e.g. LayerNormalization at some opsets) run by expansion
         schema = onnx.defs.get_schema(op, opset, "" if domain == "ai.onnx" else domain)
-        return bool(schema.has_function or schema.has_context_dependent_function)
+        # onnx's stub for OpSchema (1.23) leaves out these two properties, which the compiled class has.
+        return bool(schema.has_function or schema.has_context_dependent_function)  # type: ignore[attr-defined]
     except onnx.defs.SchemaError:
         return False
 

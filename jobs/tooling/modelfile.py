@@ -213,7 +213,7 @@ class _Tensor:
 class _Outliner:
     """One walk over a model file's protobuf fields (field numbers from onnx.proto), refusing as it goes."""
 
-    def __init__(self, buf):
+    def __init__(self, buf: mmap.mmap) -> None:
         self.buf = buf
         self.budget = FieldBudget(MAX_FIELDS)
         self.nodes = 0

@@ -67,8 +67,9 @@ def svd(
 def choose_rank(singular_values: np.ndarray, rank: int | None, energy: float | None) -> int:
     if rank is not None:
         return min(rank, len(singular_values))
+    assert energy is not None  # svd() takes exactly one of rank and energy
     kept = np.cumsum(singular_values**2) / np.sum(singular_values**2)
-    return int(min(np.searchsorted(kept, energy - 1e-12) + 1, len(singular_values)))
+    return min(int(np.searchsorted(kept, energy - 1e-12)) + 1, len(singular_values))
 
 
 def _factorize_graph(

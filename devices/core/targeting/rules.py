@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 from devices.core.semver import VersionRange, parse_range
 
@@ -106,6 +106,9 @@ class Rule:
 
 RuleLike = Rule | Mapping[str, Any]
 
+# Sorting keeps each rule as given (a Rule stays a Rule, a dict stays a dict).
+AnyRule = TypeVar("AnyRule", bound=RuleLike)
+
 
 @dataclass(frozen=True)
 class Explanation:
@@ -119,7 +122,7 @@ class Explanation:
         return {"rule_id": self.rule_id, "outcome": self.outcome, "reason": self.reason}
 
 
-def ordered_rules(rules: Iterable[RuleLike]) -> list[RuleLike]:
+def ordered_rules(rules: Iterable[AnyRule]) -> list[AnyRule]:
     """Rules in evaluation order: priority (lower first), then id (numbers before text)."""
     return sorted(rules, key=lambda rule: _order_key(as_rule(rule)))
 
@@ -145,7 +148,7 @@ def listing(values: Sequence[Any]) -> str:
     return "[" + ", ".join(str(value) for value in values) + "]"
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

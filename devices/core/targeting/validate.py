@@ -107,12 +107,11 @@ def _attribute_errors(attributes: Any) -> list[str]:
             errors.append(f"unknown op {op!r} for attribute {key}; use one of {', '.join(ATTRIBUTE_OPS)}")
         elif op in ("eq", "ne") and not isinstance(value, Scalar):
             errors.append(f"attribute {key} {op} needs a string, number or boolean value")
-        elif op in ("in", "not_in") and not (
-            isinstance(value, list | tuple) and value and all(isinstance(v, Scalar) for v in value)
-        ):
-            errors.append(f"attribute {key} {op} needs a non-empty list of strings, numbers or booleans")
-        elif op in ("in", "not_in") and len(value) > MAX_LIST_VALUES:
-            errors.append(f"attribute {key} {op} lists {len(value)} values, at most {MAX_LIST_VALUES}")
+        elif op in ("in", "not_in"):
+            if not (isinstance(value, list | tuple) and value and all(isinstance(v, Scalar) for v in value)):
+                errors.append(f"attribute {key} {op} needs a non-empty list of strings, numbers or booleans")
+            elif len(value) > MAX_LIST_VALUES:
+                errors.append(f"attribute {key} {op} lists {len(value)} values, at most {MAX_LIST_VALUES}")
         elif op in ORDER_OPS and not (is_number(value) and math.isfinite(value)):
             errors.append(f"attribute {key} {op} needs a number")
     return errors
