@@ -11,6 +11,8 @@ adds its reduced operator list.
 (an empty list when it passes): the runtime's limits (``device_runtime``,
 ``check_ir_version``), ``check_opsets``, ``check_operators`` and the device's
 resources (``check_precision``, ``check_file_size``, ``check_memory``).
+Advice that does not stop the model running (``precision_advice``) and the
+assumptions made follow the reasons as notes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from . import live_runtime, runtimes
 STOCK_DOMAINS = {"ai.onnx", "ai.onnx.ml", "com.microsoft"}
 # A session holds the weights plus working memory; 2x weights is a floor, not a promise.
 MEMORY_FACTOR = 2.0
+# Compute precisions an onnxruntime build can execute on its CPU provider (see _runnable_precisions).
+FULL_BUILD_PRECISIONS = ("fp32", "fp16", "int8")
+MOBILE_PACKAGE_PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -101,12 +106,41 @@ def check_operators(facts: dict, runtime: DeviceRuntime) -> list[str]:
     return [f"operator(s) not in {runtime.label} {build}: {', '.join(sorted(set(missing)))}"]
 
 
+def _preferred_precisions(profile: dict) -> list[str]:
+    return profile.get("precisions") or ["fp32"]
+
+
+def _runnable_precisions(profile: dict) -> tuple[str, ...]:
+    """What the device type's onnxruntime build can execute at all, fast or not.
+
+    A full build's CPU provider runs fp32 and int8 kernels, and fp16 too: where an operator has no fp16 kernel the
+    session inserts Casts to fp32 around it (slow, but it runs). The mobile pre-built package keeps float, int8 and
+    uint8 kernels only (``!globally_allowed_types`` in data/ort_mobile_1.17.config), so fp16 cannot load there.
+    bf16 has next to no CPU kernels and no cast fallback: only a device type that lists it runs it.
+    """
+    return MOBILE_PACKAGE_PRECISIONS if profile.get("runtime_build") == "mobile" else FULL_BUILD_PRECISIONS
+
+
 def check_precision(facts: dict, profile: dict) -> list[str]:
+    """A precision neither the device type lists nor its runtime can execute; listed ones always pass."""
     compute = facts["precision"]["compute"]
-    supported = profile.get("precisions") or ["fp32"]
-    if compute not in supported:
-        return [f"model computes in {compute}; this device type runs {', '.join(supported)}"]
-    return []
+    preferred = _preferred_precisions(profile)
+    if compute in preferred or compute in _runnable_precisions(profile):
+        return []
+    build = "the mobile package" if profile.get("runtime_build") == "mobile" else "its onnxruntime build"
+    return [f"model computes in {compute}, which {build} cannot execute; this device type runs {', '.join(preferred)}"]
+
+
+def precision_advice(facts: dict, profile: dict) -> list[str]:
+    """A precision the runtime executes but the device type does not run well (fp16 on a CPU-only board)."""
+    compute = facts["precision"]["compute"]
+    preferred = _preferred_precisions(profile)
+    if compute in preferred or compute not in _runnable_precisions(profile):
+        return []
+    return [
+        f"advice: model computes in {compute}, which runs here but is not a precision this device type runs well "
+        f"({', '.join(preferred)}); expect it slower than in {preferred[0]}"
+    ]
 
 
 def check_file_size(size_bytes: int, profile: dict) -> list[str]:
@@ -125,7 +159,10 @@ def check_memory(facts: dict, profile: dict) -> list[str]:
 
 
 def check_device(facts: dict, size_bytes: int, profile: dict) -> tuple[bool, list[str]]:
-    """Return (compatible, reasons); reasons say what fails, then note what was assumed."""
+    """Return (compatible, reasons); reasons say what fails, then advise, then note what was assumed.
+
+    Only the failing checks decide ``compatible``: advice and assumptions never make a model incompatible.
+    """
     runtime = device_runtime(profile)
     if runtime is None:
         return False, [f"{runtime_label(profile)} is older than any release in the published compatibility table"]
@@ -137,4 +174,4 @@ def check_device(facts: dict, size_bytes: int, profile: dict) -> tuple[bool, lis
         *check_file_size(size_bytes, profile),
         *check_memory(facts, profile),
     ]
-    return (not reasons), reasons + list(runtime.notes)
+    return (not reasons), reasons + precision_advice(facts, profile) + list(runtime.notes)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jobs.tooling import live_runtime
+from jobs.tooling import compat, live_runtime
 from jobs.tooling.compat import (
+    MOBILE_PACKAGE_PRECISIONS,
     DeviceRuntime,
     check_device,
     check_file_size,
@@ -17,6 +19,7 @@ from jobs.tooling.compat import (
     check_opsets,
     check_precision,
     device_runtime,
+    precision_advice,
 )
 from jobs.tooling.inspect import inspect_model
 from jobs.tooling.reference_models import mlp
@@ -130,14 +133,47 @@ def test_check_operators__live_runtime__is_asked_for_its_kernels() -> None:
 # -- resources
 
 
-def test_check_precision__compute_type_the_device_does_not_run__fails() -> None:
-    profile = {"precisions": ["fp32", "int8"]}
+def test_check_precision__a_precision_the_runtime_executes__never_fails_and_listed_ones_are_not_advised() -> None:
+    pi = {"precisions": ["fp32", "int8"], "runtime_build": "full"}
 
-    assert check_precision(facts(compute="int8"), profile) == []
-    assert check_precision(facts(compute="fp16"), profile) == [
-        "model computes in fp16; this device type runs fp32, int8"
+    for compute in ("fp32", "int8", "fp16"):
+        assert check_precision(facts(compute=compute), pi) == []
+    assert precision_advice(facts(compute="int8"), pi) == []
+    assert precision_advice(facts(compute="fp16"), {"precisions": ["fp32", "fp16"]}) == []
+
+
+def test_precision_advice__fp16_on_a_device_type_that_does_not_run_it_well__advises_fp32() -> None:
+    pi = {"precisions": ["fp32", "int8"], "runtime_build": "full"}
+
+    assert precision_advice(facts(compute="fp16"), pi) == [
+        "advice: model computes in fp16, which runs here but is not a precision this device type runs well "
+        "(fp32, int8); expect it slower than in fp32"
     ]
-    assert check_precision(facts(compute="fp16"), {}) == ["model computes in fp16; this device type runs fp32"]
+    assert precision_advice(facts(compute="int8"), {}) == [
+        "advice: model computes in int8, which runs here but is not a precision this device type runs well "
+        "(fp32); expect it slower than in fp32"
+    ]
+
+
+def test_check_precision__a_precision_the_runtime_cannot_execute__fails_and_is_not_advised() -> None:
+    phone = {"precisions": ["fp32", "int8"], "runtime_build": "mobile"}
+
+    assert check_precision(facts(compute="fp16"), phone) == [
+        "model computes in fp16, which the mobile package cannot execute; this device type runs fp32, int8"
+    ]
+    assert check_precision(facts(compute="bf16"), {}) == [
+        "model computes in bf16, which its onnxruntime build cannot execute; this device type runs fp32"
+    ]
+    assert check_precision(facts(compute="bf16"), {"precisions": ["fp32", "bf16"]}) == []
+    assert precision_advice(facts(compute="fp16"), phone) == []
+
+
+def test_mobile_package_precisions__match_the_packages_allowed_types() -> None:
+    config = (Path(compat.__file__).parent / "data" / "ort_mobile_1.17.config").read_text()
+    allowed = next(line for line in config.splitlines() if line.startswith("!globally_allowed_types;"))
+    kernel_types = {"float": "fp32", "int8_t": "int8", "uint8_t": "int8"}
+
+    assert {kernel_types[t] for t in allowed.split(";", 1)[1].split(",")} == set(MOBILE_PACKAGE_PRECISIONS)
 
 
 def test_check_file_size__over_the_device_types_limit__fails_and_no_limit_passes() -> None:
@@ -182,10 +218,30 @@ def test_check_device__lists_every_failing_check_in_order_then_the_assumptions()
         ["IR", "version"],
         ["opset", "22"],
         ["operator(s)", "not"],
-        ["model", "computes"],
         ["model", "file"],
         ["needs", "about"],
+        ["advice:", "model"],
         ["onnxruntime", "1.21"],
+    ]
+
+
+def test_check_device__fp16_on_a_board_that_prefers_fp32__is_compatible_with_advice() -> None:
+    raspberry_pi = {"runtime_version": "1.16", "runtime_build": "full", "precisions": ["fp32", "int8"]}
+
+    compatible, reasons = check_device(facts(compute="fp16"), 30_000, raspberry_pi)
+
+    assert compatible
+    assert [reason.split(",")[0] for reason in reasons] == ["advice: model computes in fp16"]
+
+
+def test_check_device__fp16_on_the_mobile_package__is_incompatible() -> None:
+    phone = {"runtime_version": "1.17", "runtime_build": "mobile", "precisions": ["fp32", "int8"]}
+
+    compatible, reasons = check_device(facts(compute="fp16", opsets={"ai.onnx": 13}), 30_000, phone)
+
+    assert not compatible
+    assert reasons == [
+        "model computes in fp16, which the mobile package cannot execute; this device type runs fp32, int8"
     ]
 
 
