@@ -2,13 +2,16 @@
 
 Weights live not only in initializers but also in Constant nodes and inside
 If/Loop/Scan subgraphs; all of them are counted, and the operator histogram
-walks every subgraph.
+walks every subgraph. Classical ML operators (ai.onnx.ml: linear models,
+SVMs, tree ensembles, scalers) keep their weights in node attributes instead;
+those are counted too, and their compute estimated (``ml_operator_stats``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -73,7 +76,167 @@ def parameter_stats(model: onnx.ModelProto) -> dict:
                     count += values
                     size += values * (4 if attr.name == "value_floats" else 8)
                     tensors += 1
+    for graph in iter_all_graphs(model):
+        for node in graph.node:
+            stats = ml_operator_stats(node)
+            if stats is not None:
+                count += stats.parameters
+                size += stats.bytes
+                tensors += stats.tensors
     return {"count": count, "bytes": size, "tensors": tensors}
+
+
+ML_DOMAIN = "ai.onnx.ml"
+# Attributes holding what an ai.onnx.ml operator learned, by operator. Class labels, kernel hyperparameters and
+# modes are settings, not weights. A tree's split thresholds are counted apart (see _tree_stats): the exporters store
+# a dummy threshold for every leaf too.
+ML_WEIGHT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "LinearClassifier": ("coefficients", "intercepts"),
+    "LinearRegressor": ("coefficients", "intercepts"),
+    "Scaler": ("offset", "scale"),
+    "SVMClassifier": ("support_vectors", "coefficients", "rho", "prob_a", "prob_b"),
+    "SVMRegressor": ("support_vectors", "coefficients", "rho"),
+    "Imputer": ("imputed_value_floats", "imputed_value_int64s"),
+}
+TREE_ENSEMBLES = ("TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble")
+TREE_LEAF_WEIGHTS = (
+    "class_weights",
+    "class_weights_as_tensor",
+    "target_weights",
+    "target_weights_as_tensor",
+    "leaf_weights",
+    "base_values",
+    "base_values_as_tensor",
+)
+TREE_LABELS = ("classlabels_int64s", "classlabels_strings")
+
+
+@dataclass(frozen=True)
+class MlOperatorStats:
+    """Weights an ai.onnx.ml node holds in its attributes, and its compute per input row.
+
+    ``macs`` is a per-row estimate: a multiply-add for linear models and kernels, one comparison per tree level for
+    trees (a comparison costs about what a multiply-add does on a CPU, and the compute fact is one number).
+    """
+
+    parameters: int
+    bytes: int
+    tensors: int
+    macs: int
+
+
+def _attribute_numbers(attr: onnx.AttributeProto) -> tuple[int, int]:
+    """(values, bytes) of a numeric list or tensor attribute; strings and scalars hold no weights here."""
+    if attr.type == onnx.AttributeProto.FLOATS:
+        return len(attr.floats), 4 * len(attr.floats)
+    if attr.type == onnx.AttributeProto.INTS:
+        return len(attr.ints), 8 * len(attr.ints)
+    if attr.type == onnx.AttributeProto.TENSOR:
+        numel = _numel(attr.t.dims)
+        return numel, numel * _itemsize(attr.t.data_type)
+    return 0, 0
+
+
+def ml_operator_stats(node: onnx.NodeProto) -> MlOperatorStats | None:
+    """Weights and per-row compute of a classical ML operator; None for any other node."""
+    if domain_name(node.domain) != ML_DOMAIN:
+        return None
+    if node.op_type in TREE_ENSEMBLES:
+        return _tree_stats(node)
+    names = ML_WEIGHT_ATTRIBUTES.get(node.op_type)
+    if names is None:
+        return None
+    weights = {a.name: _attribute_numbers(a) for a in node.attribute if a.name in names}
+    present = {name: numbers for name, numbers in weights.items() if numbers[0]}
+    if node.op_type in ("LinearClassifier", "LinearRegressor"):
+        macs = present.get("coefficients", (0, 0))[0]  # one multiply-add per input per class (or target)
+    elif node.op_type == "Scaler":
+        macs = max(present.get("scale", (0, 0))[0], present.get("offset", (0, 0))[0])  # (x - offset) * scale
+    elif node.op_type.startswith("SVM"):
+        # The kernel against every support vector (support vectors x inputs), then the weighted sum of the kernel
+        # values (coefficients); a linear SVM with no support vectors is coefficients x inputs, already counted.
+        macs = present.get("support_vectors", (0, 0))[0] + present.get("coefficients", (0, 0))[0]
+    else:
+        macs = 0  # Imputer: a replacement, no arithmetic
+    return MlOperatorStats(
+        parameters=sum(values for values, _ in present.values()),
+        bytes=sum(size for _, size in present.values()),
+        tensors=len(present),
+        macs=macs,
+    )
+
+
+def _tree_stats(node: onnx.NodeProto) -> MlOperatorStats:
+    """A tree ensemble's weights are its split thresholds (one per branch node) and its leaf weights; its bytes are
+    every number the node stores, the node/child/feature id arrays included, as the session holds them all.
+
+    Compute is bounded by depth: a row takes one comparison per level down each tree, so the estimate is the sum over
+    trees of the longest root-to-leaf path (in comparisons), a worst case.
+    """
+    attrs = {a.name: a for a in node.attribute}
+    size = sum(_attribute_numbers(a)[1] for name, a in attrs.items() if name not in TREE_LABELS)
+    leaf_weights = sum(_attribute_numbers(attrs[name])[0] for name in TREE_LEAF_WEIGHTS if name in attrs)
+    tensors = sum(1 for name, a in attrs.items() if name not in TREE_LABELS and _attribute_numbers(a)[0])
+    if "nodes_splits" in attrs:  # ai.onnx.ml 5 TreeEnsemble: one split per branch node, leaves apart
+        thresholds = _numel(attrs["nodes_splits"].t.dims)
+        depth = _tree_ensemble_v5_depths(attrs)
+    else:
+        modes = [m.decode() for m in attrs["nodes_modes"].strings] if "nodes_modes" in attrs else []
+        thresholds = sum(1 for mode in modes if mode != "LEAF")
+        depth = _tree_ensemble_depths(attrs, modes)
+    return MlOperatorStats(parameters=thresholds + leaf_weights, bytes=size, tensors=tensors, macs=depth)
+
+
+def _longest_path(children: dict, roots: list) -> int:
+    """Branch nodes on the longest root-to-leaf path, summed over roots; iterative, as trees can be thousands deep."""
+    total = 0
+    for root in roots:
+        deepest, stack, seen = 0, [(root, 1)], set()
+        while stack:
+            current, depth = stack.pop()
+            if current in seen:  # a malformed graph may loop; count each node once
+                continue
+            seen.add(current)
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children.get(current, ()))
+        total += deepest
+    return total
+
+
+def _tree_ensemble_depths(attrs: dict[str, onnx.AttributeProto], modes: list[str]) -> int:
+    """TreeEnsembleClassifier/Regressor: nodes are (tree id, node id) with true/false child node ids; leaves have
+    mode LEAF. Only branch nodes enter ``children``, so a path's length counts its comparisons."""
+    tree_ids = list(attrs["nodes_treeids"].ints) if "nodes_treeids" in attrs else []
+    node_ids = list(attrs["nodes_nodeids"].ints) if "nodes_nodeids" in attrs else []
+    true_ids = list(attrs["nodes_truenodeids"].ints) if "nodes_truenodeids" in attrs else []
+    false_ids = list(attrs["nodes_falsenodeids"].ints) if "nodes_falsenodeids" in attrs else []
+    if not (len(tree_ids) == len(node_ids) == len(true_ids) == len(false_ids) == len(modes)):
+        return 0
+    branches = {(t, n) for t, n, mode in zip(tree_ids, node_ids, modes, strict=True) if mode != "LEAF"}
+    children: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    referenced: set[tuple[int, int]] = set()
+    for t, n, yes, no in zip(tree_ids, node_ids, true_ids, false_ids, strict=True):
+        if (t, n) in branches:
+            children[(t, n)] = [(t, c) for c in (yes, no) if (t, c) in branches]
+            referenced.update((t, c) for c in (yes, no))
+    roots = sorted(b for b in branches if b not in referenced)
+    return _longest_path(children, roots)
+
+
+def _tree_ensemble_v5_depths(attrs: dict[str, onnx.AttributeProto]) -> int:
+    """TreeEnsemble (ai.onnx.ml 5): branch nodes by index; a child is a leaf when its true/false-leaf flag is set."""
+    true_ids = list(attrs["nodes_truenodeids"].ints) if "nodes_truenodeids" in attrs else []
+    false_ids = list(attrs["nodes_falsenodeids"].ints) if "nodes_falsenodeids" in attrs else []
+    true_leaf = list(attrs["nodes_trueleafs"].ints) if "nodes_trueleafs" in attrs else [0] * len(true_ids)
+    false_leaf = list(attrs["nodes_falseleafs"].ints) if "nodes_falseleafs" in attrs else [0] * len(false_ids)
+    roots = list(attrs["tree_roots"].ints) if "tree_roots" in attrs else []
+    if not (len(true_ids) == len(false_ids) == len(true_leaf) == len(false_leaf)):
+        return 0
+    children = {
+        i: [c for c, leaf in ((yes, yl), (no, nl)) if not leaf]
+        for i, (yes, no, yl, nl) in enumerate(zip(true_ids, false_ids, true_leaf, false_leaf, strict=True))
+    }
+    return _longest_path(children, roots)
 
 
 def _shape_table(model: onnx.ModelProto) -> dict[str, list[int | None]]:
@@ -101,7 +264,8 @@ def _shape_table(model: onnx.ModelProto) -> dict[str, list[int | None]]:
 
 
 def estimate_macs(model: onnx.ModelProto) -> dict:
-    """Multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul for one sample (batch 1).
+    """Multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul for one sample (batch 1), plus the per-row
+    estimate of classical ML operators (``MlOperatorStats.macs``).
 
     Nodes whose shapes cannot be inferred are counted in ``unknown_nodes``
     rather than guessed.
@@ -112,6 +276,12 @@ def estimate_macs(model: onnx.ModelProto) -> dict:
     unknown = 0
     for graph in iter_all_graphs(model):
         for node in graph.node:
+            ml = ml_operator_stats(node)
+            if ml is not None:
+                if ml.macs:
+                    total += ml.macs
+                    by_op[node.op_type] += ml.macs
+                continue
             if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul", "MatMulInteger", "QLinearConv"):
                 continue
             macs = _node_macs(node, shapes)
