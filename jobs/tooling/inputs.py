@@ -2,7 +2,9 @@
 
 Symbolic or unknown dimensions become ``batch`` for the first axis and 1
 elsewhere; floats are standard normal, integers are zeros (they are often
-indices, where random values would read out of range), booleans False.
+indices, where random values would read out of range), booleans False,
+strings a short word. A sequence of tensors gets one element, an optional
+input its value; maps and sparse tensors get nothing (``InputsNotGenerated``).
 
 A model declares its input shapes itself, so a 73-byte file can ask for an
 [8192, 8192] input (a gigabyte once generated). ``generate_inputs`` refuses
@@ -13,7 +15,9 @@ with ``InputsTooLarge`` before allocating anything above
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -22,6 +26,7 @@ from onnx import helper
 from jobs.tooling.errors import TransformError
 
 _STRING_TYPE = onnx.TensorProto.STRING
+GENERATED_STRING = "sample"
 # 16M values: 64 MB of float32, far above the inputs of the models this console ships to devices.
 MAX_GENERATED_ELEMENTS = 1 << 24
 
@@ -31,6 +36,10 @@ class InputsTooLarge(TransformError):
 
     Permanent, as every TransformError: a job that needs generated inputs fails at once with this reason.
     """
+
+
+class InputsNotGenerated(TransformError):
+    """An input of a kind no values are generated for (a map, a sparse tensor, an element type numpy lacks)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,10 @@ def _value_info_spec(value_info: onnx.ValueInfoProto) -> TensorSpec:
     kind = type_proto.WhichOneof("value")
     if kind != "tensor_type":
         return TensorSpec(value_info.name, kind or "unknown", None, 0)
-    tensor_type = type_proto.tensor_type
+    return _tensor_spec(value_info.name, type_proto.tensor_type)
+
+
+def _tensor_spec(name: str, tensor_type: onnx.TypeProto.Tensor) -> TensorSpec:
     shape: tuple[int | str | None, ...] | None = None
     if tensor_type.HasField("shape"):
         dims: list[int | str | None] = []
@@ -76,13 +88,12 @@ def _value_info_spec(value_info: onnx.ValueInfoProto) -> TensorSpec:
             else:
                 dims.append(None)
         shape = tuple(dims)
-    return TensorSpec(value_info.name, _dtype_name(tensor_type.elem_type), shape, tensor_type.elem_type)
+    return TensorSpec(name, _dtype_name(tensor_type.elem_type), shape, tensor_type.elem_type)
 
 
 def graph_inputs(model: onnx.ModelProto) -> list[TensorSpec]:
     """The inputs a caller must feed: graph inputs that are not initializers (old IR lists both)."""
-    initializer_names = {init.name for init in model.graph.initializer}
-    return [_value_info_spec(vi) for vi in model.graph.input if vi.name not in initializer_names]
+    return [_value_info_spec(vi) for vi in fed_inputs(model)]
 
 
 def graph_outputs(model: onnx.ModelProto) -> list[TensorSpec]:
@@ -118,24 +129,83 @@ def check_generated_size(specs: list[TensorSpec], batch: int = 1, max_elements: 
     )
 
 
-def generate_inputs(
-    model: onnx.ModelProto, batch: int = 1, seed: int = 0, *, max_elements: int = MAX_GENERATED_ELEMENTS
-) -> dict[str, np.ndarray]:
-    """One feed dict for ``model``; deterministic for a given seed. InputsTooLarge before allocating too much."""
-    specs = graph_inputs(model)
+def fed_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The graph inputs a caller must feed: not initializers (old IR lists both)."""
+    initializer_names = {init.name for init in model.graph.initializer}
+    return [vi for vi in model.graph.input if vi.name not in initializer_names]
+
+
+_KIND_WORDS = {"map_type": "a map", "sparse_tensor_type": "a sparse tensor"}
+
+
+def _generated_tensor(name: str, type_proto: onnx.TypeProto) -> TensorSpec:
+    """The tensor whose values stand for this input (a sequence's element, an optional's value)."""
+    kind = type_proto.WhichOneof("value")
+    if kind == "tensor_type":
+        spec = _tensor_spec(name, type_proto.tensor_type)
+        if spec.dtype not in ("string", "bool"):
+            try:
+                np.dtype(spec.dtype)
+            except TypeError as exc:
+                raise InputsNotGenerated(
+                    f"input '{name}' holds {spec.dtype}, which no values are generated for"
+                ) from exc
+        return spec
+    if kind == "sequence_type":
+        element = type_proto.sequence_type.elem_type
+        if element.WhichOneof("value") != "tensor_type":
+            raise InputsNotGenerated(
+                f"input '{name}' is a sequence of {_kind(element)}s, which no values are generated for"
+            )
+        return _generated_tensor(name, element)
+    if kind == "optional_type":
+        return _generated_tensor(name, type_proto.optional_type.elem_type)
+    raise InputsNotGenerated(
+        f"input '{name}' is {_KIND_WORDS.get(kind or '', 'of an unknown type')}, which no values are generated for"
+    )
+
+
+def _kind(type_proto: onnx.TypeProto) -> str:
+    return (type_proto.WhichOneof("value") or "unknown").removesuffix("_type").replace("_", " ")
+
+
+def _tensor_values(spec: TensorSpec, batch: int, rng: np.random.Generator) -> np.ndarray:
+    shape = concrete_shape(spec.shape, batch)
+    if spec.dtype == "string":
+        return np.full(shape, GENERATED_STRING, dtype=object)
+    if spec.dtype == "bool":
+        return np.zeros(shape, dtype=bool)
+    dtype = np.dtype(spec.dtype)
+    if np.issubdtype(dtype, np.floating):
+        return rng.standard_normal(shape).astype(dtype)
+    return np.zeros(shape, dtype=dtype)
+
+
+def generate_feeds(
+    inputs: Sequence[onnx.ValueInfoProto], batch: int = 1, seed: int = 0, *, max_elements: int = MAX_GENERATED_ELEMENTS
+) -> dict[str, Any]:
+    """One feed dict for these inputs: arrays, a one-element list for a sequence of tensors; deterministic per seed.
+
+    InputsNotGenerated for a kind of input nothing is generated for, InputsTooLarge before allocating too much.
+    """
+    specs = [_generated_tensor(vi.name, vi.type) for vi in inputs]
     check_generated_size(specs, batch, max_elements)
     rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for spec in specs:
-        shape = concrete_shape(spec.shape, batch)
-        if spec.dtype == "string":
-            feeds[spec.name] = np.full(shape, "", dtype=object)
-        elif spec.dtype == "bool":
-            feeds[spec.name] = np.zeros(shape, dtype=bool)
-        else:
-            dtype = np.dtype(spec.dtype)
-            if np.issubdtype(dtype, np.floating):
-                feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
-            else:
-                feeds[spec.name] = np.zeros(shape, dtype=dtype)
+    feeds: dict[str, Any] = {}
+    for value_info, spec in zip(inputs, specs, strict=True):
+        feeds[spec.name] = _shaped_like(value_info.type, _tensor_values(spec, batch, rng))
     return feeds
+
+
+def _shaped_like(type_proto: onnx.TypeProto, values: np.ndarray) -> Any:
+    kind = type_proto.WhichOneof("value")
+    if kind == "optional_type":
+        return _shaped_like(type_proto.optional_type.elem_type, values)
+    return [values] if kind == "sequence_type" else values
+
+
+def generate_inputs(
+    model: onnx.ModelProto, batch: int = 1, seed: int = 0, *, max_elements: int = MAX_GENERATED_ELEMENTS
+) -> dict[str, Any]:
+    """``generate_feeds`` for the inputs a caller of ``model`` must feed."""
+    return generate_feeds(fed_inputs(model), batch, seed, max_elements=max_elements)

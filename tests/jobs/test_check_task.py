@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from datetime import timedelta
 
 import pytest
@@ -14,8 +15,16 @@ from devices.models import DeviceType
 from jobs import services as job_services
 from jobs.models import Job
 from jobs.tasks import execute_job, run_job
+from jobs.tooling import live_runtime
 from tests.conftest import make_mlp
 from tests.jobs.helpers import database_fails_on, messages_sent, unrunnable_model_bytes, uploaded_version
+from tests.jobs.tooling.test_live_runtime import (
+    constant_add_model,
+    map_input_model,
+    no_kernel_model,
+    resize_model,
+    sequence_input_model,
+)
 from tests.security import hostile_files
 
 pytestmark = pytest.mark.django_db
@@ -77,18 +86,73 @@ def test_check__project_device_type_with_a_small_size_limit__fails_on_size(model
     assert any("over this device type's limit" in r for r in row.reasons)
 
 
-def test_check__model_that_loads_but_fails_to_run__fails_the_job_and_the_version(model):
-    version = uploaded_version(model, unrunnable_model_bytes())
+def test_check__model_no_session_can_be_created_for__fails_the_job_and_the_version_with_the_reason(model):
+    version = uploaded_version(model, no_kernel_model().SerializeToString())
 
     assert execute_job(check_job(version).pk) == "failed"
 
     job = check_job(version)
     version.refresh_from_db()
     assert job.state == "failed" and job.finished_at is not None
-    assert "running it failed" in job.error
+    assert f"onnxruntime {live_runtime.version()} cannot load the model" in job.error and "GRUUnit" in job.error
     assert version.state == ModelVersion.State.FAILED
     assert version.error == job.error
     assert not CompatibilityResult.objects.filter(version=version).exists()
+
+
+def test_check__run_on_generated_inputs_fails__is_ready_and_the_page_shows_the_warning(client, model, teammate):
+    version = uploaded_version(model, resize_model().SerializeToString())  # generated scales are negative
+
+    assert execute_job(check_job(version).pk) == "succeeded"
+
+    version.refresh_from_db()
+    assert (version.state, version.error) == (ModelVersion.State.READY, "")
+    warning = version.metadata["smoke_run"]["warning"]
+    assert "a run on generated inputs failed" in warning and "Scale value should be greater than 0" in warning
+    assert CompatibilityResult.objects.filter(version=version).exists()
+    assert warning in check_job(version).log
+    client.force_login(teammate)
+    page = client.get(reverse("version", args=[model.project.slug, model.name, version.number])).content.decode()
+    assert "Run on generated inputs" in page and html.escape(warning) in page
+
+
+def test_check__model_that_loads_but_fails_on_generated_inputs__is_ready_with_a_warning(model):
+    version = uploaded_version(model, unrunnable_model_bytes())
+
+    assert execute_job(check_job(version).pk) == "succeeded"
+
+    version.refresh_from_db()
+    assert version.state == ModelVersion.State.READY
+    assert "a run on generated inputs failed" in version.metadata["smoke_run"]["warning"]
+
+
+def test_check__model_with_a_sequence_input__is_ready_after_a_run_on_a_one_element_sequence(model):
+    version = uploaded_version(model, sequence_input_model().SerializeToString())
+
+    assert execute_job(check_job(version).pk) == "succeeded"
+
+    version.refresh_from_db()
+    assert version.state == ModelVersion.State.READY
+    assert version.metadata["smoke_run"]["inputs"] == {"parts": {"sequence_of": [[1]]}}
+
+
+def test_check__model_with_a_map_input__is_ready_with_the_run_skipped_and_why(model):
+    version = uploaded_version(model, map_input_model().SerializeToString())
+
+    assert execute_job(check_job(version).pk) == "succeeded"
+
+    version.refresh_from_db()
+    assert version.state == ModelVersion.State.READY
+    assert "input 'features' is a map" in version.metadata["smoke_run"]["skipped"]
+
+
+def test_check__model_with_a_constant_node__is_compatible_with_the_x86_gateway(model):
+    version = uploaded_version(model, constant_add_model().SerializeToString())
+
+    execute_job(check_job(version).pk)
+
+    gateway = CompatibilityResult.objects.get(version=version, device_type__slug="x86-gateway")
+    assert gateway.compatible, gateway.reasons
 
 
 def test_check__runs_twice__second_run_does_nothing(model):
