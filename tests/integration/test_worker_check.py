@@ -13,7 +13,8 @@ from jobs import services as job_services
 from jobs.models import Job
 from tests.conftest import api_client_for, make_mlp
 from tests.integration.conftest import wait_for
-from tests.jobs.helpers import broker_down, unrunnable_model_bytes
+from tests.jobs.helpers import broker_down
+from tests.jobs.tooling.test_live_runtime import no_kernel_model
 
 pytestmark = pytest.mark.worker
 
@@ -40,18 +41,20 @@ def test_upload_through_api__real_worker_checks_it_to_ready(celery_worker_proces
     assert detail["jobs"][0]["state"] == "succeeded"
 
 
-def test_model_that_cannot_run__real_worker_fails_it_with_the_reason(celery_worker_process, project, model, teammate):
+def test_model_no_session_can_be_created_for__real_worker_fails_it_with_the_reason(
+    celery_worker_process, project, model, teammate
+):
     client = api_client_for(teammate)
     response = client.post(
         f"/api/projects/{project.slug}/models/{model.name}/versions/",
-        {"file": SimpleUploadedFile("bad.onnx", unrunnable_model_bytes())},
+        {"file": SimpleUploadedFile("bad.onnx", no_kernel_model().SerializeToString())},
         format="multipart",
     )
     assert response.status_code == 201
     version = ModelVersion.objects.get(model=model, number=1)
     wait_for(lambda: ModelVersion.objects.get(pk=version.pk).state != "checking", message="the check to end")
     version.refresh_from_db()
-    assert version.state == "failed" and "running it failed" in version.error
+    assert version.state == "failed" and "cannot load the model" in version.error
     assert not Job.objects.filter(state__in=["queued", "running"]).exists()
 
 
