@@ -7,4 +7,4 @@ class ConsoleConfig(AppConfig):
 
     def ready(self) -> None:
         # The job kinds that act on versions register themselves with the engine (jobs.registry).
-        from .jobkinds import check, optimize  # noqa: F401
+        from .jobkinds import check, optimize, recheck  # noqa: F401

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 
+from devices.catalog import services as device_type_services
 from devices.delivery.cache import invalidate
 
 from .models import DailyRollup, Device, DeviceEvent, DeviceType, FleetSettings, TargetingRule
@@ -25,10 +27,29 @@ class NewGenerationOnChange(admin.ModelAdmin):
         invalidate(project_ids)
 
 
+class DeviceTypeForm(forms.ModelForm):
+    # The admin gives the model and the fields (ModelAdmin.get_form); this adds the slug rules of the service,
+    # so a taken slug is an error on the form rather than a failed save.
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("slug"):
+            probe = DeviceType(pk=self.instance.pk, project=cleaned.get("project"), slug=cleaned["slug"])
+            message = device_type_services.slug_taken(probe)
+            if message:
+                self.add_error("slug", message)
+        return cleaned
+
+
 @admin.register(DeviceType)
 class DeviceTypeAdmin(admin.ModelAdmin):
+    form = DeviceTypeForm
     list_display = ["slug", "name", "project", "runtime", "runtime_version", "runtime_build", "max_model_mb"]
     list_filter = ["runtime_build", "project"]
+
+    def save_model(self, request, obj, form, change):
+        # The service keeps the slug rules and re-checks the versions a changed profile concerns.
+        device_type_services.save_device_type(obj)
 
 
 @admin.register(FleetSettings)
