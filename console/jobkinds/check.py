@@ -47,15 +47,18 @@ def run_check(job, progress):
             progress(50, note)
     facts["server_runtime"] = live_runtime.capabilities()
 
-    device_types = list(DeviceType.objects.visible_to(version.model.project_id))
-    progress(70, f"checking against {len(device_types)} device type(s)")
-    rows = []
-    for device_type in device_types:
-        ok, reasons = compat.check_device(facts, version.size_bytes, device_type.profile())
-        rows.append((device_type, ok, reasons))
+    visible = DeviceType.objects.visible_to(version.model.project_id)
+    progress(70, f"checking against {visible.count()} device type(s)")
 
     with transaction.atomic():
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        # The rows are computed from the device types as they are now, read under lock: an edit of a type
+        # (which forgets its rows and queues a re-check of ready versions only) waits for this transaction or
+        # is seen by it, so a checking version never keeps a row from a profile that changed meanwhile.
+        rows = []
+        for device_type in visible.select_for_update(no_key=True).order_by("pk"):
+            ok, reasons = compat.check_device(facts, version.size_bytes, device_type.profile())
+            rows.append((device_type, ok, reasons))
         for device_type, ok, reasons in rows:
             CompatibilityResult.objects.update_or_create(
                 version=locked, device_type=device_type, defaults={"compatible": ok, "reasons": reasons}
