@@ -18,6 +18,7 @@ from console.catalog.serializers import (
     VersionSerializer,
     VersionUploadSerializer,
 )
+from console.catalog.uploads import set_upload_limit
 from console.models import Dataset, Model, ModelVersion
 from console.projects.permissions import MODEL, ScopedMixin
 from jobs.tooling.modelfile import ModelFileError
@@ -120,6 +121,7 @@ class DatasetList(ScopedMixin, generics.ListCreateAPIView):
     @extend_schema(request=DatasetUploadSerializer, responses={201: DatasetSerializer})
     def post(self, request, *args, **kwargs):
         model = self.access.model
+        set_upload_limit(request, "MAX_DATASET_BYTES")
         request.FILES  # noqa: B018  (parse the body through the size-limited upload handler)
         too_large = upload_error_response(request)
         if too_large is not None:
