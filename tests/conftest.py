@@ -141,6 +141,22 @@ def model(project, owner):
     return catalog_services.create_model(project=project, name="digit-classifier", user=owner)
 
 
+def project_device_type(project, slug: str, **fields):
+    """A device type of ``project``'s own: a small ARM board on onnxruntime 1.17 unless ``fields`` say otherwise."""
+    from devices.models import DeviceType
+
+    values = {
+        "name": slug,
+        "memory_mb": 1024,
+        "storage_mb": 1024,
+        "max_model_mb": 50,
+        "runtime_version": "1.17",
+        "precisions": ["fp32"],
+        **fields,
+    }
+    return DeviceType.objects.create(project=project, slug=slug, **values)
+
+
 def api_client_for(user):
     from rest_framework.test import APIClient
 

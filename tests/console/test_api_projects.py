@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from console.projects import services as project_services
-from tests.conftest import api_client_for
+from tests.conftest import api_client_for, project_device_type
 
 pytestmark = pytest.mark.django_db
 
@@ -160,16 +160,7 @@ def test_device_types__one_in_use_by_devices__cannot_be_deleted_and_says_why(pro
     from devices.models import DeviceType
     from tests.devices.fleet_helpers import enroll
 
-    DeviceType.objects.create(
-        project=project,
-        slug="kiosk-v2",
-        name="Kiosk v2",
-        memory_mb=2048,
-        storage_mb=4096,
-        max_model_mb=50,
-        runtime_version="1.17",
-        precisions=["fp32"],
-    )
+    project_device_type(project, "kiosk-v2")
     _, key = fleet_services.rotate_enrollment_key(project=project)
     assert enroll(key, device_type="kiosk-v2")[0].status_code == 201
 

@@ -9,7 +9,8 @@ from rest_framework.throttling import SimpleRateThrottle
 from console.models import hash_token
 from devices.core.fingerprint import config_fingerprint
 from devices.fleet import services as fleet_services
-from devices.models import Device, DeviceEvent, DeviceType, FleetSettings
+from devices.models import Device, DeviceEvent, FleetSettings
+from tests.conftest import project_device_type
 from tests.devices.fleet_helpers import API, device_client, enroll
 
 pytestmark = pytest.mark.django_db
@@ -63,16 +64,7 @@ def test_enroll__rotated_key__old_one_stops_working(enrollment_key, project):
 def test_enroll__key_of_another_project__lands_there_and_cannot_use_this_projects_device_type(
     enrollment_key, project, other_project
 ):
-    DeviceType.objects.create(
-        project=project,
-        slug="kiosk-box",
-        name="Kiosk box",
-        memory_mb=1024,
-        storage_mb=1024,
-        max_model_mb=50,
-        runtime_version="1.17",
-        precisions=["fp32"],
-    )
+    project_device_type(project, "kiosk-box")
     _, other_key = fleet_services.rotate_enrollment_key(project=other_project)
 
     refused, _ = enroll(other_key, device_type="kiosk-box")
@@ -87,16 +79,7 @@ def test_enroll__key_of_another_project__lands_there_and_cannot_use_this_project
 
 
 def test_enroll__project_device_type__is_accepted_in_its_own_project(enrollment_key, project):
-    DeviceType.objects.create(
-        project=project,
-        slug="kiosk-box",
-        name="Kiosk box",
-        memory_mb=1024,
-        storage_mb=1024,
-        max_model_mb=50,
-        runtime_version="1.17",
-        precisions=["fp32"],
-    )
+    project_device_type(project, "kiosk-box")
     response, _ = enroll(enrollment_key, device_type="kiosk-box")
     assert response.status_code == 201
 

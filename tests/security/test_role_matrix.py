@@ -23,8 +23,8 @@ from rest_framework.test import APIClient
 
 from console.projects import roles
 from console.projects import services as project_services
-from devices.models import DeviceType
 from jobs.models import Job
+from tests.conftest import project_device_type
 from tests.devices.fleet_helpers import enroll, ready_version
 
 pytestmark = pytest.mark.django_db
@@ -81,17 +81,7 @@ def world(project, model, owner, other_project):
     rule = rules_services.create_rule(model=model, version=version)
     _, key = fleet_services.rotate_enrollment_key(project=project)
     assert enroll(key, device_id="device-1")[0].status_code == 201
-    DeviceType.objects.create(
-        project=project,
-        slug="kiosk-x86",
-        name="Kiosk",
-        cpu_arch="x86_64",
-        memory_mb=2048,
-        storage_mb=8192,
-        max_model_mb=64,
-        runtime_version="1.17",
-        precisions=["fp32"],
-    )
+    project_device_type(project, "kiosk-x86", cpu_arch="x86_64")
     job = Job.objects.filter(input_version=version).first()
     return {
         "project": project.slug,
