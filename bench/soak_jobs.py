@@ -9,8 +9,9 @@ the report: JOB_STALE_SECONDS is --stale-seconds (20, not 600), so the reaper re
 held within the run; and the jobs are of a trivial kind registered for the soak (a few milliseconds of work,
 spread round-robin over the three queues), so the run measures the machinery, not onnxruntime.
 
-This process plays the web server: it queues the jobs with jobs.services.start_job at a steady rate, and once
-half of them have finished, at a moment when a job is running, it SIGKILLs the worker's main process (no warm
+This process plays the web server: it queues the jobs with jobs.services.start_job at a steady rate. The job
+queued at the kill point (half-way by default) works for --hold-ms instead of a few milliseconds, so that a job
+is surely running then however fast the machine; while it runs, this process SIGKILLs the worker's main process (no warm
 shutdown, no ack, as when a machine dies; run_console's supervisor then stops the orphaned pool processes). The supervisor must start a new worker, and every job must still finish exactly as asked.
 
 Figures:
@@ -115,6 +116,7 @@ def run_soak(
     timeout: float,
     work_ms: int,
     concurrency: int,
+    hold_ms: int = 3000,
     keep: bool = False,
 ) -> dict:
     var_dir = Path(tempfile.mkdtemp(prefix="soak-"))
@@ -148,11 +150,15 @@ def run_soak(
     def finished() -> int:
         return Job.objects.filter(state__in=Job.FINISHED).count()
 
+    hold_seq = min(jobs - 1, int(kill_at * jobs))
+    hold = {"pk": None}
+
     def maybe_kill() -> None:
         if seen["health_while_running"] is None and finished() > 0:
             seen["health_while_running"] = check_health().status
-        # Kill mid-job: once enough have finished, at a moment when the worker is running one.
-        if not kill["done"] and finished() >= kill_at * jobs and Job.objects.filter(state=Job.State.RUNNING).exists():
+        # Kill mid-job: while the long job queued at the kill point runs (short jobs may all be done between
+        # two looks on a fast machine, so waiting for "some job running" could wait for ever).
+        if not kill["done"] and hold["pk"] and Job.objects.filter(pk=hold["pk"], state=Job.State.RUNNING).exists():
             kill["pid"] = supervisor.kill_worker(signal.SIGKILL)
             kill["at"], kill["done"] = time.monotonic() - started, True
             unfinished = set(Job.objects.exclude(state__in=Job.FINISHED).values_list("pk", flat=True))
@@ -161,8 +167,11 @@ def run_soak(
     try:
         for seq in range(jobs):
             kind = SOAK_KINDS[ALL_QUEUES[seq % len(ALL_QUEUES)]]
+            ms = hold_ms if seq == hold_seq else work_ms
             with transaction.atomic():
-                services.start_job(project=project, kind=kind, params={"seq": seq, "work_ms": work_ms})
+                job = services.start_job(project=project, kind=kind, params={"seq": seq, "work_ms": ms})
+            if seq == hold_seq:
+                hold["pk"] = job.pk
             maybe_kill()
             pause = (seq + 1) / rate - (time.monotonic() - started)
             if pause > 0:
@@ -239,6 +248,7 @@ def run_soak(
             "beat": "embedded",
             "JOB_STALE_SECONDS": stale_seconds,
             "work_ms": work_ms,
+            "hold_ms": hold_ms,
             "rate_per_s": rate,
         },
         "var_dir": str(var_dir),
@@ -303,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-at", type=float, default=0.5, help="kill the worker once this share finished")
     parser.add_argument("--stale-seconds", type=int, default=20)
     parser.add_argument("--work-ms", type=int, default=5)
+    parser.add_argument("--hold-ms", type=int, default=3000, help="work of the job running when the worker is killed")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the var/ folder and worker log even when OK")
@@ -316,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         work_ms=args.work_ms,
         concurrency=args.concurrency,
+        hold_ms=args.hold_ms,
         keep=args.keep,
     )
     print(json.dumps(report, indent=2) if args.json else _table(report))
