@@ -2,10 +2,11 @@
 
 The model side is the dict ``inspect.inspect_model`` returns (plus the file
 size); the device side is the plain profile dict ``DeviceType.profile()``
-returns. For a device on the same onnxruntime release as this server, opset,
-IR and kernels come from the live runtime; for other releases the published
-compatibility table gives opset and IR limits, and a mobile pre-built package
-adds its reduced operator list.
+returns. Operators are checked node by node (types included) against the
+release's kernel registry: recorded from its wheel (``registry/``), or read
+live for the server's own release. IR and opset limits come from the live
+runtime or onnxruntime's published compatibility table; the mobile pre-built
+package adds its reduced operator list and type reduction.
 
 ``check_device`` composes small checks, each returning the reasons it fails
 (an empty list when it passes): the runtime's limits (``device_runtime``,
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import live_runtime, runtimes
+from . import kernel_check, live_runtime, runtimes
+from .registry.load import CPU, Registry, registry_for
 
 # Domains a stock onnxruntime build implements; anything else is a custom op.
 STOCK_DOMAINS = {"ai.onnx", "ai.onnx.ml", "com.microsoft"}
@@ -28,6 +30,11 @@ MEMORY_FACTOR = 2.0
 # Compute precisions an onnxruntime build can execute on its CPU provider (see _runnable_precisions).
 FULL_BUILD_PRECISIONS = ("fp32", "fp16", "int8")
 MOBILE_PACKAGE_PRECISIONS = ("fp32", "int8")
+# The mobile package's config keeps float/int8/uint8 kernels, and says that operators on shapes and indices keep
+# int32 and int64 (and bool, which comparisons produce) "internally": those pass its type reduction.
+MOBILE_INDEX_TYPES = frozenset({"int32", "int64", "bool"})
+# Past this many distinct operator problems, a row lists the first ones and counts the rest.
+MAX_NODE_REASONS = 12
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class DeviceRuntime:
     max_ir: int | None
     max_opsets: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # assumptions made to find the limits, shown after the reasons
+    registry: Registry | None = None  # its schemas and kernels, recorded or live; None when none is recorded
+    provider: str = CPU  # the device type's execution provider; nodes it lacks fall back to the CPU
 
 
 def _mb(n: float) -> str:
@@ -55,8 +64,12 @@ def device_runtime(profile: dict) -> DeviceRuntime | None:
     version = live_runtime.major_minor(profile["runtime_version"])
     label = runtime_label(profile)
     mobile = profile.get("runtime_build") == "mobile"
+    registry = registry_for(version)
+    provider = profile.get("execution_provider") or CPU
     if version == live_runtime.major_minor(live_runtime.version()):
-        return DeviceRuntime(label, True, mobile, live_runtime.max_ir_version(), live_runtime.max_opsets())
+        return DeviceRuntime(
+            label, True, mobile, live_runtime.max_ir_version(), live_runtime.max_opsets(), (), registry, provider
+        )
     limits = runtimes.runtime_limits(version)
     if limits is None:
         return None
@@ -64,7 +77,7 @@ def device_runtime(profile: dict) -> DeviceRuntime | None:
     if not limits.get("exact", True):
         notes = (f"{label} is not in the published table; limits of the nearest older release used",)
     max_opsets = {k: v for k, v in limits.items() if k not in ("ir_version", "exact", "runtime")}
-    return DeviceRuntime(label, False, mobile, limits.get("ir_version"), max_opsets, notes)
+    return DeviceRuntime(label, False, mobile, limits.get("ir_version"), max_opsets, notes, registry, provider)
 
 
 def check_ir_version(facts: dict, runtime: DeviceRuntime) -> list[str]:
@@ -83,27 +96,119 @@ def check_opsets(facts: dict, runtime: DeviceRuntime) -> list[str]:
     return reasons
 
 
-def check_operators(facts: dict, runtime: DeviceRuntime) -> list[str]:
-    """Operators the device's build has no kernel for: custom domains always; the mobile package's reduced set;
-    and, where the server can ask (its own release, or contrib ops), the live kernel registry."""
-    mobile_ops = runtimes.mobile_operator_set() if runtime.mobile else None
-    missing: list[str] = []
+def _group(verdicts: list[tuple[dict, str]]) -> list[str]:
+    """One line per distinct reason, with how many nodes share it and the first one's name."""
+    counts: dict[str, list] = {}
+    for signature, reason in verdicts:
+        entry = counts.setdefault(reason, [0, signature["node"]])
+        entry[0] += signature["count"]
+    lines = [f"{reason} ({n} node{'s' if n != 1 else ''}, e.g. '{node}')" for reason, (n, node) in counts.items()]
+    lines.sort()
+    if len(lines) > MAX_NODE_REASONS:
+        lines = lines[:MAX_NODE_REASONS] + [f"... and {len(lines) - MAX_NODE_REASONS} more operator problem(s)"]
+    return lines
+
+
+def _signatures(facts: dict) -> tuple[list[dict], bool]:
+    """The facts' per-node signatures; facts stored before they existed give one typeless entry per operator."""
+    if "kernel_signatures" in facts:
+        return facts["kernel_signatures"], True
+    return [
+        {
+            "domain": entry["domain"],
+            "op": entry["op"],
+            "opset": facts["opset_imports"].get(entry["domain"], 1),
+            "inputs": [],
+            "outputs": [],
+            "count": entry["count"],
+            "node": entry["op"],
+        }
+        for entry in facts["operators"]
+    ], False
+
+
+def _mobile_types(signature: dict, registry: Registry, config: runtimes.OperatorConfig) -> str:
+    """Why the mobile package's type reduction removes this node's kernel ("" when it keeps it)."""
+    domain, op = signature["domain"], signature["op"]
+    schema = registry.schema(domain, op, signature["opset"])
+    if schema is None:
+        return ""
+    annotated = config.op_types.get((domain, op), {})
+    for side, params in (("inputs", schema.inputs), ("outputs", schema.outputs)):
+        for position, text in enumerate(signature[side]):
+            if not text or not params:
+                continue
+            allowed_here = annotated.get(side, {}).get(position)
+            if allowed_here is not None and text not in allowed_here:
+                return (
+                    f"{op} {side[:-1]} {position} as {text}: the mobile package keeps {', '.join(sorted(allowed_here))}"
+                )
+            formal = params[min(position, len(params) - 1)]
+            several = len(schema.constraints.get(formal[1], ())) > 1
+            if several and config.global_types is not None and text not in config.global_types | MOBILE_INDEX_TYPES:
+                kept = ", ".join(sorted(config.global_types))
+                return (
+                    f"{op} on {text}: the {registry.label} mobile package keeps {kept} kernels only "
+                    f"(and {', '.join(sorted(MOBILE_INDEX_TYPES))} where shapes and indices need them)"
+                )
+    return ""
+
+
+def check_nodes(facts: dict, registry: Registry, *, mobile: bool, provider: str = CPU) -> tuple[list[str], list[str]]:
+    """Per-node verdicts against ``registry``: (reasons the model cannot run, notes on what was assumed).
+
+    A node runs on a device whose execution provider lacks it by falling back to the CPU kernels, so only nodes
+    neither has fail here (where they run is ``placement``'s concern).
+    """
+    signatures, typed = _signatures(facts)
+    config = runtimes.mobile_package() if mobile else None
+    failing: list[tuple[dict, str]] = []
+    for signature in signatures:
+        domain, op = signature["domain"], signature["op"]
+        if domain not in STOCK_DOMAINS:
+            failing.append((signature, f"{op} of the custom domain {domain}: no stock onnxruntime build has it"))
+            continue
+        if config is not None and (domain, op) not in kernel_check.HANDLED_AT_LOAD:
+            if not runtimes.mobile_supports(config.ops, domain, op, signature["opset"]):
+                failing.append(
+                    (signature, f"{kernel_check.label_of(domain, op)}: not in the {registry.label} mobile package")
+                )
+                continue
+        verdict = kernel_check.check_node(signature, registry, CPU)
+        if not verdict.runs and provider != CPU and registry.has_provider(provider):
+            verdict = kernel_check.check_node(signature, registry, provider)
+        if not verdict.runs:
+            failing.append((signature, verdict.reason))
+        elif config is not None and verdict.how == "kernel" and (why := _mobile_types(signature, registry, config)):
+            failing.append((signature, why))
+    notes = []
+    if not typed:
+        notes.append("input and output types not checked: these facts predate per-node checks; re-run the check")
+    if facts.get("signatures_truncated"):
+        notes.append(f"only the first {len(signatures)} distinct node signatures were checked")
+    return _group(failing), notes
+
+
+def check_operators(facts: dict, runtime: DeviceRuntime) -> tuple[list[str], list[str]]:
+    """Operators and kernels: per node against the release's recorded (or live) registry.
+
+    A release with no registry is checked only for custom domains and, for the mobile package, its listed
+    operators; the note says so, and how to record one."""
+    if runtime.registry is not None:
+        return check_nodes(facts, runtime.registry, mobile=runtime.mobile, provider=runtime.provider)
+    missing = []
     for entry in facts["operators"]:
         domain, op = entry["domain"], entry["op"]
         opset = facts["opset_imports"].get(domain, 1)
-        label = op if domain == "ai.onnx" else f"{domain}.{op}"
         if domain not in STOCK_DOMAINS:
-            missing.append(f"{label} (custom domain)")
-        elif mobile_ops is not None:
-            if not runtimes.mobile_supports(mobile_ops, domain, op, opset):
-                missing.append(label)
-        elif runtime.live or domain == "com.microsoft":
-            if not live_runtime.has_kernel(domain, op, opset):
-                missing.append(label)
-    if not missing:
-        return []
-    build = "mobile package" if runtime.mobile else "build"
-    return [f"operator(s) not in {runtime.label} {build}: {', '.join(sorted(set(missing)))}"]
+            missing.append(f"{op} of the custom domain {domain}: no stock onnxruntime build has it")
+        elif runtime.mobile and not runtimes.mobile_supports(runtimes.mobile_operator_set(), domain, op, opset):
+            missing.append(f"{kernel_check.label_of(domain, op)}: not in the {runtime.label} mobile package")
+    note = (
+        f"operators not checked against {runtime.label}: no registry of it is recorded "
+        "(python -m jobs.tooling.registry.record --release X.Y.Z records one)"
+    )
+    return sorted(missing), [note]
 
 
 def _preferred_precisions(profile: dict) -> list[str]:
@@ -166,12 +271,14 @@ def check_device(facts: dict, size_bytes: int, profile: dict) -> tuple[bool, lis
     runtime = device_runtime(profile)
     if runtime is None:
         return False, [f"{runtime_label(profile)} is older than any release in the published compatibility table"]
+    operator_reasons, operator_notes = check_operators(facts, runtime)
     reasons = [
         *check_ir_version(facts, runtime),
         *check_opsets(facts, runtime),
-        *check_operators(facts, runtime),
+        *operator_reasons,
         *check_precision(facts, profile),
         *check_file_size(size_bytes, profile),
         *check_memory(facts, profile),
     ]
-    return (not reasons), reasons + precision_advice(facts, profile) + list(runtime.notes)
+    notes = precision_advice(facts, profile) + list(runtime.notes) + operator_notes
+    return (not reasons), reasons + notes

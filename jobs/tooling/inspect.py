@@ -20,6 +20,7 @@ from onnx import helper, shape_inference
 from .common import is_quantized_op
 from .inputs import graph_inputs, graph_outputs
 from .modelfile import iter_all_graphs, iter_tensors
+from .signatures import node_signatures
 
 DEFAULT_DOMAIN = "ai.onnx"
 
@@ -239,12 +240,16 @@ def _tree_ensemble_v5_depths(attrs: dict[str, onnx.AttributeProto]) -> int:
     return _longest_path(children, roots)
 
 
-def _shape_table(model: onnx.ModelProto) -> dict[str, list[int | None]]:
-    """Tensor name -> dims from shape inference (symbolic dims read as 1: one sample)."""
+def infer(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with shape and type inference's value_info; the model itself where inference fails."""
     try:
-        inferred = shape_inference.infer_shapes(model, strict_mode=False)
+        return shape_inference.infer_shapes(model, strict_mode=False)
     except Exception:  # inference is best effort; some custom ops defeat it
-        inferred = model
+        return model
+
+
+def _shape_table(inferred: onnx.ModelProto) -> dict[str, list[int | None]]:
+    """Tensor name -> dims from shape inference (symbolic dims read as 1: one sample)."""
     table: dict[str, list[int | None]] = {}
     for graph in iter_all_graphs(inferred):
         for init in graph.initializer:
@@ -263,14 +268,16 @@ def _shape_table(model: onnx.ModelProto) -> dict[str, list[int | None]]:
     return table
 
 
-def estimate_macs(model: onnx.ModelProto) -> dict:
+def estimate_macs(
+    model: onnx.ModelProto, inferred: onnx.ModelProto | None = None, per_node: dict | None = None
+) -> dict:
     """Multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul for one sample (batch 1), plus the per-row
     estimate of classical ML operators (``MlOperatorStats.macs``).
 
     Nodes whose shapes cannot be inferred are counted in ``unknown_nodes``
     rather than guessed.
     """
-    shapes = _shape_table(model)
+    shapes = _shape_table(inferred if inferred is not None else infer(model))
     total = 0
     by_op: Counter = Counter()
     unknown = 0
@@ -281,6 +288,7 @@ def estimate_macs(model: onnx.ModelProto) -> dict:
                 if ml.macs:
                     total += ml.macs
                     by_op[node.op_type] += ml.macs
+                    _record(per_node, node, ml.macs)
                 continue
             if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul", "MatMulInteger", "QLinearConv"):
                 continue
@@ -290,7 +298,13 @@ def estimate_macs(model: onnx.ModelProto) -> dict:
             else:
                 total += macs
                 by_op[node.op_type] += macs
+                _record(per_node, node, macs)
     return {"total": total, "by_op": dict(by_op), "unknown_nodes": unknown}
+
+
+def _record(per_node: dict | None, node: onnx.NodeProto, macs: int) -> None:
+    if per_node is not None and node.output:
+        per_node[node.output[0]] = per_node.get(node.output[0], 0) + macs
 
 
 def _node_macs(node: onnx.NodeProto, shapes: dict[str, list[int | None]]) -> int | None:
@@ -346,6 +360,10 @@ def precisions(model: onnx.ModelProto, counts: Counter | None = None) -> dict:
 def inspect_model(model: onnx.ModelProto) -> dict:
     """The facts a version page shows and the compatibility checker reads (JSON-ready)."""
     counts = operator_counts(model)
+    inferred = infer(model)
+    macs_by_node: dict[str, int] = {}
+    macs = estimate_macs(model, inferred, macs_by_node)
+    signatures = node_signatures(inferred, macs_by_node)
     histogram = {(op if domain == DEFAULT_DOMAIN else f"{domain}.{op}"): n for (domain, op), n in counts.most_common()}
     return {
         "ir_version": int(model.ir_version),
@@ -360,6 +378,9 @@ def inspect_model(model: onnx.ModelProto) -> dict:
         "node_count": sum(counts.values()),
         "subgraph_count": sum(1 for _ in iter_all_graphs(model)) - 1,
         "parameters": parameter_stats(model),
-        "macs": estimate_macs(model),
+        "macs": macs,
         "precision": precisions(model, counts),
+        "kernel_signatures": signatures["kernel_signatures"],
+        "graph_nodes": signatures["graph_nodes"],
+        "signatures_truncated": signatures["truncated"],
     }

@@ -1,7 +1,8 @@
 """What the onnxruntime installed on this server supports, asked of it directly.
 
-The matrix row for the server's own runtime comes from here (its schema and
-kernel registries, and the IR versions it accepts), not from a hand-kept list.
+The matrix row for the server's own runtime takes its opset and IR limits from
+here; its kernels are read through ``registry.load.live_registry``, the same
+reader as the recorded releases'.
 """
 
 from __future__ import annotations
@@ -17,12 +18,6 @@ from onnx import TensorProto, helper
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from .inputs import InputsNotGenerated, InputsTooLarge, generate_feeds
-
-# Operators onnxruntime resolves while loading the graph, with no kernel in its registry: a Constant node becomes
-# an initializer. Found by creating a session for a one-node model of each operator the runtime knows the schema of
-# but has no CPU kernel for (tests/jobs/tooling/test_live_runtime.py keeps asking): only Constant loads; the others
-# (GRUUnit, GivenTensorFill, Scatter and Upsample past their removal, ImageDecoder, the *_TRT ops) are refused.
-HANDLED_AT_LOAD = frozenset({("ai.onnx", "Constant")})
 
 
 def _domain(domain: str) -> str:
@@ -53,41 +48,6 @@ def max_opsets() -> dict[str, int]:
     for (domain, _), versions in schema_since_versions().items():
         best[domain] = max(best.get(domain, 0), versions[-1])
     return best
-
-
-@functools.cache
-def kernel_ranges(provider: str = "CPUExecutionProvider") -> dict[tuple[str, str], list[tuple[int, int]]]:
-    table: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
-    for kernel in ort_state.get_all_opkernel_def():
-        if kernel.provider == provider:
-            start, end = kernel.version_range
-            table[(_domain(kernel.domain), kernel.op_name)].append((int(start), int(end)))
-    return dict(table)
-
-
-def has_kernel(domain: str, op: str, opset: int, provider: str = "CPUExecutionProvider") -> bool | None:
-    """Whether this runtime has a kernel for ``op`` as a model at ``opset`` would resolve it.
-
-    None when the runtime does not know the operator's schema at all. Ops that
-    ONNX defines as functions (no kernel, expanded at load) and ops the runtime
-    folds at load (``HANDLED_AT_LOAD``) count as supported.
-    """
-    domain = _domain(domain)
-    since_versions = [v for v in schema_since_versions().get((domain, op), []) if v <= opset]
-    if not since_versions:
-        return None
-    if (domain, op) in HANDLED_AT_LOAD:
-        return True
-    since = since_versions[-1]
-    for start, end in kernel_ranges(provider).get((domain, op), []):
-        if start <= since <= end:
-            return True
-    try:  # function ops (e.g. LayerNormalization at some opsets) run by expansion
-        schema = onnx.defs.get_schema(op, opset, "" if domain == "ai.onnx" else domain)
-        # onnx's stub for OpSchema (1.23) leaves out these two properties, which the compiled class has.
-        return bool(schema.has_function or schema.has_context_dependent_function)  # type: ignore[attr-defined]
-    except onnx.defs.SchemaError:
-        return False
 
 
 @functools.cache

@@ -7,6 +7,7 @@ field and in the config's header comment.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -43,31 +44,98 @@ def runtime_limits(version: str) -> dict | None:
     return {**table[row], "runtime": row, "exact": _major_minor(row) == wanted}
 
 
-def parse_operator_config(text: str) -> dict[str, dict[int, frozenset[str]]]:
-    """Parse onnxruntime's reduced operator config (``domain;opset,opset;Op1,Op2``) into {domain: {opset: ops}}.
+# The C++ type names a reduced-build config writes, in onnxruntime's short spelling.
+_CONFIG_TYPES = {
+    "int8_t": "int8", "uint8_t": "uint8", "int16_t": "int16", "uint16_t": "uint16", "int32_t": "int32",
+    "uint32_t": "uint32", "int64_t": "int64", "uint64_t": "uint64", "MLFloat16": "float16",
+    "BFloat16": "bfloat16", "std::string": "string", "string": "string", "float": "float", "double": "double",
+    "bool": "bool",
+}  # fmt: skip
 
-    ``#`` comments, blank lines and ``!`` directives (e.g. ``!globally_allowed_types``) are skipped; an empty domain
-    means ``ai.onnx``. Lines repeating a domain and opset add to it. Per-op type annotations (``Op{...}``) are not
-    supported and raise ValueError.
+
+def _config_type(name: str) -> str:
+    return _CONFIG_TYPES.get(name.strip(), name.strip())
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """A reduced build's operator config: its operators by domain and opset, and its type reduction.
+
+    ``global_types`` is the ``!globally_allowed_types`` line (None when absent: every type the kernels have);
+    ``op_types`` holds per-operator annotations, ``{(domain, op): {"inputs": {0: {"float"}}, "outputs": ...}}``.
+    """
+
+    ops: dict[str, dict[int, frozenset[str]]]
+    global_types: frozenset[str] | None = None
+    op_types: dict[tuple[str, str], dict[str, dict[int, frozenset[str]]]] = field(default_factory=dict)
+
+
+def _split_ops(text: str) -> list[str]:
+    """Split "Add{...},Relu" at the commas outside braces."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        depth += char == "{"
+        depth -= char == "}"
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [part.strip() for part in parts if part.strip()]
+
+
+def parse_operator_config(text: str) -> OperatorConfig:
+    """Parse onnxruntime's reduced operator config (``domain;opset,opset;Op1,Op2``), type reduction included.
+
+    ``#`` comments and blank lines are skipped; an empty domain means ``ai.onnx``; lines repeating a domain and
+    opset add to it. ``!globally_allowed_types;float,int8_t`` limits the types of the build's kernels, and an
+    operator may carry its own limits as ``Op{"inputs": {"0": ["float"]}}`` (both written with C++ type names).
     """
     merged: dict[str, dict[int, set[str]]] = {}
+    global_types: frozenset[str] | None = None
+    op_types: dict[tuple[str, str], dict[str, dict[int, frozenset[str]]]] = {}
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
-        if not line or line.startswith("!"):
+        if not line:
             continue
-        if "{" in line:
-            raise ValueError(f"type-reduction annotations are not supported: {raw!r}")
-        domain, opsets, ops = (part.strip() for part in line.split(";"))
-        names = {op.strip() for op in ops.split(",") if op.strip()}
+        if line.startswith("!globally_allowed_types"):
+            global_types = frozenset(_config_type(t) for t in line.split(";", 1)[1].split(",") if t.strip())
+            continue
+        if line.startswith("!"):
+            continue
+        domain, opsets, ops = (part.strip() for part in line.split(";", 2))
+        domain = domain or DEFAULT_DOMAIN
+        names = set()
+        for entry in _split_ops(ops):
+            name, brace, annotation = entry.partition("{")
+            names.add(name.strip())
+            if brace:
+                try:
+                    limits = json.loads("{" + annotation)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"unreadable type annotation for {name.strip()}: {raw!r}") from exc
+                op_types[(domain, name.strip())] = {
+                    side: {
+                        int(i): frozenset(_config_type(t) for t in types) for i, types in limits.get(side, {}).items()
+                    }
+                    for side in ("inputs", "outputs")
+                }
         for opset in opsets.split(","):
-            merged.setdefault(domain or DEFAULT_DOMAIN, {}).setdefault(int(opset), set()).update(names)
-    return {domain: {opset: frozenset(ops) for opset, ops in by_opset.items()} for domain, by_opset in merged.items()}
+            merged.setdefault(domain, {}).setdefault(int(opset), set()).update(names)
+    ops_by_domain = {d: {opset: frozenset(ops) for opset, ops in by.items()} for d, by in merged.items()}
+    return OperatorConfig(ops_by_domain, global_types, op_types)
 
 
 @cache
-def mobile_operator_set(name: str = "ort_mobile_1.17") -> dict[str, dict[int, frozenset[str]]]:
-    """The operator set of ``data/<name>.config``, parsed by :func:`parse_operator_config`. Cached: do not mutate."""
+def mobile_package(name: str = "ort_mobile_1.17") -> OperatorConfig:
+    """The reduced build of ``data/<name>.config``, parsed by :func:`parse_operator_config`. Cached: do not mutate."""
     return parse_operator_config((DATA_DIR / f"{name}.config").read_text(encoding="utf-8"))
+
+
+def mobile_operator_set(name: str = "ort_mobile_1.17") -> dict[str, dict[int, frozenset[str]]]:
+    """The operators of the reduced build ``name``, by domain and opset."""
+    return mobile_package(name).ops
 
 
 def _since_version(domain: str, op: str, opset: int) -> int | None:

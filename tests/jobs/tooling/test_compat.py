@@ -36,11 +36,17 @@ def facts(
     compute: str = "fp32",
     weight_bytes: int = 4096,
 ) -> dict[str, Any]:
-    """The fields of ``inspect_model``'s answer the checks read."""
+    """The fields of ``inspect_model``'s answer the checks read (node signatures without types)."""
+    opsets = opsets if opsets is not None else {"ai.onnx": 17}
+    ops = ops or [("ai.onnx", "MatMul")]
     return {
         "ir_version": ir_version,
-        "opset_imports": opsets if opsets is not None else {"ai.onnx": 17},
-        "operators": [{"domain": d, "op": op, "count": 1} for d, op in (ops or [("ai.onnx", "MatMul")])],
+        "opset_imports": opsets,
+        "operators": [{"domain": d, "op": op, "count": 1} for d, op in ops],
+        "kernel_signatures": [
+            {"domain": d, "op": op, "opset": opsets.get(d, 1), "inputs": [], "outputs": [], "count": 1, "node": op}
+            for d, op in ops
+        ],
         "precision": {"compute": compute},
         "parameters": {"bytes": weight_bytes},
     }
@@ -108,25 +114,46 @@ def test_check_opsets__each_too_new_stock_domain__is_a_reason_and_custom_domains
 def test_check_operators__custom_domain__is_never_in_a_stock_build() -> None:
     model = facts(opsets={"ai.onnx": 17, "acme.vision": 1}, ops=[("ai.onnx", "MatMul"), ("acme.vision", "Warp")])
 
-    assert check_operators(model, table_runtime("1.16")) == [
-        "operator(s) not in onnxruntime 1.16 build: acme.vision.Warp (custom domain)"
-    ]
+    reasons, _notes = check_operators(model, table_runtime("1.16"))
+
+    assert reasons == ["Warp of the custom domain acme.vision: no stock onnxruntime build has it (1 node, e.g. 'Warp')"]
 
 
 def test_check_operators__mobile_package__lacks_ops_outside_its_reduced_set() -> None:
     model = facts(opsets={"ai.onnx": 13}, ops=[("ai.onnx", "Conv"), ("ai.onnx", "LSTM"), ("ai.onnx", "Einsum")])
 
-    assert check_operators(model, table_runtime("1.17", mobile=True)) == [
-        "operator(s) not in onnxruntime 1.17 mobile package: Einsum, LSTM"
+    assert check_operators(model, table_runtime("1.17", mobile=True))[0] == [
+        "Einsum: not in the onnxruntime 1.17 mobile package (1 node, e.g. 'Einsum')",
+        "LSTM: not in the onnxruntime 1.17 mobile package (1 node, e.g. 'LSTM')",
     ]
-    assert check_operators(model, table_runtime("1.17")) == []  # the full build of an older release: no list to ask
+    assert check_operators(model, table_runtime("1.17"))[0] == []  # the full build has all three
+
+
+def test_check_operators__facts_without_node_types__are_checked_per_operator_and_say_so() -> None:
+    old = facts(ops=[("ai.onnx", "MatMul")])
+    del old["kernel_signatures"]
+
+    reasons, notes = check_operators(old, table_runtime("1.16"))
+
+    assert reasons == []
+    assert notes == ["input and output types not checked: these facts predate per-node checks; re-run the check"]
 
 
 def test_check_operators__live_runtime__is_asked_for_its_kernels() -> None:
     model = facts(opsets={"ai.onnx": 17}, ops=[("ai.onnx", "MatMul"), ("ai.onnx", "NoSuchOp")])
 
-    assert check_operators(model, device_runtime({"runtime_version": LIVE})) == [
-        f"operator(s) not in onnxruntime {LIVE} build: NoSuchOp"
+    assert check_operators(model, device_runtime({"runtime_version": LIVE}))[0] == [
+        f"NoSuchOp (opset 17): onnxruntime {LIVE} does not know this operator (1 node, e.g. 'NoSuchOp')"
+    ]
+
+
+def test_check_operators__release_with_no_recorded_registry__says_operators_were_not_checked() -> None:
+    reasons, notes = check_operators(facts(ops=[("ai.onnx", "MatMul")]), table_runtime("1.12"))
+
+    assert reasons == []
+    assert notes == [
+        "operators not checked against onnxruntime 1.12: no registry of it is recorded "
+        "(python -m jobs.tooling.registry.record --release X.Y.Z records one)"
     ]
 
 
@@ -217,11 +244,12 @@ def test_check_device__lists_every_failing_check_in_order_then_the_assumptions()
     assert [reason.split(" ", 2)[:2] for reason in reasons] == [
         ["IR", "version"],
         ["opset", "22"],
-        ["operator(s)", "not"],
+        ["Warp", "of"],
         ["model", "file"],
         ["needs", "about"],
         ["advice:", "model"],
         ["onnxruntime", "1.21"],
+        ["operators", "not"],
     ]
 
 

@@ -14,6 +14,8 @@ from devices.catalog.builtin import BUILTIN_DEVICE_TYPES
 from jobs.tooling import live_runtime
 from jobs.tooling.compat import check_device
 from jobs.tooling.inspect import inspect_model
+from jobs.tooling.kernel_check import NodeVerdict, check_node
+from jobs.tooling.registry.load import live_registry
 
 FLOAT = TensorProto.FLOAT
 
@@ -118,18 +120,22 @@ def gateway_profile() -> dict:
 # -- operators the runtime supports
 
 
+def signature(op: str, opset: int) -> dict:
+    return {"domain": "ai.onnx", "op": op, "opset": opset, "inputs": [], "outputs": ["float"], "count": 1, "node": op}
+
+
 @pytest.mark.parametrize("opset", [9, 11, 13, 17, live_runtime.max_opsets()["ai.onnx"]])
 def test_constant__has_no_kernel_but_loads__counts_as_supported(opset):
     ort.InferenceSession(constant_add_model(opset).SerializeToString(), providers=["CPUExecutionProvider"])
 
-    assert live_runtime.has_kernel("ai.onnx", "Constant", opset) is True
+    assert check_node(signature("Constant", opset), live_registry()) == NodeVerdict(True, "load")
 
 
 def test_operator_without_a_kernel_that_does_not_load__is_still_missing():
     with pytest.raises(Exception, match="GRUUnit"):
         ort.InferenceSession(no_kernel_model().SerializeToString(), providers=["CPUExecutionProvider"])
 
-    assert live_runtime.has_kernel("ai.onnx", "GRUUnit", 9) is False
+    assert not check_node(signature("GRUUnit", 9), live_registry()).runs
 
 
 def test_check_device__model_with_a_constant_node__is_compatible_with_the_x86_gateway():

@@ -5,6 +5,7 @@ import pytest
 from jobs.tooling import runtimes
 from jobs.tooling.runtimes import (
     mobile_operator_set,
+    mobile_package,
     mobile_supports,
     parse_operator_config,
     published_runtimes,
@@ -64,14 +65,27 @@ def test_ops_absent_from_mobile_package() -> None:
 
 
 def test_op_is_supported_only_when_the_model_resolves_it_to_a_listed_kernel_version() -> None:
-    ops = parse_operator_config("ai.onnx;1;LayerNormalization\n;12,13;Add\nai.onnx;13;Relu  # trailing comment\n")
+    ops = parse_operator_config("ai.onnx;1;LayerNormalization\n;12,13;Add\nai.onnx;13;Relu  # trailing comment\n").ops
     assert ops == {"ai.onnx": {1: {"LayerNormalization"}, 12: {"Add"}, 13: {"Add", "Relu"}}}
     assert mobile_supports(ops, "ai.onnx", "Add", 13)
     assert not mobile_supports(ops, "ai.onnx", "Add", 17)  # Add-14 is not among the listed kernels
     assert not mobile_supports(ops, "ai.onnx", "Relu", 12)
 
 
-def test_parser_skips_directives_and_rejects_type_annotations() -> None:
-    assert parse_operator_config("# c\n!globally_allowed_types;float\n\n") == {}
-    with pytest.raises(ValueError):
-        parse_operator_config('ai.onnx;13;Add{"inputs": {"0": ["float"]}}')
+def test_parser_reads_the_type_reduction_global_and_per_operator() -> None:
+    config = parse_operator_config(
+        '# c\n!globally_allowed_types;float,int8_t,uint8_t\n\nai.onnx;13;Add{"inputs": {"0": ["float", "int64_t"]}},Relu\n'
+    )
+
+    assert config.ops == {"ai.onnx": {13: {"Add", "Relu"}}}
+    assert config.global_types == {"float", "int8", "uint8"}
+    assert config.op_types == {("ai.onnx", "Add"): {"inputs": {0: {"float", "int64"}}, "outputs": {}}}
+
+
+def test_parser_refuses_an_unreadable_type_annotation() -> None:
+    with pytest.raises(ValueError, match="unreadable type annotation for Add"):
+        parse_operator_config('ai.onnx;13;Add{"inputs": {0: float}}')
+
+
+def test_the_mobile_packages_config_keeps_its_type_reduction() -> None:
+    assert mobile_package().global_types == {"float", "int8", "uint8"}
