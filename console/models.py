@@ -230,6 +230,8 @@ class CompatibilityResult(models.Model):
     device_type = models.ForeignKey("devices.DeviceType", on_delete=models.CASCADE, related_name="compatibility")
     compatible = models.BooleanField()
     reasons = models.JSONField(default=list, blank=True)
+    # Where the nodes run on a device type with an accelerator (jobs.tooling.placement); null on CPU-only types.
+    placement = models.JSONField(null=True, blank=True)
     checked_at = models.DateTimeField(auto_now=True)
 
     objects = CompatibilityQuerySet.as_manager()

@@ -31,7 +31,7 @@ class CompatibilitySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CompatibilityResult
-        fields = ["device_type", "device_type_name", "compatible", "reasons", "checked_at"]
+        fields = ["device_type", "device_type_name", "compatible", "reasons", "placement", "checked_at"]
 
 
 class VersionSerializer(serializers.ModelSerializer):

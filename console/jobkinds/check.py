@@ -57,15 +57,18 @@ def run_check(job, progress):
         # is seen by it, so a checking version never keeps a row from a profile that changed meanwhile.
         rows = []
         for device_type in visible.select_for_update(no_key=True).order_by("pk"):
-            ok, reasons = compat.check_device(facts, version.size_bytes, device_type.profile())
-            rows.append((device_type, ok, reasons))
-        for device_type, ok, reasons in rows:
+            profile = device_type.profile()
+            ok, reasons = compat.check_device(facts, version.size_bytes, profile)
+            rows.append((device_type, ok, reasons, compat.placement_for(facts, profile)))
+        for device_type, ok, reasons, placement in rows:
             CompatibilityResult.objects.update_or_create(
-                version=locked, device_type=device_type, defaults={"compatible": ok, "reasons": reasons}
+                version=locked,
+                device_type=device_type,
+                defaults={"compatible": ok, "reasons": reasons, "placement": placement},
             )
         locked.metadata = facts
         locked.save(update_fields=["metadata"])  # ready only once the job succeeds: on_check_success
-    passing = sum(1 for _, ok, _ in rows if ok)
+    passing = sum(1 for _, ok, _, _ in rows if ok)
     progress(100, f"compatible with {passing} of {len(rows)} device type(s)")
     return {"compatible": passing, "device_types": len(rows)}, None
 

@@ -62,18 +62,23 @@ def run_recheck(job, progress):
         for version in versions:
             try:
                 ok, reasons = compat.check_device(version.metadata, version.size_bytes, profile)
+                placement = compat.placement_for(version.metadata, profile)
             except (KeyError, TypeError, AttributeError):
                 # Facts missing or malformed (a version from before they were stored): no row, so delivery
                 # keeps treating the pair as never checked rather than guessing.
                 unchecked.append(str(version))
                 continue
-            rows.append(CompatibilityResult(version=version, device_type=device_type, compatible=ok, reasons=reasons))
+            rows.append(
+                CompatibilityResult(
+                    version=version, device_type=device_type, compatible=ok, reasons=reasons, placement=placement
+                )
+            )
         # Replaces the rows a previous run wrote: running twice leaves the same rows.
         CompatibilityResult.objects.bulk_create(
             rows,
             update_conflicts=True,
             unique_fields=["version", "device_type"],
-            update_fields=["compatible", "reasons", "checked_at"],
+            update_fields=["compatible", "reasons", "placement", "checked_at"],
         )
     passing = sum(1 for row in rows if row.compatible)
     message = f"{passing} of {len(rows)} version(s) run on {device_type.slug}"

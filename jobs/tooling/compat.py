@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import kernel_check, live_runtime, runtimes
+from .placement import placement, placement_notes
 from .registry.load import CPU, Registry, registry_for
 
 # Domains a stock onnxruntime build implements; anything else is a custom op.
@@ -281,4 +282,11 @@ def check_device(facts: dict, size_bytes: int, profile: dict) -> tuple[bool, lis
         *check_memory(facts, profile),
     ]
     notes = precision_advice(facts, profile) + list(runtime.notes) + operator_notes
+    notes += placement_notes(placement(facts, runtime.registry, runtime.provider))
     return (not reasons), reasons + notes
+
+
+def placement_for(facts: dict, profile: dict) -> dict | None:
+    """Which nodes run on the device type's accelerator (see ``placement``); None for CPU-only device types."""
+    runtime = device_runtime(profile)
+    return placement(facts, runtime.registry, runtime.provider) if runtime else None
