@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import onnx
 
-from .registry.load import Registry
+from .registry.load import CPU, Registry
 
 # Operators onnxruntime resolves while loading the graph, with no kernel in its registry: a Constant node becomes
 # an initializer. Found by creating a session for a one-node model of each operator the runtime knows the schema of
@@ -22,12 +22,19 @@ from .registry.load import Registry
 # (GRUUnit, GivenTensorFill, Scatter and Upsample past their removal, ImageDecoder, the *_TRT ops) are refused.
 HANDLED_AT_LOAD = frozenset({("ai.onnx", "Constant")})
 VARIADIC = 2
+# Attribute values the CPU kernels refuse when the session is created, whatever the types: the recurrent ops take
+# only the sequence-first layout (``layout=1`` fails in RNN/GRU/LSTM's constructors, 1.16 to today).
+CPU_ATTRIBUTE_LIMITS = {
+    ("ai.onnx", "RNN"): {"layout": {0}},
+    ("ai.onnx", "GRU"): {"layout": {0}},
+    ("ai.onnx", "LSTM"): {"layout": {0}},
+}
 
 
 @dataclass(frozen=True)
 class NodeVerdict:
     runs: bool
-    how: str  # "kernel", "function", "load", or "" when it does not run
+    how: str  # "kernel", "cast" (float16 cast to float), "function", "load", or "" when it does not run
     reason: str = ""  # why it does not run, naming operator, version and types
 
 
@@ -111,12 +118,35 @@ def check_node(signature: dict, registry: Registry, provider: str = "CPUExecutio
         return NodeVerdict(False, "", f"{label}-{schema.since}: deprecated in {registry.label}, which refuses it")
     if (domain, op) in HANDLED_AT_LOAD:
         return NodeVerdict(True, "load")
+    if provider == CPU:
+        for name, allowed in CPU_ATTRIBUTE_LIMITS.get((domain, op), {}).items():
+            value = signature.get("attrs", {}).get(name)
+            if value is not None and value not in allowed:
+                return NodeVerdict(
+                    False,
+                    "",
+                    f"{label}-{schema.since} with {name}={value}: the CPU kernel of {registry.label} takes "
+                    f"{name}={', '.join(map(str, sorted(allowed)))} only",
+                )
     kernels = registry.kernels_for(provider, domain, op, schema.since)
     bound = _bind(schema.inputs, signature["inputs"]) + _bind(schema.outputs, signature["outputs"])
     failures = [_mismatches(constraints, bound) for constraints in kernels]
     if kernels and any(not wrong for wrong in failures):
         return NodeVerdict(True, "kernel")
+    if provider == CPU and any(text == "float16" for _, text in bound):
+        # The CPU provider runs a float16 node that has only a float kernel by casting around it
+        # (onnxruntime's InsertCastTransformer): slow, but it runs.
+        as_float = [(formal, "float" if text == "float16" else text) for formal, text in bound]
+        if any(not _mismatches(constraints, as_float) for constraints in kernels):
+            return NodeVerdict(True, "cast")
     if function_expands(domain, op, opset):
+        # Expanded, the body's operators need kernels in turn (Bernoulli's RandomUniformLike-22 may have none).
+        for call in signature.get("body", ()):
+            inner = check_node(call, registry, provider)
+            if not inner.runs:
+                return NodeVerdict(
+                    False, "", f"{label}-{schema.since} is expanded into its function body, but {inner.reason}"
+                )
         return NodeVerdict(True, "function")
     where = "" if provider == "CPUExecutionProvider" else f" on {provider.removesuffix('ExecutionProvider')}"
     if not kernels:

@@ -19,6 +19,9 @@ from .modelfile import iter_all_graphs
 DEFAULT_DOMAIN = "ai.onnx"
 # Past these, the facts would outgrow a database row; the checker then says what it could not look at.
 MAX_SIGNATURES = 5000
+# Attributes a kernel may refuse although its types match (see kernel_check.CPU_ATTRIBUTE_LIMITS): kept in the
+# signature when set.
+SIGNIFICANT_ATTRIBUTES = {("ai.onnx", "RNN"): "layout", ("ai.onnx", "GRU"): "layout", ("ai.onnx", "LSTM"): "layout"}
 MAX_GRAPH_NODES = 50_000
 
 
@@ -60,16 +63,71 @@ def _long(short: str) -> str:
     return f"tensor({short})"
 
 
-def _types(graphs: list[onnx.GraphProto]) -> dict[str, str]:
-    table: dict[str, str] = {}
+def _type_protos(graphs: list[onnx.GraphProto]) -> dict[str, onnx.TypeProto]:
+    table: dict[str, onnx.TypeProto] = {}
     for graph in graphs:
         for init in graph.initializer:
-            table[init.name] = TensorProto.DataType.Name(init.data_type).lower()
+            table[init.name] = onnx.helper.make_tensor_type_proto(init.data_type, None)
         for info in list(graph.input) + list(graph.value_info) + list(graph.output):
-            text = type_string(info.type)
-            if text:
-                table[info.name] = text
+            table[info.name] = info.type
     return table
+
+
+def function_body(node: onnx.NodeProto, opset: int, types: dict[str, onnx.TypeProto]) -> list[dict] | None:
+    """The operators ONNX's function body for this node calls (``{"domain", "op", "opset"}``), or None when the
+    operator is no function. A runtime with no kernel for the node expands it into these, so they need kernels.
+
+    Context-dependent bodies (Bernoulli, LayerNormalization) are built for this very node and its input types.
+    """
+    domain = node.domain if node.domain not in ("", DEFAULT_DOMAIN) else ""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, domain)
+    except onnx.defs.SchemaError:
+        return None
+    # onnx's stub for OpSchema (1.23) leaves out these properties, which the compiled class has.
+    try:
+        if schema.has_function:  # type: ignore[attr-defined]
+            written = [v for v in schema.function_opset_versions if v <= opset]  # type: ignore[attr-defined]
+            if not written:
+                return None
+            raw = schema.get_function_with_opset_version(max(written))  # type: ignore[attr-defined]
+        elif schema.has_context_dependent_function:  # type: ignore[attr-defined]
+            versions = [v for v in schema.context_dependent_function_opset_versions if v <= opset]  # type: ignore[attr-defined]
+            if not versions:
+                return None
+            inputs = [types[name].SerializeToString() if name in types else b"" for name in node.input]
+            raw = schema.get_context_dependent_function_with_opset_version(  # type: ignore[attr-defined]
+                max(versions), node.SerializeToString(), inputs
+            )
+        else:
+            return None
+    except Exception:  # a body that cannot be built for this node: nothing to check it with
+        return None
+    if not raw:
+        return None
+    body = onnx.FunctionProto.FromString(raw)
+    imports = {_domain(op.domain): int(op.version) for op in body.opset_import}
+    # The body's own inputs and outputs carry the node's types; its inner values are left unknown (None).
+    known = {
+        formal: type_string(types[actual])
+        for formals, actuals in ((body.input, node.input), (body.output, node.output))
+        for formal, actual in zip(formals, actuals, strict=False)
+        if actual in types
+    }
+    calls = {
+        (
+            _domain(n.domain),
+            n.op_type,
+            imports.get(_domain(n.domain), opset),
+            tuple("" if not name else known.get(name) for name in n.input),
+            tuple("" if not name else known.get(name) for name in n.output),
+        )
+        for n in body.node
+    }
+    return [
+        {"domain": d, "op": op, "opset": v, "inputs": list(ins), "outputs": list(outs)}
+        for d, op, v, ins, outs in sorted(calls, key=repr)
+    ]
 
 
 def _nodes(model: onnx.ModelProto) -> Iterator[tuple[onnx.NodeProto, dict[str, int], bool]]:
@@ -95,7 +153,8 @@ def node_signatures(inferred: onnx.ModelProto, macs_by_node: dict[str, int] | No
     omitted optional input). ``graph_nodes`` is None when the main graph has more than MAX_GRAPH_NODES nodes.
     """
     macs_by_node = macs_by_node or {}
-    types = _types(list(iter_all_graphs(inferred)))
+    protos = _type_protos(list(iter_all_graphs(inferred)))
+    types = {name: text for name, proto in protos.items() if (text := type_string(proto))}
     index: dict[tuple, int] = {}
     signatures: list[dict] = []
     main_nodes: list[tuple[int, onnx.NodeProto]] = []
@@ -104,25 +163,29 @@ def node_signatures(inferred: onnx.ModelProto, macs_by_node: dict[str, int] | No
         domain = _domain(node.domain)
         inputs = tuple("" if not name else types.get(name) for name in node.input)
         outputs = tuple("" if not name else types.get(name) for name in node.output)
-        key = (domain, node.op_type, imports.get(domain, 1), inputs, outputs)
+        attrs = _significant(domain, node)
+        key = (domain, node.op_type, imports.get(domain, 1), inputs, outputs, tuple(sorted(attrs.items())))
         position = index.get(key)
         if position is None:
             if len(signatures) >= MAX_SIGNATURES:
                 truncated = True
                 continue
             position = index[key] = len(signatures)
-            signatures.append(
-                {
-                    "domain": domain,
-                    "op": node.op_type,
-                    "opset": key[2],
-                    "inputs": list(inputs),
-                    "outputs": list(outputs),
-                    "count": 0,
-                    "node": node.name or f"{node.op_type} -> {node.output[0] if node.output else ''}",
-                    "macs": 0,
-                }
-            )
+            signature = {
+                "domain": domain,
+                "op": node.op_type,
+                "opset": key[2],
+                "inputs": list(inputs),
+                "outputs": list(outputs),
+                "count": 0,
+                "node": node.name or f"{node.op_type} -> {node.output[0] if node.output else ''}",
+                "macs": 0,
+            }
+            if attrs:
+                signature["attrs"] = attrs
+            if (body := function_body(node, key[2], protos)) is not None:
+                signature["body"] = body
+            signatures.append(signature)
         signatures[position]["count"] += 1
         signatures[position]["macs"] += int(macs_by_node.get(_node_key(node), 0))
         if in_main:
@@ -132,6 +195,14 @@ def node_signatures(inferred: onnx.ModelProto, macs_by_node: dict[str, int] | No
         "graph_nodes": _edges(main_nodes) if len(main_nodes) <= MAX_GRAPH_NODES else None,
         "truncated": truncated,
     }
+
+
+def _significant(domain: str, node: onnx.NodeProto) -> dict:
+    name = SIGNIFICANT_ATTRIBUTES.get((domain, node.op_type))
+    if name is None:
+        return {}
+    found = [onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name]
+    return {name: found[0]} if found and isinstance(found[0], int | float | str) else {}
 
 
 def _node_key(node: onnx.NodeProto) -> str:

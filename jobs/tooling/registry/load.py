@@ -57,9 +57,16 @@ class Registry:
         return Schema(since, bool(deprecated), inputs, outputs, constraints)
 
     def kernels_for(self, provider: str, domain: str, op: str, since: int) -> list[dict[str, list[str]]]:
-        """The type constraints of each kernel of ``provider`` registered for the schema version ``since``."""
+        """The type constraints of each kernel of ``provider`` registered for the schema version ``since``.
+
+        onnxruntime's own rule (``KernelRegistry::VerifyKernelDef``): a kernel registered from the very version
+        takes the node; an earlier one only if its range is closed and reaches it. An open range (``14+``) does
+        not stretch to a later schema version: QuantizeLinear-25's kernels do not take QuantizeLinear-28.
+        """
         ranges = self.kernels.get(provider, {}).get(f"{domain}:{op}", ())
-        return [types for start, end, types in ranges if start <= since <= end]
+        return [
+            types for start, end, types in ranges if start == since or (start < since <= end and end != record.OPEN_END)
+        ]
 
     def has_provider(self, provider: str) -> bool:
         return provider in self.kernels

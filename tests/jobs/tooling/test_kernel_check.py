@@ -252,3 +252,57 @@ def test_jetson__reports_its_cuda_placement_with_a_cpu_fallback_node() -> None:
     assert report is not None and report["provider"] == "CUDAExecutionProvider"
     assert [f["op"] for f in report["fallback"]] == ["Unique"]
     assert any(r.startswith("placement on CUDA: 1 of 2 nodes") for r in reasons)
+
+
+# -- how onnxruntime picks a kernel
+
+
+def test_an_open_kernel_range__does_not_stretch_to_a_later_schema_version() -> None:
+    cpu = registry_for("1.16")
+    assert cpu is not None
+    schemas = {
+        "ai.onnx:Foo": [
+            [14, 0, [["X", "T", 0]], [["Y", "T", 0]], {"T": ["float"]}],
+            [15, 0, [["X", "T", 0]], [["Y", "T", 0]], {"T": ["float"]}],
+        ]
+    }
+    registry = Registry(
+        "9.9.9", "test", schemas, {"CPUExecutionProvider": {"ai.onnx:Foo": [[14, 2147483647, {"T": ["float"]}]]}}
+    )
+    at = {"domain": "ai.onnx", "op": "Foo", "inputs": ["float"], "outputs": ["float"]}
+
+    assert check_node({**at, "opset": 14}, registry).runs
+    assert check_node({**at, "opset": 15}, registry).reason == "Foo-15: onnxruntime 9.9 has no kernel for it"
+
+
+def test_float16_node_with_only_float_kernels__runs_on_the_cpu_by_casting() -> None:
+    model = one_node("Div", TensorProto.FLOAT16, 14)
+    signature = inspect_model(model)["kernel_signatures"][0]
+
+    assert check_node(signature, registry_for("1.16")).how == "cast"
+    assert verdict(model, "x86-gateway")[0] is server_loads(model) is True
+
+
+def test_function_op_whose_body_calls_an_operator_without_kernel__is_refused_like_the_runtime_does() -> None:
+    model = one_node("Bernoulli", TensorProto.FLOAT, 22, inputs=1, ir_version=10)
+    model.graph.output[0].type.tensor_type.elem_type = TensorProto.FLOAT
+
+    signature = inspect_model(model)["kernel_signatures"][0]
+
+    assert "RandomUniformLike" in {call["op"] for call in signature["body"]}
+    assert verdict(model, "x86-gateway")[0] is server_loads(model)
+
+
+def test_recurrent_op_with_batch_first_layout__is_refused_on_the_cpu() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [1, 20, 4], [0.1] * 80)
+    r = helper.make_tensor("r", TensorProto.FLOAT, [1, 20, 5], [0.1] * 100)
+    node = helper.make_node("LSTM", ["x", "w", "r"], ["y"], name="lstm", hidden_size=5, layout=1)
+    graph = helper.make_graph([node], "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, r])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+
+    ok, reasons = verdict(model, "x86-gateway")
+
+    assert ok is server_loads(model) is False
+    assert reasons[0].startswith("LSTM-14 with layout=1: the CPU kernel of onnxruntime ")
