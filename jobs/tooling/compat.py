@@ -177,10 +177,23 @@ def check_nodes(facts: dict, registry: Registry, *, mobile: bool, provider: str 
                 continue
         verdict = kernel_check.check_node(signature, registry, CPU)
         if not verdict.runs and provider != CPU and registry.has_provider(provider):
-            verdict = kernel_check.check_node(signature, registry, provider)
+            on_provider = kernel_check.check_node(signature, registry, provider)
+            if on_provider.runs and provider not in registry.inexact:
+                verdict = on_provider
+            elif on_provider.runs:
+                # A published table of another release is good enough to say where nodes run, not to promise that
+                # a node the CPU cannot run will run at all.
+                name = provider.removesuffix("ExecutionProvider")
+                verdict = kernel_check.NodeVerdict(
+                    False, "", f"{verdict.reason} ({name} may have it, per a published kernel table of a later release)"
+                )
         if not verdict.runs:
             failing.append((signature, verdict.reason))
-        elif config is not None and verdict.how == "kernel" and (why := _mobile_types(signature, registry, config)):
+        elif (
+            config is not None
+            and verdict.how in ("kernel", "cast")
+            and (why := _mobile_types(signature, registry, config))
+        ):
             failing.append((signature, why))
     notes = []
     if not typed:
@@ -277,7 +290,9 @@ def check_device(facts: dict, size_bytes: int, profile: dict) -> tuple[bool, lis
         *check_ir_version(facts, runtime),
         *check_opsets(facts, runtime),
         *operator_reasons,
-        *check_precision(facts, profile),
+        # With a registry, the node checks know which types run (bf16 on a recent full build does); the precision
+        # rule stays for releases without one, and for the mobile package's type reduction.
+        *(check_precision(facts, profile) if runtime.registry is None or runtime.mobile else []),
         *check_file_size(size_bytes, profile),
         *check_memory(facts, profile),
     ]

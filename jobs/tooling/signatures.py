@@ -107,13 +107,14 @@ def function_body(node: onnx.NodeProto, opset: int, types: dict[str, onnx.TypePr
         return None
     body = onnx.FunctionProto.FromString(raw)
     imports = {_domain(op.domain): int(op.version) for op in body.opset_import}
-    # The body's own inputs and outputs carry the node's types; its inner values are left unknown (None).
+    # The body's own inputs and outputs carry the node's types; its inner values get theirs from inference.
     known = {
         formal: type_string(types[actual])
         for formals, actuals in ((body.input, node.input), (body.output, node.output))
         for formal, actual in zip(formals, actuals, strict=False)
         if actual in types
     }
+    known = {**_inner_types(body, node, types), **known}
     calls = {
         (
             _domain(n.domain),
@@ -195,6 +196,27 @@ def node_signatures(inferred: onnx.ModelProto, macs_by_node: dict[str, int] | No
         "graph_nodes": _edges(main_nodes) if len(main_nodes) <= MAX_GRAPH_NODES else None,
         "truncated": truncated,
     }
+
+
+def _inner_types(body: onnx.FunctionProto, node: onnx.NodeProto, types: dict[str, onnx.TypeProto]) -> dict:
+    """Types of a function body's inner values: the body run through shape inference as a graph of its own,
+    fed the node's input types. Empty when an input type is unknown or inference fails (attribute references of
+    a plain function's body cannot be resolved outside a call, for one)."""
+    if any(name and name not in types for name in node.input):
+        return {}
+    inputs = [
+        onnx.helper.make_value_info(formal, types[actual])
+        for formal, actual in zip(body.input, node.input, strict=False)
+        if actual
+    ]
+    graph = onnx.helper.make_graph(list(body.node), "body", inputs, [onnx.ValueInfoProto(name=n) for n in body.output])
+    model = onnx.helper.make_model(graph, opset_imports=list(body.opset_import))
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # best effort: an uninferable body is checked without its inner types
+        return {}
+    values = list(inferred.graph.value_info) + list(inferred.graph.output)
+    return {info.name: text for info in values if (text := type_string(info.type))}
 
 
 def _significant(domain: str, node: onnx.NodeProto) -> dict:

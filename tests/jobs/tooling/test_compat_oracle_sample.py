@@ -4,7 +4,8 @@ tests/data/compat_oracle_sample.json holds, for a few hundred onnx backend node 
 type, whether one run on that type's onnxruntime release succeeded (recorded by
 ``python bench/compat_oracle.py --write-sample``, which runs the whole corpus on the installed releases). No
 release is needed here: the models are rebuilt from the installed onnx and only the checker runs. Goal on every
-device type: false passes at most max(1, 0.5%) and false fails at most max(1, 1%) of the checkable cases.
+device type: false passes at most max(1, 0.5%) and false fails at most max(1, 1%) of the corpus's checkable cases
+(the sample holds every hard case and few easy ones, so its own shares would be far stricter than the goal).
 """
 
 from __future__ import annotations
@@ -74,17 +75,17 @@ def test_checker__on_the_recorded_sample__stays_within_the_false_pass_and_false_
         error = SAMPLE["errors"].get(name, {}).get(slug, "")
         row.add(name, runs, verdicts[name], profile["runtime_build"] == "mobile", runtime_error=error)
 
-    false_passes_ok, false_fails_ok = oracle.within_goals(row)
+    checkable = SAMPLE.get("corpus_checkable", {}).get(slug, row.checkable)
+    false_passes_ok, false_fails_ok = oracle.within_goals(row, checkable)
     raised = [
         f"  {name}: {why}"
         for name, why in row.details.items()
         if name not in row.false_pass_cases + row.false_fail_cases
     ]
-    checkable = row.checkable
     lines = [
         f"{slug} (onnxruntime {recorded}): {row.counts['false_pass']} false passes "
         f"(allowed {max(1, int(oracle.FALSE_PASS_GOAL * checkable))}), {row.counts['false_fail']} false fails "
-        f"(allowed {max(1, int(oracle.FALSE_FAIL_GOAL * checkable))}) of {checkable} checkable; "
+        f"(allowed {max(1, int(oracle.FALSE_FAIL_GOAL * checkable))}) of {checkable} checkable in the corpus; "
         f"{len(raised)} where the checker raised",
         *(f"  false pass {name}: the runtime said {row.details[name]}" for name in row.false_pass_cases),
         *(f"  false fail {name}: the checker said {row.details[name]}" for name in row.false_fail_cases),
