@@ -63,6 +63,10 @@ def test_pages__version_page_shows_matrix_and_facts(signed_in, project, model, t
     body = signed_in(teammate).get(f"/p/{project.slug}/m/{model.name}/v/1/").content.decode()
     assert "Raspberry Pi 4" in body and "x86-64 edge gateway" in body
     assert version.sha256 in body
+    # The Jetson row says where the nodes run: every operator of this MLP has a CUDA kernel.
+    jetson = version.compatibility.get(device_type__slug="jetson-orin").placement
+    assert jetson["on_accelerator"] == jetson["nodes"] > 0
+    assert f"{jetson['nodes']} of {jetson['nodes']} nodes on CUDA" in body
     assert "vendor/plotly/plotly.min.js" in body
 
 
