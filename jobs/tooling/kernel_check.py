@@ -42,9 +42,9 @@ def label_of(domain: str, op: str) -> str:
     return op if domain == "ai.onnx" else f"{domain}.{op}"
 
 
-def _bind(params: list, actual: list) -> list[tuple[list, str | None]]:
+def _bind(params: list, actual: list) -> list[tuple[list, str]]:
     """Pair each actual argument's type with its formal parameter (a variadic last one takes the rest)."""
-    pairs = []
+    pairs: list[tuple[list, str]] = []
     for position, text in enumerate(actual):
         if not params:
             break
@@ -85,7 +85,8 @@ def function_expands(domain: str, op: str, opset: int) -> bool:
         written = [v for v in schema.function_opset_versions if v <= opset]  # type: ignore[attr-defined]
         if not written:
             return False
-        body = onnx.FunctionProto.FromString(schema.get_function_with_opset_version(max(written)))
+        raw = schema.get_function_with_opset_version(max(written))  # type: ignore[attr-defined]
+        body = onnx.FunctionProto.FromString(raw)
         return all(_unchanged_since(node, max(written), opset) for node in body.node)
     if schema.has_context_dependent_function:  # type: ignore[attr-defined]
         versions = schema.context_dependent_function_opset_versions  # type: ignore[attr-defined]
@@ -119,14 +120,14 @@ def check_node(signature: dict, registry: Registry, provider: str = "CPUExecutio
     if (domain, op) in HANDLED_AT_LOAD:
         return NodeVerdict(True, "load")
     if provider == CPU:
-        for name, allowed in CPU_ATTRIBUTE_LIMITS.get((domain, op), {}).items():
+        for name, accepted in CPU_ATTRIBUTE_LIMITS.get((domain, op), {}).items():
             value = signature.get("attrs", {}).get(name)
-            if value is not None and value not in allowed:
+            if value is not None and value not in accepted:
                 return NodeVerdict(
                     False,
                     "",
                     f"{label}-{schema.since} with {name}={value}: the CPU kernel of {registry.label} takes "
-                    f"{name}={', '.join(map(str, sorted(allowed)))} only",
+                    f"{name}={', '.join(map(str, sorted(accepted)))} only",
                 )
     kernels = registry.kernels_for(provider, domain, op, schema.since)
     bound = _bind(schema.inputs, signature["inputs"]) + _bind(schema.outputs, signature["outputs"])

@@ -72,7 +72,9 @@ class OperatorConfig:
 
 def _split_ops(text: str) -> list[str]:
     """Split "Add{...},Relu" at the commas outside braces."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         depth += char == "{"
         depth -= char == "}"

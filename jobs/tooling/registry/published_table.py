@@ -66,7 +66,9 @@ def _version_range(cell: str) -> tuple[int, int]:
 
 def _split_types(text: str) -> list[str]:
     """Split "tensor(float), seq(tensor(int64))" at the commas outside parentheses."""
-    names, depth, current = [], 0, []
+    names: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char == "," and depth == 0:
             names.append("".join(current).strip())
@@ -141,18 +143,19 @@ def clamp_to_release(kernels: dict[str, list], max_opsets: dict[str, int]) -> di
 
 def render(data: dict) -> str:
     """JSON with sorted keys and compact separators, one operator per line so that a diff shows what changed."""
-    compact = {"sort_keys": True, "separators": (",", ":")}
     lines = ["{"]
     items = sorted(data.items())
     for i, (key, value) in enumerate(items):
         comma = "," if i < len(items) - 1 else ""
         if key != "kernels":
-            lines.append(f"{json.dumps(key)}:{json.dumps(value, **compact)}{comma}")
+            lines.append(f"{json.dumps(key)}:{json.dumps(value, sort_keys=True, separators=(',', ':'))}{comma}")
             continue
         lines.append('"kernels":{')
         ops = sorted(value.items())
         for j, (op, ranges) in enumerate(ops):
-            lines.append(f"{json.dumps(op)}:{json.dumps(ranges, **compact)}{',' if j < len(ops) - 1 else ''}")
+            lines.append(
+                f"{json.dumps(op)}:{json.dumps(ranges, sort_keys=True, separators=(',', ':'))}{',' if j < len(ops) - 1 else ''}"
+            )
         lines.append("}" + comma)
     lines.append("}")
     return "\n".join(lines) + "\n"
