@@ -141,6 +141,13 @@ class Model(models.Model):
     default_version = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="default_for"
     )
+    # Representative inputs: what checks, latency and agreement run on instead of generated guesses. One of the
+    # model's own datasets (real input tensors; labels optional), and a typical size per dynamic dimension
+    # ({"height": 640} or {"audio:1": 16000}) for when inputs must still be generated.
+    sample_dataset = models.ForeignKey(
+        "Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="sample_for"
+    )
+    typical_dims = models.JSONField(default=dict, blank=True)
 
     objects = ModelQuerySet.as_manager()
 
