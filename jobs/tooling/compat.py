@@ -81,6 +81,20 @@ def device_runtime(profile: dict) -> DeviceRuntime | None:
     return DeviceRuntime(label, False, mobile, limits.get("ir_version"), max_opsets, notes, registry, provider)
 
 
+def check_written_for(facts: dict, runtime: DeviceRuntime, profile: dict) -> list[str]:
+    """A file onnxruntime's offline optimizer wrote above the basic level runs only on the release that wrote it."""
+    stamp = facts.get("runtime_specific")
+    if not stamp or stamp.get("level") == "basic":
+        return []
+    written = live_runtime.major_minor(stamp["release"])
+    if written != live_runtime.major_minor(profile["runtime_version"]):
+        return [
+            f"written by onnxruntime {written}'s offline graph optimizer ({stamp['level']} level), which makes a "
+            f"file only that release is sure to load; this device type runs {runtime.label}"
+        ]
+    return []
+
+
 def check_ir_version(facts: dict, runtime: DeviceRuntime) -> list[str]:
     if runtime.max_ir is not None and facts["ir_version"] > runtime.max_ir:
         return [f"IR version {facts['ir_version']} is newer than {runtime.label} loads (up to {runtime.max_ir})"]
@@ -287,6 +301,7 @@ def check_device(facts: dict, size_bytes: int, profile: dict) -> tuple[bool, lis
         return False, [f"{runtime_label(profile)} is older than any release in the published compatibility table"]
     operator_reasons, operator_notes = check_operators(facts, runtime)
     reasons = [
+        *check_written_for(facts, runtime, profile),
         *check_ir_version(facts, runtime),
         *check_opsets(facts, runtime),
         *operator_reasons,

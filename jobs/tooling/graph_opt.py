@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
 import onnx
+import onnxruntime as ort
 
 from jobs.tooling.common import (
     OPTIMIZATION_LEVELS,
@@ -19,7 +21,7 @@ from jobs.tooling.common import (
     write_atomically,
 )
 from jobs.tooling.errors import TransformError
-from jobs.tooling.modelfile import iter_graphs
+from jobs.tooling.modelfile import RUNTIME_SPECIFIC_KEY, iter_graphs
 
 # "basic" keeps standard ONNX ops, so the file runs on any execution provider; "extended" adds onnxruntime
 # contrib fusions (com.microsoft domain) that only onnxruntime's CPU/CUDA providers run.
@@ -30,17 +32,48 @@ def optimize_graph(src: PathLike, dst: PathLike, *, level: str = "basic") -> Tra
     check_params(PARAMS, {"level": level})
     with write_atomically(dst) as tmp:
         save_optimized(src, tmp, level)
+        stamp = stamp_runtime(tmp, level)
         before, after = _op_counts(src), _op_counts(tmp)
     contrib_ops = sorted(op for op in after if "." in op)
     report = TransformReport(
         "optimize_graph",
         details={"level": level, "nodes_before": sum(before.values()), "nodes_after": sum(after.values())},
     )
+    report.details["written_for"] = stamp
     report.log.append(f"{level} optimization: {sum(before.values())} nodes -> {sum(after.values())}")
+    if level != "basic":
+        report.log.append(
+            f"the file is specific to onnxruntime {stamp['release']} ({stamp['provider']}): "
+            "the compatibility matrix lets only that release run it"
+        )
     if contrib_ops:
         report.details["contrib_ops"] = contrib_ops
         report.log.append(f"uses onnxruntime-only ops {', '.join(contrib_ops)}: the device must run onnxruntime")
     return report
+
+
+def stamp_runtime(path: PathLike, level: str, provider: str = "CPUExecutionProvider") -> dict:
+    """Record in the file which onnxruntime release and provider wrote it offline, at which level; drop the
+    imports of domains it does not use.
+
+    Above "basic", onnxruntime's offline output is tied to the release and provider that wrote it (fused contrib
+    kernels, layouts); the compatibility check reads this stamp (``modelfile.runtime_specific``).
+    """
+    stamp = {"release": ort.__version__, "provider": provider, "level": level}
+    model = onnx.load(str(path), load_external_data=False)
+    # onnxruntime writes an import of every domain it knows (ai.onnx.ml 5, com.microsoft.nchwc...), used or not:
+    # an unused import of a too-new opset would keep the file off older releases for nothing.
+    used = {node.domain or "" for graph in iter_graphs(model.graph) for node in graph.node}
+    used |= {node.domain or "" for function in model.functions for node in function.node}
+    kept_imports = [op for op in model.opset_import if (op.domain or "") in used | {"", "ai.onnx"}]
+    del model.opset_import[:]
+    model.opset_import.extend(kept_imports)
+    kept = [p for p in model.metadata_props if p.key != RUNTIME_SPECIFIC_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=RUNTIME_SPECIFIC_KEY, value=json.dumps(stamp, sort_keys=True))
+    onnx.save(model, str(path))
+    return stamp
 
 
 def save_optimized(src: PathLike, out: PathLike, level: str, *, ort_format: bool = False) -> None:

@@ -19,7 +19,7 @@ from onnx import helper, shape_inference
 
 from .common import is_quantized_op
 from .inputs import graph_inputs, graph_outputs
-from .modelfile import iter_all_graphs, iter_tensors
+from .modelfile import iter_all_graphs, iter_tensors, runtime_specific
 from .signatures import node_signatures
 
 DEFAULT_DOMAIN = "ai.onnx"
@@ -371,6 +371,7 @@ def inspect_model(model: onnx.ModelProto) -> dict:
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
         "doc_string": model.doc_string[:1000],
         "metadata_props": {p.key: p.value for p in model.metadata_props},
+        "runtime_specific": runtime_specific(model),
         "inputs": [spec.as_dict() for spec in graph_inputs(model)],
         "outputs": [spec.as_dict() for spec in graph_outputs(model)],
         "operators": [{"domain": d, "op": op, "count": n} for (d, op), n in counts.most_common()],
