@@ -9,6 +9,7 @@ down, so in a long-lived worker earlier work would hide this model's peak.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -19,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from jobs.tooling.common import PathLike, is_ort_format, load_signature, open_session, run_session
+from jobs.tooling.common import (
+    PathLike,
+    is_ort_format,
+    load_signature,
+    model_input_specs,
+    open_session,
+    run_session,
+)
+from jobs.tooling.datasets import cast_feeds
 from jobs.tooling.errors import TransformError
 from jobs.tooling.inputs import generate_inputs
 
@@ -95,19 +104,100 @@ def measure_latency(
     }
 
 
+def paired_latency(
+    parent: PathLike,
+    variant: PathLike,
+    *,
+    feeds: dict[str, Any] | None = None,
+    runs: int = 99,
+    warmup: int = 5,
+    rounds: int = 9,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """variant/parent latency at 1 thread, measured in ``rounds`` that alternate the two models, so drifting
+    machine load (another job, a browser) weighs on both alike; the order flips every round.
+
+    ``feeds``: the inputs to time (typical sizes, real samples), cast to each model's input types so an fp16-input
+    variant is fed fp16; None: generated batch-1 inputs, which say little about a model with dynamic dimensions.
+    Returns ``{"ratio": median of the per-round ratios, "ci_low", "ci_high": an interval for that median,
+    "confidence": its actual coverage, "rounds", "ratios", "parent_ms", "variant_ms"}``. A ratio below 1 is faster.
+    """
+    parent_feeds = _cast_to(parent, feeds) if feeds is not None else generated_feeds(parent)
+    variant_feeds = _cast_to(variant, feeds) if feeds is not None else generated_feeds(variant)
+    # One session each for every round: a fresh session per round would time allocation warm-up, not the model.
+    sessions = {"parent": open_session(parent, threads=1), "variant": open_session(variant, threads=1)}
+    inputs = {"parent": parent_feeds, "variant": variant_feeds}
+    for name, session in sessions.items():
+        for _ in range(warmup):
+            run_session(session, inputs[name])
+    per_round = max(1, runs // rounds)
+    medians: dict[str, list[float]] = {"parent": [], "variant": []}
+    for index in range(rounds):
+        order = ("parent", "variant") if index % 2 == 0 else ("variant", "parent")
+        for name in order:
+            medians[name].append(_median_ms(sessions[name], inputs[name], per_round))
+    ratios = [v / p if p > 0 else 1.0 for p, v in zip(medians["parent"], medians["variant"], strict=True)]
+    low, high, coverage = median_interval(ratios, confidence)
+    return {
+        "ratio": float(np.median(ratios)),
+        "ci_low": low,
+        "ci_high": high,
+        "confidence": coverage,
+        "rounds": rounds,
+        "ratios": ratios,
+        "parent_ms": float(np.median(medians["parent"])),
+        "variant_ms": float(np.median(medians["variant"])),
+    }
+
+
 def paired_latency_ratio(
-    parent: PathLike, variant: PathLike, *, runs: int = 100, warmup: int = 5, rounds: int = 5
+    parent: PathLike,
+    variant: PathLike,
+    *,
+    runs: int = 99,
+    warmup: int = 5,
+    rounds: int = 9,
+    feeds: dict[str, Any] | None = None,
 ) -> float:
-    """variant/parent latency at 1 thread: the median of per-round ratios over rounds that alternate the two,
-    so drifting machine load (another job, a browser) weighs on both alike. Each model gets its own
-    generated inputs (same seed), so an fp16-input variant is fed fp16."""
-    parent_feeds, variant_feeds = generated_feeds(parent), generated_feeds(variant)
-    ratios = []
-    for _ in range(rounds):
-        parent_ms = measure_latency(parent, parent_feeds, threads=1, runs=max(1, runs // rounds), warmup=warmup)
-        variant_ms = measure_latency(variant, variant_feeds, threads=1, runs=max(1, runs // rounds), warmup=warmup)
-        ratios.append(variant_ms["median_ms"] / parent_ms["median_ms"])
-    return float(np.median(ratios))
+    """``paired_latency``'s median ratio alone (variant/parent), for callers that need no interval."""
+    return paired_latency(parent, variant, feeds=feeds, runs=runs, warmup=warmup, rounds=rounds)["ratio"]
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(low, high, coverage): a distribution-free interval for the median of ``values`` (the sign-test interval:
+    order statistics k and n+1-k, with the largest k whose binomial tail stays within (1 - confidence) / 2).
+
+    Order statistics, not a t-interval: one round hit by a load spike widens nothing, and nothing is assumed about
+    the shape of the ratios' distribution. With too few values for ``confidence`` it is the full range, and
+    ``coverage`` (the interval's exact coverage) says so (5 rounds: 0.9375).
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("no values to take an interval of")
+
+    def at_most(j: int) -> float:  # P(Binomial(n, 1/2) <= j)
+        return sum(math.comb(n, i) for i in range(j + 1)) / 2**n
+
+    k = 1
+    while k + 1 <= (n + 1) // 2 and at_most(k) <= (1 - confidence) / 2:
+        k += 1
+    return float(ordered[k - 1]), float(ordered[n - k]), 1 - 2 * at_most(k - 1)
+
+
+def _median_ms(session, feeds: dict[str, Any], runs: int) -> float:
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run_session(session, feeds)
+        timings.append((time.perf_counter() - start) * 1000)
+    return float(np.median(timings))
+
+
+def _cast_to(path: PathLike, feeds: dict[str, Any]) -> dict[str, Any]:
+    """The same values in this model's input types (fp16 for an fp16-input variant); lists go as they are."""
+    arrays = {name: value for name, value in feeds.items() if isinstance(value, np.ndarray)}
+    return {**feeds, **cast_feeds(arrays, model_input_specs(path))}
 
 
 def measure_peak_memory(path: PathLike, feeds: dict[str, np.ndarray], *, runs: int = 3, timeout: float = 300) -> int:

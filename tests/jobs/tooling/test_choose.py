@@ -87,3 +87,94 @@ def test_choose_variant__microsecond_differences_on_tiny_models__are_noise_not_s
     tiny_parent = {"size_bytes": 1000, "latency_ms": 0.017, "accuracy": 0.95}
     decision = choose_variant(tiny_parent, [variant("int8", 300, 0.019, accuracy=0.95)])
     assert decision["choice"] == "int8"
+
+
+def measured(name, *, size=500, ratio=0.9, ci=(0.85, 0.95), metric="top1_agreement", value=1.0, **extra):
+    """A row as the optimize job builds it now: paired latency with its interval, fidelity, where it was measured."""
+    return {
+        "name": name,
+        "size_bytes": size,
+        "latency_ms": PARENT["latency_ms"] * ratio,
+        "latency_ratio": ratio,
+        "latency_ci": list(ci),
+        "fidelity_metric": metric,
+        "fidelity": value,
+        "inputs_source": "samples",
+        "lossy": False,
+        "runnable_on_device": True,
+        **extra,
+    }
+
+
+UNLABELED_PARENT = {"size_bytes": 1000, "latency_ms": 10.0, "accuracy": None}
+
+
+def test_choose_variant__latency__a_ratio_whose_interval_straddles_1_is_a_tie_and_keeps_the_parent():
+    ties = [measured("graph", ratio=0.996, ci=(0.98, 1.01)), measured("ort", ratio=1.0025, ci=(0.99, 1.02))]
+    result = choose_variant(UNLABELED_PARENT, ties, objective="latency")
+    assert result["choice"] is None
+    assert result["reasons"]["graph"] == (
+        "not faster than its parent beyond noise (latency ratio 0.996, interval 0.980-1.010); a tie keeps the parent"
+    )
+    assert result["reasons"]["ort"].startswith("not faster than its parent beyond noise")
+
+
+def test_choose_variant__latency__picks_a_variant_faster_beyond_noise():
+    result = choose_variant(UNLABELED_PARENT, [measured("graph", ratio=0.8, ci=(0.78, 0.83))], objective="latency")
+    assert result == {
+        "choice": "graph",
+        "reasons": {
+            "graph": "picked: fastest within the 1-point budget (50% of the parent's size, 80% of its latency; "
+            "latency ratio 0.800, interval 0.780-0.830)"
+        },
+        "unverified": False,
+    }
+
+
+def test_choose_variant__size__a_smaller_variant_slower_beyond_noise_is_refused_within_noise_is_kept():
+    slower = measured("int8", size=260, ratio=1.04, ci=(1.01, 1.07))
+    noisy = measured("fp16", size=500, ratio=1.03, ci=(0.97, 1.09))
+    result = choose_variant(UNLABELED_PARENT, [slower, noisy], objective="size")
+    assert result["choice"] == "fp16"
+    assert result["reasons"]["int8"].startswith("slower than its parent beyond noise (latency ratio 1.040")
+
+
+def test_choose_variant__without_labels__the_budget_applies_to_the_primary_fidelity_metric():
+    candidates = [
+        measured("seg-int8", size=300, metric="iou", value=0.97),
+        measured("seg-fp16", size=500, metric="iou", value=0.995),
+        measured("vad-int8", size=250, metric="pixel_flip_rate", value=0.02),
+    ]
+    result = choose_variant(UNLABELED_PARENT, candidates, objective="size", budget_points=1.0)
+    assert result["choice"] == "seg-fp16"
+    assert result["reasons"]["seg-int8"] == (
+        "iou 0.97 is outside the 1-point budget (needs IoU of thresholded maps of at least 99%)"
+    )
+    assert result["reasons"]["vad-int8"] == (
+        "pixel_flip_rate 0.02 is outside the 1-point budget (needs at most 1% of pixels flip)"
+    )
+
+
+def test_choose_variant__with_labels__the_budget_applies_to_accuracy_points_not_fidelity():
+    labeled = measured("int8", size=300, metric="top1_agreement", value=0.97, accuracy=0.948)
+    assert choose_variant(PARENT, [labeled])["choice"] == "int8"  # 0.2 points lost, though 3% of rows changed
+
+
+def test_choose_variant__lossy_variant_verified_on_generated_inputs__is_refused_unless_accepted():
+    int8 = measured("int8", size=260, inputs_source="generated", lossy=True)
+    graph = measured("graph", size=900, inputs_source="generated", lossy=False)
+
+    refused = choose_variant(UNLABELED_PARENT, [int8, graph])
+    assert refused["choice"] == "graph" and refused["unverified"] is False  # lossless rewrites stay open
+    assert refused["reasons"]["int8"] == "not verified on real inputs: attach sample inputs or a labeled dataset"
+
+    accepted = choose_variant(UNLABELED_PARENT, [int8, graph], accept_unverified=True)
+    assert accepted["choice"] == "int8" and accepted["unverified"] is True
+    assert accepted["reasons"]["int8"].endswith(
+        "unverified: its fidelity was measured on generated inputs only, as accepted"
+    )
+
+
+def test_choose_variant__lossy_without_the_field__is_judged_from_the_transform_name():
+    row = measured("q", size=260, inputs_source="generated", lossy=None, transform="quantize_dynamic")
+    assert choose_variant(UNLABELED_PARENT, [row])["reasons"]["q"].startswith("not verified on real inputs")
