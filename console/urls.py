@@ -30,6 +30,11 @@ api_patterns = [
         name="api-version",
     ),
     path(
+        "projects/<slug:project>/models/<slug:model>/versions/<int:number>/recheck/",
+        catalog_api.VersionRecheck.as_view(),
+        name="api-version-recheck",
+    ),
+    path(
         "projects/<slug:project>/models/<slug:model>/versions/<int:number>/optimize/",
         jobkinds_api.OptimizeVersion.as_view(),
         name="api-optimize",

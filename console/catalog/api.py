@@ -13,14 +13,16 @@ from console.catalog.datasets import DatasetRefused, attach_dataset
 from console.catalog.serializers import (
     DatasetSerializer,
     DatasetUploadSerializer,
+    ModelInputsSerializer,
     ModelSerializer,
     VersionDetailSerializer,
     VersionSerializer,
     VersionUploadSerializer,
 )
 from console.catalog.uploads import set_upload_limit
+from console.jobkinds.serializers import JobSerializer
 from console.models import Dataset, Model, ModelVersion
-from console.projects.permissions import MODEL, ScopedMixin
+from console.projects.permissions import MODEL, VERSION, ScopedMixin
 from jobs.tooling.modelfile import ModelFileError
 
 
@@ -50,6 +52,15 @@ class ModelDetail(ScopedMixin, generics.RetrieveAPIView):
 
     def get_object(self):
         return self.access.model
+
+    @extend_schema(request=ModelInputsSerializer, responses={200: ModelSerializer})
+    def patch(self, request, *args, **kwargs):
+        """Set the model's representative inputs: its sample dataset and the typical size of dynamic dimensions."""
+        model = self.access.model
+        data = ModelInputsSerializer(data=request.data, context={"model": model}, partial=True)
+        data.is_valid(raise_exception=True)
+        catalog_services.set_representative_inputs(model=model, **data.validated_data)
+        return Response(ModelSerializer(model).data)
 
 
 def upload_error_response(request):
@@ -110,6 +121,27 @@ class VersionDetail(ScopedMixin, generics.RetrieveAPIView):
     scope = MODEL
     queryset = ModelVersion.objects.prefetch_related("compatibility__device_type").select_related("model", "parent")
     lookup_field = "number"
+
+
+class VersionRecheck(ScopedMixin, generics.GenericAPIView):
+    """Check a failed version again, on the model's representative inputs as they are now."""
+
+    serializer_class = JobSerializer  # what it answers; it reads no body
+    scope = VERSION
+
+    @extend_schema(
+        request=None,
+        responses={
+            202: JobSerializer,
+            409: OpenApiResponse(description="The version did not fail (it is ready or being checked)."),
+        },
+    )
+    def post(self, request, project, model, number):
+        try:
+            job = catalog_services.recheck_version(version=self.access.version, user=request.user)
+        except catalog_services.NotRecheckable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class DatasetList(ScopedMixin, generics.ListCreateAPIView):

@@ -10,8 +10,8 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Max
 
 from console.catalog.uploads import sha256_of
-from console.errors import AlreadyExists
-from console.models import Model, ModelVersion, Project
+from console.errors import AlreadyExists, Refused
+from console.models import Dataset, Model, ModelVersion, Project
 from jobs.services import start_job
 from jobs.tooling.modelfile import ModelFileError, check_upload
 
@@ -133,3 +133,53 @@ def _delete_unless_saved(stored_name: str) -> None:
 
 class NotDeployable(ValueError):
     pass
+
+
+_UNSET = object()
+
+
+def set_representative_inputs(
+    *, model: Model, sample_dataset: Dataset | None | object = _UNSET, typical_dims: dict | object = _UNSET
+) -> Model:
+    """Set the model's sample inputs and/or typical sizes (validated by the caller: ModelInputsSerializer).
+
+    Leaves versions alone: a failed version is checked again on them through ``recheck_version``, the optimize
+    jobs read them when they run.
+    """
+    fields = []
+    if sample_dataset is not _UNSET:
+        if isinstance(sample_dataset, Dataset) and sample_dataset.model_id != model.pk:
+            raise Refused(f"dataset {sample_dataset.pk} is not one of {model.name}'s datasets")
+        model.sample_dataset = sample_dataset  # type: ignore[assignment]
+        fields.append("sample_dataset")
+    if typical_dims is not _UNSET:
+        model.typical_dims = typical_dims
+        fields.append("typical_dims")
+    if fields:
+        with transaction.atomic():
+            model.save(update_fields=fields)
+    return model
+
+
+class NotRecheckable(ValueError):
+    """Only a failed version is checked again (a ready one is being served; a checking one is being checked)."""
+
+
+def recheck_version(*, version: ModelVersion, user=None):
+    """Move a failed version back to ``checking`` and queue a new check job, in one transaction.
+
+    The check runs on the model's representative inputs as they are now (e.g. sample inputs attached since).
+    Its facts from the failed check stay shown until the new check replaces them.
+    """
+    from console.jobkinds.check import CHECK
+
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.state != ModelVersion.State.FAILED:
+            raise NotRecheckable(
+                f"v{locked.number} is {locked.state}; only a version whose check failed can be checked again"
+            )
+        ModelVersion.objects.filter(pk=locked.pk).update(state=ModelVersion.State.CHECKING, error="")
+        job = start_job(project=version.model.project, kind=CHECK.name, input_version=locked, user=user)
+    version.state, version.error = ModelVersion.State.CHECKING, ""
+    return job

@@ -9,13 +9,16 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.shortcuts import render
 
+from console.catalog.samples import inputs_note, latest_checked_version, recorded_input_specs
 from console.models import slug_validator
 from console.projects import roles
 from console.projects.permissions import MODEL, VERSION, scoped_page
 from devices.models import DeviceType
-from jobs.tooling.transforms import TRANSFORMS
+from jobs.tooling.inputs import dynamic_axes, typical_dim_keys
+from jobs.tooling.transforms import USER_TRANSFORMS
 
 PAGE_SIZE = 25  # versions, and datasets, on one page of a model
+SAMPLE_CHOICES = 200  # datasets offered as sample inputs (the newest; the API takes any of the model's)
 
 
 class ModelForm(forms.Form):
@@ -47,8 +50,27 @@ def model_page(request, access, project, model):
                 request.GET.get("datasets_page")
             ),
             "can_change": access.may(roles.CHANGE),
+            **representative_inputs_context(model_obj),
         },
     )
+
+
+def representative_inputs_context(model) -> dict:
+    """The model page's sample-inputs form: datasets to choose from, and one row per dynamic dimension of the
+    newest ready version's inputs (where it appears, and its typical size if set)."""
+    version = latest_checked_version(model)
+    specs = recorded_input_specs(version)
+    where: dict[str, list[str]] = {}
+    for name, axis, dim in dynamic_axes(specs):
+        where.setdefault(dim if dim is not None else f"{name}:{axis}", []).append(f"{name} axis {axis}")
+    typical = model.typical_dims or {}
+    rows = [{"key": key, "where": ", ".join(where[key]), "size": typical.get(key)} for key in typical_dim_keys(specs)]
+    return {
+        "inputs_version": version,
+        "typical_rows": rows,
+        "sample_choices": model.datasets.order_by("-created_at", "-pk")[:SAMPLE_CHOICES],
+        "inputs_note": inputs_note(model, specs or None, where="of this model's versions"),
+    }
 
 
 @scoped_page(VERSION)
@@ -74,11 +96,13 @@ def version_page(request, access, project, model, number):
             "children": children,
             "active_job": next((j for j in jobs if not j.is_finished), None),
             "can_change": access.may(roles.CHANGE),
-            "transforms": TRANSFORMS.values(),
+            "transforms": USER_TRANSFORMS.values(),
             "datasets": version.model.datasets.all(),
             "device_types": DeviceType.objects.visible_to(version.model.project_id),
             "device_run": device_run,
             "variants_json": json.dumps(variant_points(version, children, device_run)),
+            "inputs_note": inputs_note(version.model, recorded_input_specs(version) or None),
+            "sample_dataset": version.model.sample_dataset,
         },
     )
 

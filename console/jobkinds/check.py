@@ -18,33 +18,48 @@ from jobs.tooling.modelfile import ModelFileError, load_model
 
 
 def run_check(job, progress):
+    from console.catalog.samples import sample_feed_options, sample_file
     from console.models import CompatibilityResult, ModelVersion
     from devices.models import DeviceType
 
-    version = ModelVersion.objects.select_related("model__project", "parent").get(pk=job.input_version_id)
+    version = ModelVersion.objects.select_related("model__project", "model__sample_dataset", "parent").get(
+        pk=job.input_version_id
+    )
+    model = version.model
     progress(5, f"checking {version}")
-    with local_path(version.file, suffix=f".{version.format}") as path:
+    with local_path(version.file, suffix=f".{version.format}") as path, sample_file(model) as sample:
         if version.format == "ort":
             # ORT format is a flatbuffer onnx cannot read: the graph facts are the parent's, the run is real.
             facts = {**(version.parent.metadata if version.parent else {}), "facts_from_parent": True}
             facts.pop("smoke_run", None)
         else:
             try:
-                model = load_model(path)
+                loaded = load_model(path)
             except ModelFileError as exc:
                 raise PermanentJobError(str(exc)) from exc
             progress(20, "inspecting graph, parameters and compute")
-            facts = inspect_model(model)
-            del model
-        progress(45, f"running the model in onnxruntime {live_runtime.version()} on generated inputs")
+            facts = inspect_model(loaded)
+            del loaded
+        feeding = f"its sample inputs '{sample[1].name}'" if sample else "generated inputs"
+        if not sample and model.typical_dims:
+            feeding += " at its typical sizes"
+        progress(45, f"running the model in onnxruntime {live_runtime.version()} on {feeding}")
         try:
-            # Only a session that cannot be created fails the version; a run on generated inputs that fails, or
-            # is skipped, is recorded with its reason (smoke_run says why generated inputs prove little).
-            facts["smoke_run"] = live_runtime.smoke_run(path)
+            # Only a session that cannot be created, or a run that fails on the sample inputs the user attached,
+            # fails the version; a run on generated inputs that fails, or is skipped, is recorded with its reason
+            # (smoke_run says why generated inputs prove little).
+            facts["smoke_run"] = live_runtime.smoke_run(path, **sample_feed_options(model, sample))
         except live_runtime.RunFailure as exc:
+            facts["smoke_run"] = {"failed": str(exc)}
+            keep_facts(version, facts)
             raise PermanentJobError(str(exc)) from exc
-        if note := facts["smoke_run"].get("warning") or facts["smoke_run"].get("skipped"):
-            progress(50, note)
+        smoke = facts["smoke_run"]
+        if smoke.get("failed"):
+            keep_facts(version, facts)
+            raise PermanentJobError(smoke["failed"])
+        for note in (smoke.get("samples_refused"), smoke.get("warning") or smoke.get("skipped")):
+            if note:
+                progress(50, note)
     facts["server_runtime"] = live_runtime.capabilities()
 
     visible = DeviceType.objects.visible_to(version.model.project_id)
@@ -71,6 +86,16 @@ def run_check(job, progress):
     passing = sum(1 for _, ok, _, _ in rows if ok)
     progress(100, f"compatible with {passing} of {len(rows)} device type(s)")
     return {"compatible": passing, "device_types": len(rows)}, None
+
+
+def keep_facts(version, facts: dict) -> None:
+    """Save what the check learned before it fails, so a failed version still shows its inputs, outputs,
+    operators and parameters. Only while the version is still checking: a check cancelled meanwhile (the version
+    already failed as cancelled) or a version settled by the reaper keeps what it has."""
+    from console.models import ModelVersion
+
+    facts = {**facts, "server_runtime": live_runtime.capabilities()}
+    ModelVersion.objects.filter(pk=version.pk, state=ModelVersion.State.CHECKING).update(metadata=facts)
 
 
 def on_check_success(job) -> None:

@@ -17,7 +17,9 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from .inputs import InputsNotGenerated, InputsTooLarge, generate_feeds
+from .datasets import DatasetLimits
+from .errors import DatasetError
+from .inputs import SAMPLES, InputsNotGenerated, InputsSource, InputsTooLarge, TypicalDims, representative_feeds
 
 
 def _domain(domain: str) -> str:
@@ -80,13 +82,32 @@ class RunFailure(ValueError):
     """The model is ONNX, but onnxruntime cannot create a session for it: the server cannot load it."""
 
 
-def smoke_run(path: str | Path, *, batch: int = 1, seed: int = 0) -> dict:
-    """Create a session, then run the model once on generated inputs and describe what came out.
+SMOKE_SAMPLE_ROWS = 8  # rows of the sample inputs one smoke run feeds (the model's own batch when it fixes one)
+
+
+def smoke_run(
+    path: str | Path,
+    *,
+    batch: int = 1,
+    seed: int = 0,
+    typical_dims: TypicalDims | None = None,
+    sample_path: str | Path | None = None,
+    sample_name: str = "",
+    label_column: str = "label",
+    limits: DatasetLimits | None = None,
+) -> dict:
+    """Create a session, then run the model once on its representative inputs and describe what came out.
 
     Creating the session decides whether the server can load the model: only that failure raises (RunFailure).
-    Generated inputs are a guess (random floats, zero integers) that may be invalid where real inputs are not
-    (Resize scales, Slice starts, OneHot depth, an integer divisor), so a run that fails on them comes back as
-    ``{"warning": ...}``; inputs no values can be generated for come back as ``{"skipped": ...}`` with the reason.
+    With sample inputs (``sample_path``, a dataset the model's owner attached) the run feeds their first rows, and
+    a run that fails on them is the model failing on real inputs: ``{"failed": ...}``, which fails the check.
+    Without, inputs are generated (at ``typical_dims`` where given); generated inputs are a guess (random
+    floats, zero integers) that may be invalid where real inputs are not (Resize scales, Slice starts, OneHot
+    depth, an integer divisor), so a run that fails on them comes back as ``{"warning": ...}``; inputs no values
+    can be generated for come back as ``{"skipped": ...}`` with the reason. Sample inputs that do not fit this
+    version's inputs are not run: the run falls back to generated inputs and ``samples_refused`` says why.
+    Every answer says where its inputs came from: ``inputs_source`` ("samples" or "generated") and
+    ``inputs_description``.
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -96,24 +117,48 @@ def smoke_run(path: str | Path, *, batch: int = 1, seed: int = 0) -> dict:
         raise RunFailure(f"onnxruntime {version()} cannot load the model: {_first_line(exc)}") from exc
     # Inputs from the session's own signature, so ORT-format files (which onnx cannot parse) run too.
     inputs = [helper.make_value_info(arg.name, _type_proto(arg.type, arg.shape)) for arg in session.get_inputs()]
-    try:
-        feeds = generate_feeds(inputs, batch=batch, seed=seed)
-    except (InputsTooLarge, InputsNotGenerated) as exc:
-        return {"skipped": f"The run on generated inputs was skipped: {exc}."}
-    fed = {name: _describe_input(value) for name, value in feeds.items()}
+    answer: dict = {}
+    if sample_path is not None:
+        try:
+            feeds, source = representative_feeds(
+                inputs,
+                sample_path=sample_path,
+                rows=SMOKE_SAMPLE_ROWS,
+                sample_name=sample_name,
+                label_column=label_column,
+                limits=limits,
+            )
+        except DatasetError as exc:
+            shown = f"'{sample_name or Path(sample_path).name}'"
+            answer["samples_refused"] = (
+                f"The sample inputs {shown} do not fit this version's inputs ({'; '.join(exc.problems)}), "
+                "so the run used generated inputs."
+            )
+            sample_path = None
+    if sample_path is None:
+        try:
+            feeds, source = representative_feeds(inputs, typical_dims=typical_dims, rows=batch, seed=seed)
+        except (InputsTooLarge, InputsNotGenerated) as exc:
+            return {**answer, **_source(None), "skipped": f"The run on generated inputs was skipped: {exc}."}
+    answer.update({**_source(source), "inputs": {name: _describe_input(value) for name, value in feeds.items()}})
     run_options = ort.RunOptions()
     run_options.log_severity_level = 4  # the failure is reported in the answer, not logged as an error too
     try:
         outputs = session.run(None, feeds, run_options)
     except Exception as exc:  # any failure of the run itself is the model's answer to these inputs
-        return {
-            "inputs": fed,
-            "warning": (
-                f"onnxruntime {version()} loads the model, but a run on generated inputs failed: "
-                f"{_first_line(exc).rstrip('.')}. "
-                "Generated inputs are random floats and zero integers; check the model on real inputs."
-            ),
-        }
+        message = _first_line(exc).rstrip(".")
+        if source.kind == SAMPLES:
+            answer["failed"] = (
+                f"onnxruntime {version()} loads the model, but a run on its sample inputs failed: {message} "
+                f"(fed {source.description})."
+            )
+        else:
+            answer["warning"] = (
+                f"onnxruntime {version()} loads the model, but a run on generated inputs failed: {message}. "
+                f"Generated inputs are {source.description}; check the model on real inputs "
+                "(attach sample inputs on the model page)."
+            )
+        return answer
     described = []
     for meta, value in zip(session.get_outputs(), outputs, strict=False):
         array = np.asarray(value) if isinstance(value, np.ndarray) else None
@@ -125,7 +170,14 @@ def smoke_run(path: str | Path, *, batch: int = 1, seed: int = 0) -> dict:
                 "finite": bool(np.isfinite(array).all()) if array is not None and array.dtype.kind == "f" else None,
             }
         )
-    return {"inputs": fed, "outputs": described}
+    answer["outputs"] = described
+    return answer
+
+
+def _source(source: InputsSource | None) -> dict:
+    if source is None:
+        return {"inputs_source": "generated"}
+    return {"inputs_source": source.kind, "inputs_description": source.description}
 
 
 def _type_proto(ort_type: str, shape: list | None) -> onnx.TypeProto:

@@ -153,6 +153,9 @@ def test_smoke_run__runnable_model__describes_inputs_and_outputs(tmp_path):
     answer = live_runtime.smoke_run(saved(constant_add_model(), tmp_path))
 
     assert answer == {
+        "inputs_source": "generated",
+        "inputs_description": "random floats (standard normal) and zero integers, every dynamic dimension set to 1 "
+        "(x [1, 4])",
         "inputs": {"x": [1, 4]},
         "outputs": [{"name": "y", "shape": [1, 4], "dtype": "float32", "finite": True}],
     }
@@ -192,8 +195,9 @@ def test_smoke_run__map_input__is_skipped_with_the_reason(tmp_path):
     answer = live_runtime.smoke_run(saved(map_input_model(), tmp_path))
 
     assert answer == {
+        "inputs_source": "generated",
         "skipped": "The run on generated inputs was skipped: input 'features' is a map, which no values are "
-        "generated for."
+        "generated for.",
     }
 
 
