@@ -19,7 +19,7 @@ from console.jobkinds.serializers import (
 from console.projects.permissions import VERSION, ScopedMixin
 from jobs.models import Job
 from jobs.services import cancel_job
-from jobs.tooling.transforms import TRANSFORMS
+from jobs.tooling.transforms import USER_TRANSFORMS
 
 
 class JobList(ScopedMixin, generics.ListAPIView):
@@ -71,7 +71,7 @@ class TransformList(APIView):
                 "needs_dataset": t.needs_dataset,
                 "defaults": {k: v for k, v in t.defaults.items() if k != "dataset"},
             }
-            for t in TRANSFORMS.values()
+            for t in USER_TRANSFORMS.values()
         ]
         return Response(TransformSerializer(rows, many=True).data)
 

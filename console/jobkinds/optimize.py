@@ -17,10 +17,12 @@ from django.db import transaction
 from jobs.files import local_path
 from jobs.registry import QUEUE_HEAVY, JobKind, PermanentJobError, register
 from jobs.tooling import compat, live_runtime, runtimes
-from jobs.tooling.benchmark import benchmark, paired_latency_ratio
-from jobs.tooling.choose import choose_variant
+from jobs.tooling.benchmark import benchmark, paired_latency
+from jobs.tooling.choose import choose_variant, is_lossy
+from jobs.tooling.datasets import DatasetError
 from jobs.tooling.errors import TransformError
 from jobs.tooling.evaluate import evaluate, verify_variant
+from jobs.tooling.inputs import InputsNotGenerated, InputsTooLarge
 from jobs.tooling.inspect import inspect_model
 from jobs.tooling.modelfile import ModelFileError, load_model
 from jobs.tooling.transforms import get_transform
@@ -56,16 +58,39 @@ def _dataset_path(dataset):
             yield path
 
 
-def measure(path: Path, data_path: Path | None, has_labels: bool, runs: int = LATENCY_RUNS) -> dict:
+@contextlib.contextmanager
+def _measurement_inputs(parent, dataset):
+    """What a job measures on: ``(data_path, has_labels, latency_feeds, note)``.
+
+    Fidelity is measured on the picked dataset, else on the model's sample inputs (real tensors, no labels needed),
+    else on generated inputs; latency on the sample inputs or generated inputs at the model's typical sizes. The
+    note says, in the job's result, when figures come from generated inputs and how to attach real ones.
+    """
+    from console.catalog import samples
+
+    model = parent.model
+    note = samples.inputs_note(model, samples.recorded_input_specs(parent), where="in this job")
+    try:
+        feeds, _source = samples.representative_inputs(parent)
+    except (DatasetError, InputsTooLarge, InputsNotGenerated) as exc:
+        feeds, note = None, f"{note} Latency on generated batch-1 inputs: {exc}".strip()
+    with _dataset_path(dataset or model.sample_dataset) as data_path:
+        has_labels = bool(dataset and dataset.has_labels)
+        yield data_path, has_labels, feeds, note
+
+
+def measure(path: Path, data_path: Path | None, has_labels: bool, runs: int = LATENCY_RUNS, feeds=None) -> dict:
     """Size, download size, latency, memory, and accuracy when a labeled dataset is at hand."""
-    figures = benchmark(path, runs=runs)
+    figures = benchmark(path, runs=runs, feeds=feeds)
     if data_path is not None and has_labels:
         figures["evaluation"] = evaluate(path, data_path)
     return figures
 
 
-def summarize(parent: dict, child: dict, verification: dict, latency_ratio: float | None = None) -> dict:
-    """The figures a person compares: ratios variant/parent and accuracy delta in points."""
+def summarize(parent: dict, child: dict, verification: dict, paired: dict | None = None) -> dict:
+    """The figures a person compares: ratios variant/parent (latency with its interval from the alternating
+    rounds), fidelity in the output's own metric, and accuracy delta in points."""
+    latency_ratio = paired["ratio"] if paired else None
 
     def ratio(key: str, sub: str | None = None) -> float | None:
         a = parent[key][sub] if sub else parent[key]
@@ -78,6 +103,10 @@ def summarize(parent: dict, child: dict, verification: dict, latency_ratio: floa
         # Paired (alternating) measurement when available: separate runs drift with machine load.
         "latency_ratio": round(latency_ratio, 4) if latency_ratio else ratio("latency_1_thread", "median_ms"),
         "latency_ratio_default_threads": ratio("latency_default_threads", "median_ms"),
+        "latency_ci": [paired["ci_low"], paired["ci_high"]] if paired else None,
+        "fidelity_metric": verification.get("primary_metric"),
+        "fidelity": verification.get("primary_value"),
+        "inputs_source": verification.get("inputs_source"),
         "top1_agreement": verification.get("top1_agreement"),
         "max_abs_diff": verification.get("max_abs_diff"),
         "mean_abs_diff": verification.get("mean_abs_diff"),
@@ -92,7 +121,14 @@ def summarize(parent: dict, child: dict, verification: dict, latency_ratio: floa
     return summary
 
 
-def make_variant(transform_name: str, params: dict, parent_path: Path, data_path: Path | None, workdir: Path):
+def make_variant(
+    transform_name: str,
+    params: dict,
+    parent_path: Path,
+    data_path: Path | None,
+    workdir: Path,
+    budget_points: float | None = None,
+):
     """Run one transform and verify the result against its parent. Raises TransformError."""
     transform = get_transform(transform_name)
     params = {k: v for k, v in params.items() if k != "dataset"}  # datasets come from the console, never a path
@@ -103,11 +139,19 @@ def make_variant(transform_name: str, params: dict, parent_path: Path, data_path
     cleaned = transform.clean(params)
     out = workdir / f"{transform_name}-{len(list(workdir.iterdir()))}{transform.suffix}"
     report = transform.function(parent_path, out, **cleaned)
-    verification = verify_variant(parent_path, out, data_path)
+    verification = verify_variant(parent_path, out, data_path, budget_points=budget_points)
     if not verification["verified"]:
         raise TransformError(f"the {transform_name} variant does not agree with its parent: {verification['reason']}")
-    public_params = {k: v for k, v in cleaned.items() if k != "dataset"}
+    public_params = {k: v for k, v in cleaned.items() if k not in ("dataset", "profile")}
     return out, report, verification, public_params, transform
+
+
+def own_output_error(transform_name: str, exc: Exception) -> str:
+    """A variant the console's own loader refuses is the console's problem, never the user's model's."""
+    return (
+        f"the console's {transform_name} produced a file its own checks refuse ({exc}); this is a problem of the "
+        "console's making, not of your model"
+    )
 
 
 def register_variant(job, parent, out: Path, transform_name: str, params: dict, metrics: dict, file_format: str):
@@ -141,9 +185,11 @@ def run_optimize(job, progress):
     name = job.params.get("transform", "")
     with (
         local_path(parent.file) as parent_path,
-        _dataset_path(dataset) as data_path,
+        _measurement_inputs(parent, dataset) as (data_path, has_labels, feeds, note),
         tempfile.TemporaryDirectory(prefix="mdc-opt-") as tmp,
     ):
+        if note:
+            progress(5, note)
         progress(10, f"running {name} on {parent}")
         try:
             out, report, verification, params, transform = make_variant(
@@ -152,12 +198,11 @@ def run_optimize(job, progress):
             for line in report.log:
                 progress(35, line)
             progress(45, f"variant verified ({verification['reason']}); benchmarking parent and variant")
-            has_labels = bool(dataset and dataset.has_labels)
-            parent_figures = measure(parent_path, data_path, has_labels)
+            parent_figures = measure(parent_path, data_path, has_labels, feeds=feeds)
             progress(65, "benchmarking the variant")
-            child_figures = measure(out, data_path, has_labels)
+            child_figures = measure(out, data_path, has_labels, feeds=feeds)
             progress(80, "timing parent and variant side by side")
-            paired = paired_latency_ratio(parent_path, out)
+            paired = paired_latency(parent_path, out, feeds=feeds)
         except TransformError as exc:
             raise PermanentJobError(str(exc)) from exc
         summary = summarize(parent_figures, child_figures, verification, paired)
@@ -175,6 +220,8 @@ def run_optimize(job, progress):
         )
     _remember_parent_benchmark(parent, parent_figures)
     result = {"version": child.number, "transform": name, **summary}
+    if note:
+        result["inputs_note"] = note
     if not created:
         result["note"] = f"the variant is byte-for-byte v{child.number}, which already exists"
     return result, child
@@ -229,49 +276,62 @@ def run_optimize_for_device(job, progress):
     profile = device_type.profile()
     objective = job.params.get("objective", "size")
     budget = float(job.params.get("accuracy_budget", 1.0))
-    has_labels = bool(dataset and dataset.has_labels)
-    rows, names = [], []
+    accept_unverified = bool(job.params.get("accept_unverified", False))
+    rows, made = [], {}
     with (
         local_path(parent.file) as parent_path,
-        _dataset_path(dataset) as data_path,
+        _measurement_inputs(parent, dataset) as (data_path, has_labels, feeds, note),
         tempfile.TemporaryDirectory(prefix="mdc-dev-") as tmp,
     ):
+        if note:
+            progress(3, note)
         progress(5, f"measuring {parent} as the baseline")
         try:
-            parent_figures = measure(parent_path, data_path, has_labels)
+            parent_figures = measure(parent_path, data_path, has_labels, feeds=feeds)
         except TransformError as exc:
             raise PermanentJobError(str(exc)) from exc
         baseline = _candidate_row("parent", parent_figures, None, profile, parent.metadata, parent.size_bytes)
         candidates = candidate_transforms(profile, parent.metadata, data_path is not None)
-        made = {}
+        if not baseline["runnable_on_device"]:
+            # The rewrites that make it runnable come first: without them nothing else can reach the device.
+            candidates.insert(0, ("make_runnable", {"profile": profile}))
         for index, (name, params) in enumerate(candidates):
-            label = f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})"
+            label = _label(name, params)
             progress(10 + int(75 * index / len(candidates)), f"trying {label}")
             try:
                 out, report, verification, cleaned, transform = make_variant(
-                    name, params, parent_path, data_path, Path(tmp)
+                    name, params, parent_path, data_path, Path(tmp), budget
                 )
-                figures = measure(out, data_path, has_labels)
-                paired = paired_latency_ratio(parent_path, out)
+                figures = measure(out, data_path, has_labels, feeds=feeds)
+                paired = paired_latency(parent_path, out, feeds=feeds)
+            except TransformError as exc:
+                rows.append({"name": label, "transform": name, "params": cleaned_params(params), "error": str(exc)})
+                continue
+            try:
                 facts = inspect_model(load_model(out)) if transform.suffix == ".onnx" else parent.metadata
-            except (TransformError, ModelFileError) as exc:
-                rows.append({"name": label, "transform": name, "params": params, "error": str(exc)})
+            except ModelFileError as exc:
+                error = own_output_error(name, exc)
+                rows.append({"name": label, "transform": name, "params": cleaned, "error": error})
                 continue
             row = _candidate_row(label, figures, verification, profile, facts, figures["size_bytes"])
-            # The chooser compares latencies: use the side-by-side ratio against the parent's figure.
-            row["latency_ms"] = baseline["latency_ms"] * paired
+            # The chooser compares latencies: the side-by-side ratio against the parent, with its interval.
+            row["latency_ms"] = baseline["latency_ms"] * paired["ratio"]
             row.update(
                 {
                     "transform": name,
                     "params": cleaned,
+                    "lossy": is_lossy({"transform": name, "params": cleaned}),
+                    "latency_ratio": paired["ratio"],
+                    "latency_ci": [paired["ci_low"], paired["ci_high"]],
                     "vs_parent": summarize(parent_figures, figures, verification, paired),
                 }
             )
             rows.append(row)
             made[label] = (out, name, cleaned, figures, verification, report, transform, paired)
-            names.append(label)
         measured = [row for row in rows if "error" not in row]
-        decision = choose_variant(baseline, measured, objective=objective, budget_points=budget)
+        decision = choose_variant(
+            baseline, measured, objective=objective, budget_points=budget, accept_unverified=accept_unverified
+        )
         for row in rows:
             row["decision"] = (
                 "chosen"
@@ -285,7 +345,10 @@ def run_optimize_for_device(job, progress):
             "parent": baseline,
             "candidates": rows,
             "choice": decision["choice"],
+            "unverified": decision["unverified"],
         }
+        if note:
+            result["inputs_note"] = note
         child = None
         if decision["choice"]:
             out, name, cleaned, figures, verification, report, transform, paired = made[decision["choice"]]
@@ -298,20 +361,38 @@ def run_optimize_for_device(job, progress):
                 "transform_report": report.as_dict(),
                 "dataset": dataset.pk if dataset else None,
                 "chosen_for": slug,
+                # Shown wherever the version appears: a lossy variant nobody checked on real inputs.
+                "unverified": decision["unverified"],
             }
             child, _ = register_variant(
                 job, parent, out, name, cleaned, metrics, "ort" if transform.suffix == ".ort" else "onnx"
             )
             result["version"] = child.number
         else:
-            progress(95, "no variant beat the parent within the budget; keeping the parent")
+            reason = "no variant beat the parent within the budget; keeping the parent"
+            if not baseline["runnable_on_device"]:
+                reason = f"nothing the console tried runs on {slug} within the budget"
+            progress(95, reason)
     _remember_parent_benchmark(parent, parent_figures)
     return result, child
+
+
+def _label(name: str, params: dict) -> str:
+    shown = cleaned_params(params)
+    if name == "make_runnable":
+        return f"make_runnable(for {params['profile']['slug']})"
+    return f"{name}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+
+
+def cleaned_params(params: dict) -> dict:
+    """Parameters as people see them: a device profile is named by its slug elsewhere, not spelled out."""
+    return {k: v for k, v in params.items() if k not in ("profile", "dataset")}
 
 
 def _candidate_row(name, figures, verification, profile, facts, size_bytes) -> dict:
     runnable, reasons = compat.check_device(facts, size_bytes, profile) if facts else (True, [])
     evaluation = figures.get("evaluation") or {}
+    verification = verification or {}
     return {
         "name": name,
         "size_bytes": figures["size_bytes"],
@@ -319,7 +400,10 @@ def _candidate_row(name, figures, verification, profile, facts, size_bytes) -> d
         "latency_ms": figures["latency_1_thread"]["median_ms"],
         "latency_p90_ms": figures["latency_1_thread"]["p90_ms"],
         "accuracy": evaluation.get("accuracy"),
-        "agreement": (verification or {}).get("top1_agreement"),
+        "agreement": verification.get("top1_agreement"),
+        "fidelity_metric": verification.get("primary_metric"),
+        "fidelity": verification.get("primary_value"),
+        "inputs_source": verification.get("inputs_source"),
         "runnable_on_device": runnable,
         "device_reasons": reasons,
     }

@@ -8,7 +8,7 @@ from rest_framework import serializers
 from devices.models import DeviceType
 from jobs.models import Job
 from jobs.tooling.errors import TransformError
-from jobs.tooling.transforms import TRANSFORMS
+from jobs.tooling.transforms import USER_TRANSFORMS
 
 
 class OutlookSerializer(serializers.Serializer):
@@ -73,12 +73,12 @@ def _dataset_of(model, dataset_id):
 
 
 class OptimizeSerializer(serializers.Serializer):
-    transform = serializers.ChoiceField(choices=sorted(TRANSFORMS))
+    transform = serializers.ChoiceField(choices=sorted(USER_TRANSFORMS))
     params = serializers.DictField(required=False, default=dict)
     dataset = serializers.IntegerField(required=False, allow_null=True, default=None)
 
     def validate(self, attrs):
-        transform = TRANSFORMS[attrs["transform"]]
+        transform = USER_TRANSFORMS[attrs["transform"]]
         params = dict(attrs["params"])
         if "dataset" in params:
             raise serializers.ValidationError({"params": "Pick a dataset with the 'dataset' field (its id)."})
@@ -105,9 +105,19 @@ class OptimizeForDeviceSerializer(serializers.Serializer):
     device_type = serializers.SlugField()
     objective = serializers.ChoiceField(choices=["size", "latency"], default="size")
     accuracy_budget = serializers.FloatField(
-        default=1.0, min_value=0.0, max_value=100.0, help_text="Largest accuracy drop accepted, in points."
+        default=1.0,
+        min_value=0.0,
+        max_value=100.0,
+        help_text="Largest loss accepted, in points of the model's fidelity metric: accuracy points with a labeled "
+        "dataset, else e.g. 1 = at least 99% top-1 or decision agreement, at most 1% of pixels flipped or 1% "
+        "relative L2 error.",
     )
     dataset = serializers.IntegerField(required=False, allow_null=True, default=None)
+    accept_unverified = serializers.BooleanField(
+        default=False,
+        help_text="Allow a lossy variant (quantized, pruned, factorized, fp16) verified only on generated inputs to "
+        "be chosen; the version it makes is marked unverified everywhere it appears.",
+    )
 
     def validate(self, attrs):
         model = self.context["model"]

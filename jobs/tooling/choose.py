@@ -107,6 +107,8 @@ def choose_variant(
     )
     if unverified:
         reasons[choice] += "; unverified: its fidelity was measured on generated inputs only, as accepted"
+    if parent.get("runnable_on_device") is False:
+        reasons[choice] += "; the parent itself does not run on this device type"
     for name, _candidate in ranked[1:]:
         if objective == "size":
             reasons[name] = f"within budget but larger than {choice}"
@@ -153,6 +155,8 @@ def _rejection(
         return over_budget
     if _unverified(candidate) and not accept_unverified:
         return NOT_VERIFIED_ON_REAL_INPUTS
+    if parent.get("runnable_on_device") is False:
+        return None  # the parent cannot run there at all: any faithful variant that runs beats keeping it
     interval = candidate.get("latency_ci")
     if interval is not None:
         low, high = interval

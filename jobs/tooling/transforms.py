@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.tooling import fp16, graph_opt, opset, ort_format, prune, quantize, svd
+from jobs.tooling import fp16, graph_opt, opset, ort_format, prune, quantize, runnable, svd
 from jobs.tooling.common import Param, PathLike, TransformReport, check_params
 from jobs.tooling.errors import TransformError
 
@@ -27,6 +27,8 @@ class Transform:
     suffix: str = ".onnx"  # for the variant file: a plain InferenceSession(path) on a device spots ORT format by ".ort"
     # Parameters of which exactly one must be given (not None): alternatives that each default to None.
     one_of: tuple[str, ...] = ()
+    # Offered to people (API, pages); False for what only a job can parametrize (make_runnable takes a profile).
+    public: bool = True
 
     def _keyword_params(self) -> dict[str, inspect.Parameter]:
         parameters = inspect.signature(self.function).parameters.values()
@@ -89,8 +91,14 @@ TRANSFORMS: dict[str, Transform] = {
         Transform(
             "svd", svd.svd, svd.PARAMS, "low-rank factorization of large MatMul/Gemm weights", one_of=("rank", "energy")
         ),
+        *(
+            Transform(name, function, params, description, public=name != "make_runnable")
+            for name, function, params, description in runnable.RUNNABLE_TRANSFORMS
+        ),
     )
 }
+# What people may ask for by name (the API's choices, the version page's list).
+USER_TRANSFORMS: dict[str, Transform] = {name: t for name, t in TRANSFORMS.items() if t.public}
 
 
 def get_transform(name: str) -> Transform:

@@ -105,6 +105,7 @@ def test_optimize_for_device__queues_with_budget_and_objective(project, model, t
         "objective": "latency",
         "accuracy_budget": 0.5,
         "dataset": None,
+        "accept_unverified": False,
     }
 
 

@@ -178,3 +178,14 @@ def test_choose_variant__lossy_variant_verified_on_generated_inputs__is_refused_
 def test_choose_variant__lossy_without_the_field__is_judged_from_the_transform_name():
     row = measured("q", size=260, inputs_source="generated", lossy=None, transform="quantize_dynamic")
     assert choose_variant(UNLABELED_PARENT, [row])["reasons"]["q"].startswith("not verified on real inputs")
+
+
+def test_choose_variant__parent_that_does_not_run_on_the_device__any_faithful_runnable_variant_beats_it():
+    parent = {**PARENT, "runnable_on_device": False}
+    runnable = {**variant("make_runnable", 1000, 10.5, accuracy=0.95), "latency_ci": [1.02, 1.08], "lossy": False}
+
+    decision = choose_variant(parent, [runnable, variant("int8", 300, 8.0, accuracy=0.94, runnable=False)])
+
+    assert decision["choice"] == "make_runnable"
+    assert decision["reasons"]["make_runnable"].endswith("the parent itself does not run on this device type")
+    assert decision["reasons"]["int8"] == "does not run on this device type"

@@ -1,0 +1,96 @@
+"""Optimize for a device type that cannot run the model: the console makes it runnable, verified like any variant.
+
+Both cases of the issue, on models exported in the test: a default scikit-learn export (IR 10, ZipMap output)
+that onnxruntime 1.16 on the Raspberry Pi cannot load, and the demo digits classifier, whose Identity and
+ArrayFeatureExtractor nodes are not in the Android mobile package.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skl2onnx import to_onnx
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from console.catalog.datasets import attach_dataset
+from console.catalog.uploads import temporary_upload
+from console.jobkinds import services as jobkind_services
+from jobs.models import Job
+from jobs.tasks import execute_job
+from tests.jobs.helpers import ready_version, run_pending_checks
+
+pytestmark = pytest.mark.django_db
+
+
+def default_sklearn_export() -> tuple[bytes, np.ndarray]:
+    features, labels = load_iris(return_X_y=True)
+    classifier = LogisticRegression(max_iter=500).fit(features, labels)
+    onnx_model = to_onnx(classifier, features[:1].astype(np.float32))  # skl2onnx's defaults: ZipMap, recent IR
+    return onnx_model.SerializeToString(), features.astype(np.float32)
+
+
+def optimize_for(version, slug: str, dataset=None, **params) -> Job:
+    job = jobkind_services.queue_optimization(
+        version=version,
+        kind="optimize_for_device",
+        params={"device_type": slug, "objective": "size", "accuracy_budget": 1.0, **params},
+        dataset=dataset,
+    )
+    assert execute_job(job.pk) == "succeeded", Job.objects.get(pk=job.pk).error
+    job.refresh_from_db()
+    return job
+
+
+def row(version, slug: str):
+    return version.compatibility.get(device_type__slug=slug)
+
+
+def test_default_sklearn_export__reaches_the_raspberry_pi_through_a_verified_runnable_variant(model):
+    payload, _features = default_sklearn_export()
+    parent = ready_version(model, payload)
+    assert not row(parent, "raspberry-pi-4").compatible  # IR 10: onnxruntime 1.16 loads up to 9
+
+    job = optimize_for(parent, "raspberry-pi-4")
+
+    result = job.result
+    assert result["parent"]["runnable_on_device"] is False
+    assert result["choice"].startswith("make_runnable"), result["candidates"]
+    chosen = next(r for r in result["candidates"] if r["decision"] == "chosen")
+    assert chosen["vs_parent"]["fidelity"] == 1.0  # the same labels, compared through the ZipMap maps
+    run_pending_checks()
+    child = job.output_version
+    child.refresh_from_db()
+    assert child.state == "ready" and child.transform == "make_runnable"
+    assert row(child, "raspberry-pi-4").compatible, row(child, "raspberry-pi-4").reasons
+
+
+def test_default_sklearn_export__every_candidate_is_evaluated_or_refused_with_a_reason_never_a_crash(model, tmp_path):
+    payload, features = default_sklearn_export()
+    parent = ready_version(model, payload)
+    np.savez(tmp_path / "iris.npz", X=features)  # real rows, no labels: sample inputs
+    with temporary_upload("iris.npz", (tmp_path / "iris.npz").read_bytes()) as upload:
+        samples = attach_dataset(model=model, uploaded=upload)
+
+    job = optimize_for(parent, "x86-gateway", dataset=samples)
+
+    for candidate in job.result["candidates"]:
+        assert candidate["decision"], candidate  # chosen, or why not; an error is a sentence, not a traceback
+        assert "Traceback" not in candidate.get("error", "") and "object has no attribute" not in candidate.get(
+            "error", ""
+        )
+
+
+def test_demo_model__gets_an_android_variant_that_the_mobile_package_runs(model, digits_demo):
+    model_path, _data_path, _ = digits_demo
+    parent = ready_version(model, model_path.read_bytes())
+    assert not row(parent, "android-arm64-phone").compatible
+
+    job = optimize_for(parent, "android-arm64-phone")
+
+    assert job.result["choice"] and job.result["choice"].startswith("make_runnable"), job.result["candidates"]
+    run_pending_checks()
+    child = job.output_version
+    child.refresh_from_db()
+    assert child.state == "ready"
+    assert row(child, "android-arm64-phone").compatible, row(child, "android-arm64-phone").reasons
