@@ -214,6 +214,11 @@ class ModelVersion(models.Model):
     def is_servable(self) -> bool:
         return is_servable(self.state)
 
+    @property
+    def is_unverified(self) -> bool:
+        """A lossy variant chosen with fidelity measured on generated inputs only, as its job was allowed to."""
+        return bool((self.metrics or {}).get("unverified"))
+
 
 # The one rule of what may be served, optimized, targeted or deployed: a version whose check passed.
 SERVABLE_STATES = frozenset({ModelVersion.State.READY.value})

@@ -105,6 +105,9 @@ class VersionSerializer(serializers.ModelSerializer):
     parent = serializers.IntegerField(
         source="parent.number", read_only=True, allow_null=True, default=None
     )  # an upload has none
+    unverified = serializers.BooleanField(
+        source="is_unverified", read_only=True, help_text="A lossy variant verified on generated inputs only."
+    )
 
     class Meta:
         model = ModelVersion
@@ -112,6 +115,7 @@ class VersionSerializer(serializers.ModelSerializer):
             "model",
             "number",
             "state",
+            "unverified",
             "error",
             "sha256",
             "size_bytes",

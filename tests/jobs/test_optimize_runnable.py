@@ -94,3 +94,27 @@ def test_demo_model__gets_an_android_variant_that_the_mobile_package_runs(model,
     child.refresh_from_db()
     assert child.state == "ready"
     assert row(child, "android-arm64-phone").compatible, row(child, "android-arm64-phone").reasons
+
+
+def test_lossy_variant_chosen_on_generated_inputs__only_when_accepted_and_then_marked_everywhere(model, client, owner):
+    from tests.conftest import make_mlp
+
+    parent = ready_version(model, make_mlp(hidden=2048).SerializeToString())
+
+    refused = optimize_for(parent, "x86-gateway")
+    lossy_rows = [r for r in refused.result["candidates"] if r.get("lossy") and "error" not in r]
+    assert lossy_rows and all(r["inputs_source"] == "generated" for r in lossy_rows)
+    decisions = {r["name"]: r["decision"] for r in lossy_rows}
+    assert "chosen" not in decisions.values(), decisions
+    assert any(d.startswith("not verified on real inputs") for d in decisions.values()), decisions
+
+    accepted = optimize_for(parent, "x86-gateway", accept_unverified=True)
+    if accepted.output_version is None:  # nothing lossy was smaller without being slower here: nothing to mark
+        pytest.skip(f"no variant chosen: {[r['decision'] for r in accepted.result['candidates']]}")
+    child = accepted.output_version
+    assert accepted.result["unverified"] is child.is_unverified is True
+    client.force_login(owner)
+    page = client.get(f"/p/{model.project.slug}/m/{model.name}/v/{child.number}/").content.decode()
+    assert 'class="state unverified"' in page and "Unverified: this lossy variant" in page
+    api = client.get(f"/api/projects/{model.project.slug}/models/{model.name}/versions/{child.number}/").json()
+    assert api["unverified"] is True
