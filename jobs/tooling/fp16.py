@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import numpy_helper
-from onnxruntime.transformers.float16 import convert_float_to_float16
+from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 from onnxruntime.transformers.onnx_model import OnnxModel
 
 from jobs.tooling.common import (
@@ -24,13 +24,58 @@ from jobs.tooling.errors import TransformError
 from jobs.tooling.modelfile import iter_graphs, iter_tensors
 
 FP16_MAX = float(np.finfo(np.float16).max)  # 65504
-PARAMS = {"keep_io_types": Param(bool)}
+# Operators kept in float32 by default, with Casts around them: fp16's range (±65504) and 11-bit mantissa fail
+# them on ordinary inputs. Exp overflows from x > 11 and Log/Pow turn small or large values into -inf/inf; sums and
+# means over many elements (ReduceSum/ReduceMean/ReduceSumSquare/ReduceL2/ReduceLogSumExp, and the variance inside
+# Layer/Instance/GroupNormalization) overflow or lose the small terms. Softmax is not listed: onnxruntime's fp16
+# kernels subtract the maximum and accumulate in float32, and blocking it would put two Casts on every attention
+# score tensor, the largest activations a transformer has.
+SENSITIVE_OPS = (
+    "Exp",
+    "Log",
+    "Pow",
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceSumSquare",
+    "ReduceL2",
+    "ReduceLogSumExp",
+    "LayerNormalization",
+    "InstanceNormalization",
+    "GroupNormalization",
+)
+PARAMS = {
+    "keep_io_types": Param(bool),
+    "keep_float32_ops": Param((list, tuple)),
+    "keep_float32_nodes": Param((list, tuple)),
+}
 _FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
 
 
-def convert_fp16(src: PathLike, dst: PathLike, *, keep_io_types: bool = True) -> TransformReport:
-    """Halve float weights and compute; ``keep_io_types`` keeps float32 inputs/outputs so app code need not change."""
-    check_params(PARAMS, {"keep_io_types": keep_io_types})
+def convert_fp16(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    keep_io_types: bool = True,
+    keep_float32_ops: list[str] | tuple[str, ...] = SENSITIVE_OPS,
+    keep_float32_nodes: list[str] | tuple[str, ...] = (),
+) -> TransformReport:
+    """Halve float weights and compute; ``keep_io_types`` keeps float32 inputs/outputs so app code need not change.
+
+    Nodes of the ``keep_float32_ops`` types (numerically sensitive ones by default; [] for none) and the nodes named
+    in ``keep_float32_nodes`` stay in float32 behind Casts; so do the ops onnxruntime's converter always keeps
+    (``DEFAULT_OP_BLOCK_LIST``: ML-domain ops, Range, TopK, NonMaxSuppression...).
+    """
+    check_params(
+        PARAMS,
+        {
+            "keep_io_types": keep_io_types,
+            "keep_float32_ops": keep_float32_ops,
+            "keep_float32_nodes": keep_float32_nodes,
+        },
+    )
+    for name, values in (("keep_float32_ops", keep_float32_ops), ("keep_float32_nodes", keep_float32_nodes)):
+        if not all(isinstance(value, str) and value for value in values):
+            raise TransformError(f"parameter {name} must be a list of names, got {list(values)!r}")
     model = load_model(src)
     refuse_quantized(model, "convert")
     overflows = fp16_overflows(model)
@@ -43,8 +88,19 @@ def convert_fp16(src: PathLike, dst: PathLike, *, keep_io_types: bool = True) ->
     float_weights = sum(len(float_initializers(graph)) for graph in iter_graphs(model.graph))
     if not float_weights and not _has_float_io(model):
         raise TransformError("nothing to convert: the model has no float32 weights, inputs or outputs")
+    kept_types = {node.op_type for graph in iter_graphs(model.graph) for node in graph.node} & set(keep_float32_ops)
+    node_names = {node.name for graph in iter_graphs(model.graph) for node in graph.node}
+    unknown_nodes = sorted(set(keep_float32_nodes) - node_names)
+    if unknown_nodes:
+        raise TransformError(f"keep_float32_nodes names nodes the model does not have: {', '.join(unknown_nodes[:5])}")
     try:
-        converted = convert_float_to_float16(model, keep_io_types=keep_io_types)
+        # The converter's own block list covers ops with no fp16 kernel; passing a list replaces it, so extend it.
+        converted = convert_float_to_float16(
+            model,
+            keep_io_types=keep_io_types,
+            op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(keep_float32_ops)),
+            node_block_list=list(keep_float32_nodes) or None,
+        )
     except Exception as exc:
         raise TransformError(f"onnxruntime's fp16 converter failed: {type(exc).__name__}: {exc}") from exc
     # The converter appends its Cast nodes at the end of the graph; onnx.checker (and strict loaders) want
@@ -56,9 +112,20 @@ def convert_fp16(src: PathLike, dst: PathLike, *, keep_io_types: bool = True) ->
         raise TransformError(f"the fp16 model is not valid ONNX: {str(exc).splitlines()[0]}") from exc
     with write_atomically(dst) as tmp:
         save_model(converted, tmp)
-    report = TransformReport("fp16", details={"keep_io_types": keep_io_types, "float_weights": float_weights})
+    report = TransformReport(
+        "fp16",
+        details={
+            "keep_io_types": keep_io_types,
+            "float_weights": float_weights,
+            "float32_op_types": sorted(kept_types),
+            "float32_nodes": list(keep_float32_nodes),
+        },
+    )
     io_note = "inputs and outputs stay float32" if keep_io_types else "inputs and outputs become float16"
     report.log.append(f"converted {float_weights} float weight tensors to fp16; {io_note}")
+    if kept_types or keep_float32_nodes:
+        kept = sorted(kept_types) + [f"node '{name}'" for name in keep_float32_nodes]
+        report.log.append(f"kept in float32 for accuracy: {', '.join(kept)}")
     return report
 
 

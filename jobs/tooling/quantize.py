@@ -1,7 +1,14 @@
-"""int8 quantization with onnxruntime's quantizer: dynamic (weights only) or static QDQ calibrated on a dataset."""
+"""int8 quantization with onnxruntime's quantizer: dynamic (weights only) or static (QDQ or QOperator) calibrated on a
+dataset.
+
+Which operator types to quantize matters as much as whether to: on x86, dynamic quantization turns Conv into
+ConvInteger, which is slower than the float Conv it replaces, while MatMulInteger is fast; ``op_types`` leaves the
+rest in float.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import tempfile
 from pathlib import Path
@@ -15,6 +22,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 from onnxruntime.quantization import quantize_static as ort_quantize_static
+from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from jobs.tooling.common import (
@@ -40,27 +48,57 @@ CALIBRATE_METHODS = {
     "entropy": CalibrationMethod.Entropy,
     "percentile": CalibrationMethod.Percentile,
 }
+QUANT_FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+# The operator types each mode can quantize, from onnxruntime's own registries. Dynamic mode has no Gemm kernel; its
+# quantizer rewrites every Gemm as MatMul (+ Add) first, so "MatMul" covers Gemm layers too.
+DYNAMIC_OP_TYPES = tuple(sorted(IntegerOpsRegistry))
+STATIC_OP_TYPES = {"qdq": tuple(sorted(QDQRegistry)), "qoperator": tuple(sorted(QLinearOpsRegistry))}
 DYNAMIC_PARAMS = {
     "per_channel": Param(bool),
     "weight_type": Param(str, choices=tuple(WEIGHT_TYPES)),
+    "op_types": Param((list, tuple), optional=True),
     "preprocess": Param(bool),
 }
 STATIC_PARAMS = {
     "per_channel": Param(bool),
     "calibrate_method": Param(str, choices=tuple(CALIBRATE_METHODS)),
     "max_calibration_rows": Param(int, minimum=1),
+    "quant_format": Param(str, choices=tuple(QUANT_FORMATS)),
+    "activation_type": Param(str, choices=tuple(WEIGHT_TYPES)),
+    "weight_type": Param(str, choices=tuple(WEIGHT_TYPES)),
+    "reduce_range": Param(bool),
+    "op_types": Param((list, tuple), optional=True),
     "preprocess": Param(bool),
 }
 _CALIBRATION_BATCH = 32
 
 
 def quantize_dynamic(
-    src: PathLike, dst: PathLike, *, per_channel: bool = False, weight_type: str = "int8", preprocess: bool = True
+    src: PathLike,
+    dst: PathLike,
+    *,
+    per_channel: bool = False,
+    weight_type: str = "int8",
+    op_types: list[str] | None = None,
+    preprocess: bool = True,
 ) -> TransformReport:
-    """int8 weights, activations quantized at run time; needs no dataset."""
-    check_params(DYNAMIC_PARAMS, {"per_channel": per_channel, "weight_type": weight_type, "preprocess": preprocess})
+    """int8 weights, activations quantized at run time; needs no dataset.
+
+    ``op_types`` (e.g. ["MatMul"]) quantizes only those operator types and leaves the rest in float; None quantizes
+    every type dynamic mode supports. Activations are always uint8 in dynamic mode; ``weight_type`` picks U8S8
+    ("int8", onnxruntime's default and its fast path on x86 AVX2/AVX512) or U8U8 ("uint8", free of the U8S8
+    saturation that costs accuracy on x86 CPUs without VNNI).
+    """
+    check_params(
+        DYNAMIC_PARAMS,
+        {"per_channel": per_channel, "weight_type": weight_type, "op_types": op_types, "preprocess": preprocess},
+    )
+    _check_op_types(
+        op_types, DYNAMIC_OP_TYPES, "dynamic quantization", "it rewrites Gemm as MatMul, so MatMul covers Gemm layers"
+    )
     model = _load_float_model(src)
-    report = TransformReport("quantize_dynamic", details={"per_channel": per_channel, "weight_type": weight_type})
+    details = {"per_channel": per_channel, "weight_type": weight_type, "op_types": op_types}
+    report = TransformReport("quantize_dynamic", details=details)
     with tempfile.TemporaryDirectory() as workdir, write_atomically(dst) as tmp:
         prepared = _prepare(model, Path(workdir), preprocess, report)
         # EnableSubgraph: without it the quantizer skips weights inside If/Loop bodies.
@@ -70,9 +108,10 @@ def quantize_dynamic(
             tmp,
             per_channel=per_channel,
             weight_type=WEIGHT_TYPES[weight_type],
+            op_types_to_quantize=list(op_types) if op_types else None,
             extra_options={"EnableSubgraph": True},
         )
-        _check_something_quantized(tmp, report)
+        _check_something_quantized(tmp, report, op_types=op_types)
     return report
 
 
@@ -84,18 +123,34 @@ def quantize_static(
     per_channel: bool = False,
     calibrate_method: str = "minmax",
     max_calibration_rows: int = 256,
+    quant_format: str = "qdq",
+    activation_type: str = "int8",
+    weight_type: str = "int8",
+    reduce_range: bool = False,
+    op_types: list[str] | None = None,
     preprocess: bool = True,
 ) -> TransformReport:
-    """int8 weights and activations in QDQ format, activation ranges calibrated on ``dataset`` (required)."""
+    """int8 weights and activations, activation ranges calibrated on ``dataset`` (required).
+
+    onnxruntime's guidance for CPUs (``quantize_static``'s docstring): QDQ format; uint8 activations with int8
+    weights on x86 (with ``reduce_range`` on CPUs without VNNI), int8 for both on ARM; ``per_channel`` weights for
+    accuracy on convolutions at a small cost in speed. ``op_types`` limits quantization to those operator types.
+    """
     check_params(
         STATIC_PARAMS,
         {
             "per_channel": per_channel,
             "calibrate_method": calibrate_method,
             "max_calibration_rows": max_calibration_rows,
+            "quant_format": quant_format,
+            "activation_type": activation_type,
+            "weight_type": weight_type,
+            "reduce_range": reduce_range,
+            "op_types": op_types,
             "preprocess": preprocess,
         },
     )
+    _check_op_types(op_types, STATIC_OP_TYPES[quant_format], f"static quantization ({quant_format})")
     if dataset is None:
         raise TransformError(
             "static quantization needs a calibration dataset (NPZ or CSV matching the model's inputs); "
@@ -112,8 +167,12 @@ def quantize_static(
     report = TransformReport(
         "quantize_static",
         details={
-            "format": "QDQ",
+            "format": QUANT_FORMATS[quant_format].name,
             "per_channel": per_channel,
+            "activation_type": activation_type,
+            "weight_type": weight_type,
+            "reduce_range": reduce_range,
+            "op_types": op_types,
             "calibrate_method": calibrate_method,
             "calibration_rows": calibration.rows,
         },
@@ -126,16 +185,33 @@ def quantize_static(
             prepared,
             tmp,
             calibration_data_reader=_DatasetReader(calibration, specs),
-            quant_format=QuantFormat.QDQ,
+            quant_format=QUANT_FORMATS[quant_format],
             per_channel=per_channel,
+            reduce_range=reduce_range,
+            activation_type=WEIGHT_TYPES[activation_type],
+            weight_type=WEIGHT_TYPES[weight_type],
+            op_types_to_quantize=list(op_types) if op_types else None,
             calibrate_method=CALIBRATE_METHODS[calibrate_method],
         )
         hint = ""
         if len(list(iter_graphs(model.graph))) > 1:
             # Static (QDQ) quantization has no EnableSubgraph: weights inside If/Loop bodies stay float.
-            hint = "; weights inside If/Loop subgraphs are out of static quantization's reach, use quantize_dynamic"
-        _check_something_quantized(tmp, report, hint)
+            hint += "; weights inside If/Loop subgraphs are out of static quantization's reach, use quantize_dynamic"
+        _check_something_quantized(tmp, report, hint, op_types)
     return report
+
+
+def _check_op_types(op_types: list[str] | None, supported: tuple[str, ...], what: str, advice: str = "") -> None:
+    if op_types is None:
+        return
+    if not op_types or not all(isinstance(op, str) for op in op_types):
+        raise TransformError("parameter op_types must be a non-empty list of operator types, or null for all")
+    unsupported = sorted(set(op_types) - set(supported))
+    if unsupported:
+        advice = f"; {advice}" if advice and "Gemm" in unsupported else ""
+        raise TransformError(
+            f"{what} cannot quantize {', '.join(unsupported)}: it quantizes {', '.join(supported)}{advice}"
+        )
 
 
 class _DatasetReader(CalibrationDataReader):
@@ -165,7 +241,10 @@ def _prepare(model: onnx.ModelProto, workdir: Path, preprocess: bool, report: Tr
     # Symbolic shape inference needs sympy; ONNX shape inference plus ORT's basic optimization still run without it.
     without_sympy = importlib.util.find_spec("sympy") is None
     try:
-        quant_pre_process(str(prepared), str(preprocessed), skip_symbolic_shape=without_sympy)
+        # Symbolic shape inference saves "sym_shape_infer_temp.onnx" in the working directory when it cannot infer
+        # every shape: keep that in the job's temporary directory (workers are processes, so chdir is safe there).
+        with contextlib.chdir(workdir):
+            quant_pre_process(str(prepared), str(preprocessed), skip_symbolic_shape=without_sympy)
     except Exception as exc:  # pre-processing is an optimization: quantize the unprocessed model rather than fail
         report.log.append(f"pre-processing skipped ({type(exc).__name__}: {exc})")
         return prepared
@@ -181,15 +260,18 @@ def _call_quantizer(function, prepared: Path, out: Path, **kwargs) -> None:
         raise TransformError(f"onnxruntime's quantizer failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _check_something_quantized(out: Path, report: TransformReport, hint: str = "") -> None:
+def _check_something_quantized(
+    out: Path, report: TransformReport, hint: str = "", op_types: list[str] | None = None
+) -> None:
     """An "int8" variant identical to its parent would mislead everyone: refuse it."""
     quantized = onnx.load(str(out))
     quantized_types = quantized_op_types(quantized)
     nodes = [node.op_type for graph in iter_graphs(quantized.graph) for node in graph.node]
     quantized_nodes = [op for op in nodes if op in quantized_types]
     if not quantized_nodes:
+        asked = f"node of the types asked for ({', '.join(op_types)})" if op_types else None
         raise TransformError(
-            "nothing to quantize: no MatMul, Gemm, Conv or other quantizable node has constant weights "
+            f"nothing to quantize: no {asked or 'MatMul, Gemm, Conv or other quantizable node'} has constant weights "
             f"the quantizer can reach{hint}"
         )
     report.details["quantized_nodes"] = len(quantized_nodes)

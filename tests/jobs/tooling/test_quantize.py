@@ -138,3 +138,131 @@ def test_quantize_static__model_with_first_dim_fixed_at_1__calibrates_row_by_row
     dst = tmp_path / "qdq.onnx"
     quantize_static(fixed_batch_path, dst, dataset=dataset)
     assert verify_variant(fixed_batch_path, dst, dataset)["verified"]
+
+
+@pytest.fixture(scope="module")
+def conv_matmul_path(tmp_path_factory):
+    """Two Conv layers then two MatMuls: the shape where quantizing Conv dynamically costs speed on x86."""
+    from onnx import helper, numpy_helper
+
+    from jobs.tooling.reference_models import float_input, make_model
+
+    rng = np.random.default_rng(3)
+    initializers = [
+        numpy_helper.from_array((rng.standard_normal((16, 3, 3, 3)) / 5).astype(np.float32), "c1"),
+        numpy_helper.from_array((rng.standard_normal((32, 16, 3, 3)) / 12).astype(np.float32), "c2"),
+        numpy_helper.from_array((rng.standard_normal((32, 256)) / 6).astype(np.float32), "w1"),
+        numpy_helper.from_array((rng.standard_normal((256, 10)) / 16).astype(np.float32), "w2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "c1"], ["h1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "c2"], ["h2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w1"], ["m1"]),
+        helper.make_node("Relu", ["m1"], ["a1"]),
+        helper.make_node("MatMul", ["a1", "w2"], ["y"]),
+    ]
+    model = make_model(nodes, [float_input("x", ["N", 3, 16, 16])], [float_input("y", ["N", 10])], initializers)
+    path = tmp_path_factory.mktemp("conv_matmul") / "conv_matmul.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def weight_dtypes(path, op_type: str) -> set[int]:
+    """Element types of the weight input (slot 1) of every ``op_type`` node."""
+    model = onnx.load(str(path))
+    initializers = {t.name: t.data_type for t in model.graph.initializer}
+    return {initializers[n.input[1]] for n in model.graph.node if n.op_type == op_type and n.input[1] in initializers}
+
+
+def test_quantize_dynamic__matmul_only__leaves_conv_in_float_and_is_smaller(conv_matmul_path, tmp_path):
+    only = tmp_path / "matmul_only.onnx"
+    everything = tmp_path / "all.onnx"
+    report = quantize_dynamic(conv_matmul_path, only, op_types=["MatMul"])
+    quantize_dynamic(conv_matmul_path, everything)
+    assert "Conv" in op_types(only) and "ConvInteger" not in op_types(only)
+    assert "MatMulInteger" in op_types(only) and "ConvInteger" in op_types(everything)
+    assert report.details["op_types"] == ["MatMul"]
+    parent_size = os.path.getsize(conv_matmul_path)
+    assert os.path.getsize(everything) < os.path.getsize(only) < 0.75 * parent_size
+    # Random weights give near-tied logits, so judge by the outputs' relative error, not by top-1.
+    assert verify_variant(conv_matmul_path, only)["relative_error"] < 0.05
+
+
+def test_quantize_dynamic__uint8_weights__gives_u8u8_conv_integer_that_runs(conv_matmul_path, tmp_path):
+    dst = tmp_path / "u8.onnx"
+    quantize_dynamic(conv_matmul_path, dst, weight_type="uint8")
+    assert weight_dtypes(dst, "ConvInteger") == {onnx.TensorProto.UINT8}
+    assert verify_variant(conv_matmul_path, dst)["relative_error"] < 0.05
+
+
+def test_quantize_dynamic__gemm_in_op_types__is_refused_pointing_to_matmul(cnn_path, tmp_path):
+    with pytest.raises(TransformError, match="dynamic quantization cannot quantize Gemm.*MatMul covers Gemm layers"):
+        quantize_dynamic(cnn_path, tmp_path / "int8.onnx", op_types=["MatMul", "Gemm"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quantize_dynamic__matmul_only__reaches_gemm_weights_and_leaves_conv(cnn_path, tmp_path):
+    dst = tmp_path / "int8.onnx"
+    quantize_dynamic(cnn_path, dst, op_types=["MatMul"])
+    assert "Conv" in op_types(dst) and "MatMulInteger" in op_types(dst) and "Gemm" not in op_types(dst)
+    assert verify_variant(cnn_path, dst)["relative_error"] < 0.05
+
+
+def test_quantize_dynamic__matmul_only_on_a_model_without_matmul__says_what_was_asked(tmp_path):
+    from onnx import helper, numpy_helper
+
+    from jobs.tooling.reference_models import float_input, make_model
+
+    kernel = numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32), "k")
+    model = make_model(
+        [helper.make_node("Conv", ["x", "k"], ["y"])],
+        [float_input("x", ["N", 1, 8, 8])],
+        [float_input("y", ["N", 4, 6, 6])],
+        [kernel],
+    )
+    src = tmp_path / "conv.onnx"
+    onnx.save(model, str(src))
+    with pytest.raises(TransformError, match=r"nothing to quantize: no node of the types asked for \(MatMul\)"):
+        quantize_dynamic(src, tmp_path / "int8.onnx", op_types=["MatMul"])
+    assert list(tmp_path.iterdir()) == [src]
+
+
+@pytest.mark.parametrize("op_types", [[], [3], "MatMul"])
+def test_quantize_dynamic__malformed_op_types__are_refused(mlp_path, tmp_path, op_types):
+    with pytest.raises(TransformError, match="op_types"):
+        quantize_dynamic(mlp_path, tmp_path / "int8.onnx", op_types=op_types)
+
+
+def test_quantize_static__per_channel_qdq_conv_only__keeps_gemm_float_and_agrees(cnn_path, tmp_path):
+    dataset = tmp_path / "images.npz"
+    np.savez(dataset, x=np.random.default_rng(0).standard_normal((32, 1, 8, 8)).astype(np.float32))
+    dst = tmp_path / "conv_qdq.onnx"
+    report = quantize_static(
+        cnn_path, dst, dataset=dataset, per_channel=True, activation_type="uint8", reduce_range=True, op_types=["Conv"]
+    )
+    model = onnx.load(str(dst))
+    produced_by = {out: node for node in model.graph.node for out in node.output}
+    gemm = next(node for node in model.graph.node if node.op_type == "Gemm")
+    assert gemm.input[1] not in produced_by  # the Gemm weight is still the float initializer
+    conv_weights = [produced_by[n.input[1]].op_type for n in model.graph.node if n.op_type == "Conv"]
+    assert conv_weights == ["DequantizeLinear", "DequantizeLinear"]
+    assert report.details["format"] == "QDQ" and report.details["activation_type"] == "uint8"
+    assert verify_variant(cnn_path, dst, dataset)["verified"]
+
+
+def test_quantize_static__qoperator_format__writes_qlinear_ops_that_run(cnn_path, tmp_path):
+    dataset = tmp_path / "images.npz"
+    np.savez(dataset, x=np.random.default_rng(0).standard_normal((32, 1, 8, 8)).astype(np.float32))
+    dst = tmp_path / "qlinear.onnx"
+    report = quantize_static(cnn_path, dst, dataset=dataset, quant_format="qoperator", activation_type="uint8")
+    assert "QLinearConv" in op_types(dst) and report.details["format"] == "QOperator"
+    assert verify_variant(cnn_path, dst, dataset)["verified"]
+
+
+def test_quantize_static__op_type_the_format_cannot_quantize__is_refused_before_calibrating(digits, tmp_path):
+    with pytest.raises(TransformError, match=r"static quantization \(qdq\) cannot quantize Softmax"):
+        quantize_static(digits.model, tmp_path / "q.onnx", dataset=digits.npz, op_types=["Softmax"])
