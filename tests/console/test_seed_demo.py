@@ -34,7 +34,11 @@ def test_seed_demo__creates_a_checked_demo_model_with_its_dataset_and_is_idempot
     project = Project.objects.get(slug="demo")
     assert sorted(project.memberships.values_list("role", flat=True)) == ["approver", "developer", "owner", "viewer"]
     model = Model.objects.get(project=project, name="digit-classifier")
-    assert list(model.versions.values_list("number", "state")) == [(1, "ready")]
+    # v1 as trained; v2 the variant the Android phones' mobile package runs (made by optimize-for-device).
+    assert list(model.versions.order_by("number").values_list("number", "state")) == [(1, "ready"), (2, "ready")]
+    android = model.versions.get(number=2)
+    assert android.parent.number == 1 and android.transform == "make_runnable"
+    assert android.compatibility.get(device_type__slug="android-arm64-phone").compatible
     assert model.datasets.get().rows > 100
 
 
@@ -47,12 +51,13 @@ def test_seed_demo__opens_on_a_fleet_that_installed_what_it_can_run(client):
     project = Project.objects.get(slug="demo")
     assert Device.objects.filter(project=project).count() == 24
     states = DeviceModelState.objects.filter(device__project=project).select_related("device__device_type")
-    # The demo model fails the phone's mobile runtime: phones are told why and get nothing; the rest run it.
+    # v1 fails the phones' mobile runtime: they are served its Android variant (v2), the rest run v1.
     phones = [s for s in states if s.device.device_type.slug == "android-arm64-phone"]
     others = [s for s in states if s.device.device_type.slug != "android-arm64-phone"]
-    assert phones and all(s.desired_version_id is None and "mobile" in s.reason for s in phones)
-    assert others and all(s.up_to_date and s.installed_state == "running" for s in others)
+    assert phones and all(s.desired_version.number == 2 and "compatible variant" in s.reason for s in phones)
+    assert all(s.up_to_date and s.installed_state == "running" for s in phones + others)
+    assert others and all(s.desired_version.number == 1 for s in others)
     totals = [(r.download_completed, r.install_succeeded) for r in DailyRollup.objects.filter(project=project)]
-    assert sum(done for done, _ in totals) == sum(ok for _, ok in totals) == len(others)
+    assert sum(done for done, _ in totals) == sum(ok for _, ok in totals) == len(phones) + len(others)
     client.force_login(project.memberships.get(role="viewer").user)
     assert client.get("/p/demo/fleet/").status_code == 200

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from console.catalog import services as catalog_services
 from console.catalog.datasets import attach_dataset
 from console.catalog.uploads import temporary_upload
+from console.jobkinds import services as jobkind_services
 from console.models import Model, Project
 from console.projects import roles
 from console.projects import services as project_services
@@ -86,11 +87,14 @@ class Command(BaseCommand):
                 # Check it now, in this process, so the demo opens on a checked version with its dataset.
                 execute_job(Job.objects.get(input_version=version, kind="check").pk)
                 with temporary_upload("digits-eval.npz", data_path.read_bytes()) as upload:
-                    attach_dataset(model=model, uploaded=upload, name="digits held-out set", user=users["demo"])
+                    held_out = attach_dataset(
+                        model=model, uploaded=upload, name="digits held-out set", user=users["demo"]
+                    )
             self.stdout.write(
                 f"demo model trained (held-out accuracy {accuracy:.3f}), uploaded and checked as "
                 f"v{version.number}, with its held-out set attached as a dataset"
             )
+            self._android_variant(version, held_out, users["demo"])
         version = model.versions.servable().order_by("number").first()
         if version is not None:
             self._demo_delivery(project, model, version, users["demo"])
@@ -99,6 +103,26 @@ class Command(BaseCommand):
                 f"demo data ready: sign in as demo / {password} (owner); also dev, approver, viewer with the same password"
             )
         )
+
+    def _android_variant(self, version, dataset, user) -> None:
+        """The demo model does not run on the phones' mobile package (ArrayFeatureExtractor, Identity): optimize it
+        for them as a developer would, so delivery serves the phones the variant it makes."""
+        version.refresh_from_db()  # its check ran in this process: ready now
+        job = jobkind_services.queue_optimization(
+            version=version,
+            kind="optimize_for_device",
+            params={"device_type": "android-arm64-phone", "objective": "size", "accuracy_budget": 1.0},
+            dataset=dataset,
+            user=user,
+        )
+        execute_job(job.pk)
+        job.refresh_from_db()
+        child = job.output_version
+        if child is None:
+            self.stdout.write(f"no Android variant: {job.error or job.result.get('candidates')}")
+            return
+        execute_job(Job.objects.get(input_version=child, kind="check").pk)
+        self.stdout.write(f"Android variant v{child.number} made by {job.result['choice']}")
 
     def _demo_delivery(self, project, model, version, owner) -> None:
         """A default version, one staged rule and a small fleet that installed it (once)."""
