@@ -16,9 +16,10 @@ from django.db import transaction
 
 from jobs.files import local_path
 from jobs.registry import QUEUE_HEAVY, JobKind, PermanentJobError, register
-from jobs.tooling import compat, live_runtime, runtimes
+from jobs.tooling import compat
 from jobs.tooling.benchmark import benchmark, paired_latency
-from jobs.tooling.choose import choose_variant, is_lossy
+from jobs.tooling.candidates import candidate_transforms, is_lossy
+from jobs.tooling.choose import choose_variant
 from jobs.tooling.datasets import DatasetError
 from jobs.tooling.errors import TransformError
 from jobs.tooling.evaluate import evaluate, verify_variant
@@ -239,31 +240,6 @@ def _remember_parent_benchmark(parent, figures: dict) -> None:
         locked.save(update_fields=["metrics"])
 
 
-def candidate_transforms(profile: dict, facts: dict, has_dataset: bool) -> list[tuple[str, dict]]:
-    """Transforms worth trying for a device type; the ones it cannot run are dropped after measuring."""
-    candidates: list[tuple[str, dict]] = [
-        ("optimize_graph", {"level": "extended"}),
-        ("quantize_dynamic", {"per_channel": False}),
-        ("quantize_dynamic", {"per_channel": True}),
-        ("prune", {"sparsity": 0.3}),
-        ("svd", {"energy": 0.95}),
-    ]
-    if has_dataset:
-        candidates.append(("quantize_static", {"calibrate_method": "minmax"}))
-    if "fp16" in profile.get("precisions", []):
-        candidates.append(("fp16", {"keep_io_types": True}))
-    if profile.get("runtime_build") == "mobile":
-        candidates.append(("to_ort", {"level": "basic"}))  # mobile packages load the ORT format most cheaply
-    same_as_server = live_runtime.major_minor(profile.get("runtime_version", "")) == live_runtime.major_minor(
-        live_runtime.version()
-    )
-    limits = None if same_as_server else runtimes.runtime_limits(profile.get("runtime_version", ""))
-    model_opset = facts.get("opset_imports", {}).get("ai.onnx")
-    if limits and model_opset and limits.get("ai.onnx") and model_opset > limits["ai.onnx"]:
-        candidates.append(("convert_opset", {"target_opset": limits["ai.onnx"]}))
-    return candidates
-
-
 def run_optimize_for_device(job, progress):
     from devices.models import DeviceType
 
@@ -291,7 +267,12 @@ def run_optimize_for_device(job, progress):
         except TransformError as exc:
             raise PermanentJobError(str(exc)) from exc
         baseline = _candidate_row("parent", parent_figures, None, profile, parent.metadata, parent.size_bytes)
-        candidates = candidate_transforms(profile, parent.metadata, data_path is not None)
+        candidates = candidate_transforms(
+            profile,
+            parent.metadata,
+            has_dataset=dataset is not None,
+            has_samples=parent.model.sample_dataset_id is not None,
+        )
         if not baseline["runnable_on_device"]:
             # The rewrites that make it runnable come first: without them nothing else can reach the device.
             candidates.insert(0, ("make_runnable", {"profile": profile}))
@@ -320,7 +301,7 @@ def run_optimize_for_device(job, progress):
                 {
                     "transform": name,
                     "params": cleaned,
-                    "lossy": is_lossy({"transform": name, "params": cleaned}),
+                    "lossy": is_lossy(name, cleaned),
                     "latency_ratio": paired["ratio"],
                     "latency_ci": [paired["ci_low"], paired["ci_high"]],
                     "vs_parent": summarize(parent_figures, figures, verification, paired),

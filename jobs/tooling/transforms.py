@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.tooling import fp16, graph_opt, opset, ort_format, prune, quantize, runnable, svd
+from jobs.tooling import candidates, fp16, graph_opt, opset, ort_format, prune, quantize, runnable, svd, weight_only
 from jobs.tooling.common import Param, PathLike, TransformReport, check_params
 from jobs.tooling.errors import TransformError
 
@@ -95,6 +95,8 @@ TRANSFORMS: dict[str, Transform] = {
             Transform(name, function, params, description, public=name != "make_runnable")
             for name, function, params, description in runnable.RUNNABLE_TRANSFORMS
         ),
+        *(Transform(*entry) for entry in weight_only.NEW_TRANSFORMS),
+        *(Transform(*entry) for entry in candidates.NEW_TRANSFORMS),
     )
 }
 # What people may ask for by name (the API's choices, the version page's list).

@@ -25,7 +25,7 @@ def test_optimize__valid_request__queues_a_heavy_job_on_the_version(project, mod
     assert response.status_code == 202, response.json()
     job = Job.objects.get(pk=response.json()["id"])
     assert (job.kind, job.state, job.input_version_id) == ("optimize", "queued", version.pk)
-    assert job.params["params"] == {"per_channel": True, "weight_type": "int8", "preprocess": True}
+    assert job.params["params"] == {"per_channel": True, "weight_type": "int8", "preprocess": True, "op_types": None}
 
 
 @pytest.mark.parametrize(
@@ -114,3 +114,4 @@ def test_transforms__listed_with_defaults(teammate):
     by_name = {t["name"]: t for t in body}
     assert by_name["quantize_static"]["needs_dataset"] is True
     assert by_name["prune"]["defaults"] == {"sparsity": 0.5}
+    assert "make_runnable" not in by_name  # a job-only transform (it takes a device profile)

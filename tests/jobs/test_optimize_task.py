@@ -123,6 +123,11 @@ def test_quantize_static__with_a_dataset__calibrates_and_reports_accuracy(model,
         "calibrate_method": "minmax",
         "max_calibration_rows": 256,
         "preprocess": True,
+        "quant_format": "qdq",
+        "activation_type": "int8",
+        "weight_type": "int8",
+        "reduce_range": False,
+        "op_types": None,
     }
 
 
