@@ -112,6 +112,13 @@ def on_check_failure(job, reason: str) -> None:
     from console.models import ModelVersion
 
     if job.input_version_id:
+        made_by = ModelVersion.objects.filter(pk=job.input_version_id).values_list("transform", flat=True).first()
+        if made_by:
+            # A variant the console made: the user's model passed its own check, so the fault is the console's.
+            reason = (
+                f"{reason} (this variant was made by the console's {made_by}: a problem of the console's making, "
+                "not of your model)"
+            )
         ModelVersion.objects.filter(pk=job.input_version_id, state=ModelVersion.State.CHECKING).update(
             state=ModelVersion.State.FAILED, error=reason
         )

@@ -118,3 +118,46 @@ def test_lossy_variant_chosen_on_generated_inputs__only_when_accepted_and_then_m
     assert 'class="state unverified"' in page and "Unverified: this lossy variant" in page
     api = client.get(f"/api/projects/{model.project.slug}/models/{model.name}/versions/{child.number}/").json()
     assert api["unverified"] is True
+
+
+def test_a_console_made_variant_that_fails_its_check__says_the_fault_is_the_consoles(model, tmp_path):
+    from django.core.files import File
+    from onnx import TensorProto, helper
+
+    from console.catalog import services as catalog_services
+    from console.catalog.uploads import sha256_of
+
+    parent = ready_version(model, default_sklearn_export()[0])
+    node = helper.make_node("Warp", ["x"], ["y"], domain="acme.vision")  # valid ONNX, no runtime has it
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    broken = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("acme.vision", 1)]
+    )
+    (tmp_path / "v.onnx").write_bytes(broken.SerializeToString())
+    with open(tmp_path / "v.onnx", "rb") as handle:
+        source = File(handle, name="v.onnx")
+        variant = catalog_services.register_version(
+            model=model,
+            source=source,
+            sha256=sha256_of(source),
+            user=None,
+            filename="v.onnx",
+            parent=parent,
+            transform="optimize_graph",
+            transform_params={"level": "extended"},
+            file_format="onnx",
+            metrics={},
+        )
+
+    run_pending_checks()
+
+    variant.refresh_from_db()
+    assert variant.state == "failed"
+    assert variant.error.endswith(
+        "(this variant was made by the console's optimize_graph: a problem of the console's making, not of your model)"
+    )
