@@ -111,7 +111,12 @@ def run_optimize(job, progress):
         progress(10, f"running {name} on {parent}")
         try:
             out, report, verification, params, transform = make_variant(
-                name, job.params.get("params", {}), parent_path, data_path, Path(tmp)
+                name,
+                job.params.get("params", {}),
+                parent_path,
+                data_path,
+                Path(tmp),
+                metrics=job.params.get("fidelity_metrics") or None,
             )
             for line in report.log:
                 progress(35, line)
@@ -188,6 +193,7 @@ def run_optimize_for_device(job, progress):
                 objective=objective,
                 budget_points=budget,
                 accept_unverified=bool(job.params.get("accept_unverified", False)),
+                metrics=job.params.get("fidelity_metrics") or None,
                 progress=progress,
             )
         except TransformError as exc:

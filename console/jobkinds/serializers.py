@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from devices.models import DeviceType
 from jobs.models import Job
+from jobs.tooling import fidelity
 from jobs.tooling.errors import TransformError
 from jobs.tooling.transforms import USER_TRANSFORMS
 
@@ -72,10 +73,21 @@ def _dataset_of(model, dataset_id):
     return dataset
 
 
+def _fidelity_metrics_field():
+    return serializers.DictField(
+        child=serializers.ChoiceField(choices=sorted(fidelity.METRICS)),
+        required=False,
+        default=dict,
+        help_text='The fidelity metric to judge each output by, by output name (e.g. {"boxes": "iou"}); '
+        "outputs not named get one inferred from their shape and values.",
+    )
+
+
 class OptimizeSerializer(serializers.Serializer):
     transform = serializers.ChoiceField(choices=sorted(USER_TRANSFORMS))
     params = serializers.DictField(required=False, default=dict)
     dataset = serializers.IntegerField(required=False, allow_null=True, default=None)
+    fidelity_metrics = _fidelity_metrics_field()
 
     def validate(self, attrs):
         transform = USER_TRANSFORMS[attrs["transform"]]
@@ -113,6 +125,7 @@ class OptimizeForDeviceSerializer(serializers.Serializer):
         "relative L2 error.",
     )
     dataset = serializers.IntegerField(required=False, allow_null=True, default=None)
+    fidelity_metrics = _fidelity_metrics_field()
     accept_unverified = serializers.BooleanField(
         default=False,
         help_text="Allow a lossy variant (quantized, pruned, factorized, fp16) verified only on generated inputs to "

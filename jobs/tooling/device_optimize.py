@@ -73,8 +73,10 @@ def make_variant(
     data_path: Path | None,
     workdir: Path,
     budget_points: float | None = None,
+    metrics: dict[str, str] | None = None,
 ):
-    """Run one transform and verify the result against its parent. Raises TransformError."""
+    """Run one transform and verify the result against its parent (``metrics``: a fidelity metric chosen per
+    output name, else inferred from each output). Raises TransformError."""
     transform = get_transform(transform_name)
     params = {k: v for k, v in params.items() if k != "dataset"}  # datasets come from the console, never a path
     if transform.needs_dataset:
@@ -84,7 +86,7 @@ def make_variant(
     cleaned = transform.clean(params)
     out = workdir / f"{transform_name}-{len(list(workdir.iterdir()))}{transform.suffix}"
     report = transform.function(parent_path, out, **cleaned)
-    verification = verify_variant(parent_path, out, data_path, budget_points=budget_points)
+    verification = verify_variant(parent_path, out, data_path, budget_points=budget_points, metrics=metrics)
     if not verification["verified"]:
         raise TransformError(f"the {transform_name} variant does not agree with its parent: {verification['reason']}")
     public_params = {k: v for k, v in cleaned.items() if k not in ("dataset", "profile")}
@@ -143,6 +145,7 @@ def optimize_for_profile(
     objective: str = "size",
     budget_points: float = 1.0,
     accept_unverified: bool = False,
+    metrics: dict[str, str] | None = None,
     progress: Callable[[int, str], None] | None = None,
 ) -> DeviceOptimization:
     """Measure the parent, try every candidate for ``profile``, and choose (see ``choose.choose_variant``).
@@ -167,7 +170,7 @@ def optimize_for_profile(
         say(10 + int(75 * index / len(candidates)), f"trying {label}")
         try:
             out, report, verification, cleaned, transform = make_variant(
-                name, params, parent_path, data_path, workdir, budget_points
+                name, params, parent_path, data_path, workdir, budget_points, metrics
             )
             figures = measure(out, data_path, has_labels, feeds=feeds)
             paired = paired_latency(parent_path, out, feeds=feeds)

@@ -105,6 +105,7 @@ def test_optimize_for_device__queues_with_budget_and_objective(project, model, t
         "objective": "latency",
         "accuracy_budget": 0.5,
         "dataset": None,
+        "fidelity_metrics": {},
         "accept_unverified": False,
     }
 
@@ -115,3 +116,27 @@ def test_transforms__listed_with_defaults(teammate):
     assert by_name["quantize_static"]["needs_dataset"] is True
     assert by_name["prune"]["defaults"] == {"sparsity": 0.5}
     assert "make_runnable" not in by_name  # a job-only transform (it takes a device profile)
+
+
+def test_optimize__fidelity_metric_chosen_per_output__is_used_and_an_unknown_one_refused(project, model, teammate):
+    from jobs.tasks import execute_job
+
+    version = ready_version(model)
+    client = api_client_for(teammate)
+    refused = client.post(
+        url(project, model, version.number),
+        {"transform": "quantize_dynamic", "fidelity_metrics": {"y": "vibes"}},
+        format="json",
+    )
+    assert refused.status_code == 400 and "fidelity_metrics" in refused.json()
+
+    output = version.metadata["outputs"][0]["name"]
+    response = client.post(
+        url(project, model, version.number),
+        {"transform": "quantize_dynamic", "fidelity_metrics": {output: "cosine"}},
+        format="json",
+    )
+    assert response.status_code == 202, response.json()
+    assert execute_job(response.json()["id"]) == "succeeded"
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.output_version.metrics["vs_parent"]["fidelity_metric"] == "cosine"
