@@ -85,6 +85,7 @@ document.querySelectorAll("form.job-form").forEach(function (form) {
     }
     if (body.dataset) body.dataset = parseInt(body.dataset, 10);
     if (body.accuracy_budget) body.accuracy_budget = parseFloat(body.accuracy_budget);
+    if (body.accept_unverified) body.accept_unverified = true;
     fetch(form.getAttribute("data-url"), { method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", Accept: "application/json",
         "X-CSRFToken": form.querySelector("[name=csrfmiddlewaretoken]").value },
