@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script from a checkout without an editable install
 
-from devices.catalog.builtin import BUILTIN_DEVICE_TYPES  # noqa: E402
+from devices.catalog.builtin import BUILTIN_DEVICE_TYPE_SLUGS, builtin_profile  # noqa: E402
 from jobs.tooling.compat import check_device  # noqa: E402
 from jobs.tooling.inspect import inspect_model  # noqa: E402
 
@@ -92,20 +92,7 @@ NAMED_IN_SAMPLE = re.compile(
 
 def builtin_profiles() -> list[dict]:
     """The built-in device types as the checker reads them (what ``DeviceType.profile()`` builds from a row)."""
-    return [
-        {
-            "slug": row["slug"],
-            "name": row["name"],
-            "runtime": "onnxruntime",
-            "runtime_version": row["runtime_version"],
-            "runtime_build": row["runtime_build"],
-            "execution_provider": row["execution_provider"],
-            "precisions": list(row["precisions"]),
-            "max_model_bytes": row["max_model_mb"] * 1024 * 1024,
-            "memory_bytes": row["memory_mb"] * 1024 * 1024,
-        }
-        for row in BUILTIN_DEVICE_TYPES
-    ]
+    return [builtin_profile(slug) for slug in BUILTIN_DEVICE_TYPE_SLUGS]
 
 
 def server_release() -> str:

@@ -72,6 +72,7 @@ class DeviceType(models.Model):
             "runtime": self.runtime,
             "runtime_version": self.runtime_version,
             "runtime_build": self.runtime_build,
+            "cpu_arch": self.cpu_arch,
             "execution_provider": self.execution_provider,
             "precisions": list(self.precisions),
             "max_model_bytes": self.max_model_mb * 1024 * 1024,

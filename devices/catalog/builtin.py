@@ -83,6 +83,25 @@ BUILTIN_DEVICE_TYPES: tuple[dict[str, Any], ...] = (
 
 BUILTIN_DEVICE_TYPE_SLUGS: tuple[str, ...] = tuple(profile["slug"] for profile in BUILTIN_DEVICE_TYPES)
 
+
+def builtin_profile(slug: str) -> dict[str, Any]:
+    """A built-in type as the compatibility checker reads it: what ``DeviceType.profile()`` returns for its row,
+    without a database (tests, the benches)."""
+    row = next(row for row in BUILTIN_DEVICE_TYPES if row["slug"] == slug)
+    return {
+        "slug": row["slug"],
+        "name": row["name"],
+        "runtime": "onnxruntime",
+        "runtime_version": row["runtime_version"],
+        "runtime_build": row["runtime_build"],
+        "cpu_arch": row["cpu_arch"],
+        "execution_provider": row["execution_provider"],
+        "precisions": list(row["precisions"]),
+        "max_model_bytes": row["max_model_mb"] * 1024 * 1024,
+        "memory_bytes": row["memory_mb"] * 1024 * 1024,
+    }
+
+
 # What a device of each built-in type reports about itself when it checks in (the protocol's config fields that
 # the type does not fix: its OS, its exact runtime release, the accelerator name the agent detects). The demo
 # fleet's devices report these.

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.tooling import live_runtime, runtimes
-from jobs.tooling.common import Param, PathLike, TransformReport, write_atomically
+from jobs.tooling.common import FP16_SENSITIVE_OPS, Param, PathLike, TransformReport, write_atomically
 from jobs.tooling.errors import TransformError
 from jobs.tooling.weight_only import DEFAULT_MIN_WEIGHT_ELEMENTS
 
@@ -23,21 +23,7 @@ _DYNAMIC_QUANTIZABLE = frozenset({"MatMul", "Conv", "Gather", "LSTM", "Attention
 _STATIC_QUANTIZABLE = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "Gather"})
 _PRUNABLE = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})  # prune.WEIGHT_INPUTS
 _FACTORABLE = frozenset({"MatMul", "Gemm"})  # svd
-_FP16_SENSITIVE = frozenset(
-    {
-        "Exp",
-        "Log",
-        "Pow",
-        "ReduceSum",
-        "ReduceMean",
-        "ReduceSumSquare",
-        "ReduceL2",
-        "ReduceLogSumExp",
-        "LayerNormalization",
-        "InstanceNormalization",
-        "GroupNormalization",
-    }
-)  # fp16.SENSITIVE_OPS, not imported: fp16 pulls in onnxruntime.transformers, heavy for a list of names
+_FP16_SENSITIVE = frozenset(FP16_SENSITIVE_OPS)
 _X86 = ("x86_64", "amd64", "x86", "x64")
 _GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider", "DmlExecutionProvider")
 

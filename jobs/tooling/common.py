@@ -47,6 +47,26 @@ OPTIMIZATION_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
 }
 
+# Operators kept in float32 by default, with Casts around them: fp16's range (±65504) and 11-bit mantissa fail
+# them on ordinary inputs. Exp overflows from x > 11 and Log/Pow turn small or large values into -inf/inf; sums and
+# means over many elements (ReduceSum/ReduceMean/ReduceSumSquare/ReduceL2/ReduceLogSumExp, and the variance inside
+# Layer/Instance/GroupNormalization) overflow or lose the small terms. Softmax is not listed: onnxruntime's fp16
+# kernels subtract the maximum and accumulate in float32, and blocking it would put two Casts on every attention
+# score tensor, the largest activations a transformer has.
+FP16_SENSITIVE_OPS = (
+    "Exp",
+    "Log",
+    "Pow",
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceSumSquare",
+    "ReduceL2",
+    "ReduceLogSumExp",
+    "LayerNormalization",
+    "InstanceNormalization",
+    "GroupNormalization",
+)
+
 _ORT_FORMAT_MAGIC = b"ORTM"  # flatbuffer file identifier at bytes 4..8 of an ORT-format model
 
 

@@ -10,6 +10,7 @@ from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_floa
 from onnxruntime.transformers.onnx_model import OnnxModel
 
 from jobs.tooling.common import (
+    FP16_SENSITIVE_OPS,
     Param,
     PathLike,
     TransformReport,
@@ -24,25 +25,8 @@ from jobs.tooling.errors import TransformError
 from jobs.tooling.modelfile import iter_graphs, iter_tensors
 
 FP16_MAX = float(np.finfo(np.float16).max)  # 65504
-# Operators kept in float32 by default, with Casts around them: fp16's range (±65504) and 11-bit mantissa fail
-# them on ordinary inputs. Exp overflows from x > 11 and Log/Pow turn small or large values into -inf/inf; sums and
-# means over many elements (ReduceSum/ReduceMean/ReduceSumSquare/ReduceL2/ReduceLogSumExp, and the variance inside
-# Layer/Instance/GroupNormalization) overflow or lose the small terms. Softmax is not listed: onnxruntime's fp16
-# kernels subtract the maximum and accumulate in float32, and blocking it would put two Casts on every attention
-# score tensor, the largest activations a transformer has.
-SENSITIVE_OPS = (
-    "Exp",
-    "Log",
-    "Pow",
-    "ReduceSum",
-    "ReduceMean",
-    "ReduceSumSquare",
-    "ReduceL2",
-    "ReduceLogSumExp",
-    "LayerNormalization",
-    "InstanceNormalization",
-    "GroupNormalization",
-)
+# The operators kept in float32 by default, and why: common.FP16_SENSITIVE_OPS.
+SENSITIVE_OPS = FP16_SENSITIVE_OPS
 PARAMS = {
     "keep_io_types": Param(bool),
     "keep_float32_ops": Param((list, tuple)),

@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from devices.catalog.builtin import BUILTIN_DEVICE_TYPES
+from devices.catalog.builtin import builtin_profile
 from jobs.tooling.candidates import candidate_transforms, is_lossy, run_pipeline
 from jobs.tooling.errors import TransformError
 from jobs.tooling.evaluate import verify_variant
@@ -15,15 +15,7 @@ from jobs.tooling.inspect import inspect_model
 from jobs.tooling.modelfile import iter_graphs
 from jobs.tooling.reference_models import float_input, make_model, mlp
 
-
-def profile(slug: str) -> dict:
-    row = next(d for d in BUILTIN_DEVICE_TYPES if d["slug"] == slug)
-    return {
-        **row,
-        "runtime": "onnxruntime",
-        "max_model_bytes": row["max_model_mb"] << 20,
-        "memory_bytes": row["memory_mb"] << 20,
-    }
+profile = builtin_profile
 
 
 def conv_matmul() -> onnx.ModelProto:

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from devices.catalog.builtin import BUILTIN_DEVICE_TYPES
+from devices.catalog.builtin import builtin_profile
 from jobs.tooling.compat import check_device, placement_for
 from jobs.tooling.inspect import inspect_model
 from jobs.tooling.kernel_check import check_node, function_expands
@@ -19,15 +19,7 @@ from jobs.tooling.placement import placement, placement_notes
 from jobs.tooling.registry.load import Registry, live_registry, recorded_releases, registry_for
 from jobs.tooling.signatures import type_string
 
-
-def profile(slug: str) -> dict:
-    row = next(d for d in BUILTIN_DEVICE_TYPES if d["slug"] == slug)
-    return {
-        **row,
-        "runtime": "onnxruntime",
-        "max_model_bytes": row["max_model_mb"] << 20,
-        "memory_bytes": row["memory_mb"] << 20,
-    }
+profile = builtin_profile
 
 
 def one_node(op: str, elem: int, opset: int, *, inputs: int = 2, ir_version: int = 8, **attrs) -> onnx.ModelProto:

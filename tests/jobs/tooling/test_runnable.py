@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from devices.catalog.builtin import BUILTIN_DEVICE_TYPES
+from devices.catalog.builtin import builtin_profile
 from jobs.tooling.compat import check_device
 from jobs.tooling.errors import TransformError
 from jobs.tooling.inputs import generate_inputs
@@ -37,14 +37,7 @@ ANDROID = "android-arm64-phone"
 ORT_1_16 = Path(__file__).resolve().parents[3] / "var" / "registry-venvs" / "onnxruntime-1.16.3" / "bin" / "python"
 
 
-def profile(slug: str) -> dict:
-    row = next(d for d in BUILTIN_DEVICE_TYPES if d["slug"] == slug)
-    return {
-        **row,
-        "runtime": "onnxruntime",
-        "max_model_bytes": row["max_model_mb"] << 20,
-        "memory_bytes": row["memory_mb"] << 20,
-    }
+profile = builtin_profile
 
 
 def verdict(path: Path, slug: str) -> tuple[bool, list[str]]:
