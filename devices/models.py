@@ -5,7 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from console.models import DeliveryInputQuerySet, slug_validator
-from devices.core import resolution
+from devices.core import resolution, rollout_plan
 
 PRECISIONS = ["fp32", "fp16", "int8"]
 
@@ -366,3 +366,101 @@ class DailyRollup(models.Model):
     @property
     def accuracy(self) -> float | None:
         return self.accuracy_weighted / self.accuracy_count if self.accuracy_count else None
+
+
+# -- rollouts ----------------------------------------------------------------------------------------------
+
+
+class Rollout(models.Model):
+    """Moving a version of a model to a targeted set of devices in stages, after a second member approved it.
+
+    The plan (version, target, stages, thresholds) is what an approval signs: ``fingerprint`` hashes it, and
+    an approval whose fingerprint is not the current one is void. Which devices a stage reaches is computed
+    at check-in from ``salt`` (devices.core.rollout_plan.in_stage): no per-device rows.
+    """
+
+    class State(models.TextChoices):
+        DRAFT = rollout_plan.DRAFT, "Draft"
+        PENDING_APPROVAL = rollout_plan.PENDING_APPROVAL, "Pending approval"
+        APPROVED = rollout_plan.APPROVED, "Approved"
+        REJECTED = rollout_plan.REJECTED, "Rejected"
+        RUNNING = rollout_plan.RUNNING, "Running"
+        PAUSED = rollout_plan.PAUSED, "Paused"
+        HALTED = rollout_plan.HALTED, "Halted"
+        COMPLETED = rollout_plan.COMPLETED, "Completed"
+        ROLLED_BACK = rollout_plan.ROLLED_BACK, "Rolled back"
+
+    project = models.ForeignKey("console.Project", on_delete=models.CASCADE, related_name="rollouts")
+    model = models.ForeignKey("console.Model", on_delete=models.CASCADE, related_name="rollouts")
+    version = models.ForeignKey("console.ModelVersion", on_delete=models.PROTECT, related_name="rollouts")
+    # What the target ran before (the model's default version when proposed): what a rollback returns to.
+    previous_version = models.ForeignKey(
+        "console.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    target = models.JSONField(default=dict, blank=True, help_text="device_types, regions, app_version, attributes")
+    stages = models.JSONField(default=list, help_text="[{percent, dwell_minutes}, ...], increasing, ending at 100")
+    max_download_failure_rate = models.FloatField(default=rollout_plan.THRESHOLD_DEFAULTS["max_download_failure_rate"])
+    max_install_failure_rate = models.FloatField(default=rollout_plan.THRESHOLD_DEFAULTS["max_install_failure_rate"])
+    max_latency_regression = models.FloatField(default=rollout_plan.THRESHOLD_DEFAULTS["max_latency_regression"])
+    min_devices_per_stage = models.PositiveIntegerField(
+        default=rollout_plan.THRESHOLD_DEFAULTS["min_devices_per_stage"]
+    )
+    max_devices_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="empty: no rate cap")
+    rate_growth_factor = models.FloatField(default=rollout_plan.THRESHOLD_DEFAULTS["rate_growth_factor"])
+    salt = models.CharField(max_length=64, editable=False)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.DRAFT)
+    proposer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # Whoever changed the plan last may not approve it either (four eyes on every change).
+    last_edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    current_stage = models.PositiveSmallIntegerField(default=0, help_text="index into stages while running")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stage_started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="completed or rolled back")
+    halt_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["model", "state"], name="rollout_model_state")]
+
+    def __str__(self) -> str:
+        return f"rollout {self.pk} of {self.model} v{self.version.number}"
+
+    @property
+    def thresholds(self) -> dict:
+        return {name: getattr(self, name) for name in rollout_plan.THRESHOLD_DEFAULTS}
+
+    @property
+    def fingerprint(self) -> str:
+        return rollout_plan.plan_fingerprint(
+            version_id=self.version_id, target=self.target, stages=self.stages, thresholds=self.thresholds
+        )
+
+
+class RolloutApproval(models.Model):
+    """One approver's decision on a rollout's plan as it stood (``fingerprint``); void once the plan changes."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} of {self.rollout} by {self.approver}"
+
+    @property
+    def is_current(self) -> bool:
+        return self.fingerprint == self.rollout.fingerprint
