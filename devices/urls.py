@@ -5,6 +5,7 @@ from django.urls import path
 from devices.delivery import api as delivery_api
 from devices.fleet import api as fleet_api
 from devices.fleet import views as fleet_views
+from devices.rollouts import api as rollouts_api
 from devices.rules import api as rules_api
 from devices.rules import views as rules_views
 from devices.telemetry import api as telemetry_api
@@ -30,6 +31,12 @@ urlpatterns = [
     path(MODEL_API + "rules/preview/", rules_api.RulePreview.as_view(), name="api-rules-preview"),
     path(MODEL_API + "rules/<int:rule_id>/", rules_api.RuleDetail.as_view(), name="api-rule"),
     path(MODEL_API + "default-version/", rules_api.DefaultVersionView.as_view(), name="api-default-version"),
+    path(MODEL_API + "rollouts/", rollouts_api.RolloutList.as_view(), name="api-rollouts"),
+    path(MODEL_API + "rollouts/<int:rollout_id>/", rollouts_api.RolloutDetail.as_view(), name="api-rollout"),
+    *(
+        path(MODEL_API + f"rollouts/<int:rollout_id>/{action}/", view.as_view(), name=f"api-rollout-{action}")
+        for action, view in rollouts_api.ACTIONS.items()
+    ),
     path(MODEL_API + "rollups/", telemetry_api.RollupList.as_view(), name="api-rollups"),
     # Pages.
     path("p/<slug:project>/fleet/", fleet_views.fleet_page, name="fleet"),

@@ -34,6 +34,8 @@ PUBLIC = {"api-health", "api-health-live", "api-schema", "api-docs", "api-redoc"
 DEVICE_ROUTES = re.compile(r"^api/device/")
 # POSTs that change nothing (a preview): a viewer may send them.
 READ_ONLY_POSTS = {("api-rules-preview", "post")}
+# Approving is the approver's (and the owner's): a viewer and a developer get 403, an approver gets an answer.
+APPROVE_ONLY = {("api-rollout-approve", "post"), ("api-rollout-reject", "post")}
 # Managing a project is the owner's: these (route, method) pairs refuse a developer.
 MANAGE_ONLY = {
     ("api-members", "post"),
@@ -69,11 +71,12 @@ ROUTES = list(_routes())
 
 
 @pytest.fixture
-def world(project, model, owner, other_project):
+def world(project, model, owner, teammate, other_project):
     """One of everything a route can name, in ``project``."""
     from django.core.cache import cache
 
     from devices.fleet import services as fleet_services
+    from devices.rollouts import services as rollout_services
     from devices.rules import services as rules_services
 
     cache.clear()  # throttle counts of earlier tests
@@ -83,6 +86,15 @@ def world(project, model, owner, other_project):
     assert enroll(key, device_id="device-1")[0].status_code == 201
     project_device_type(project, "kiosk-x86", cpu_arch="x86_64")
     job = Job.objects.filter(input_version=version).first()
+    # Pending approval, proposed by the developer: the approver may approve it, the owner then meets a 409.
+    rollout = rollout_services.propose_rollout(
+        model=model,
+        version=version,
+        user=teammate,
+        target={"device_types": ["x86-gateway"]},
+        stages=[{"percent": 10, "dwell_minutes": 60}, {"percent": 100, "dwell_minutes": 60}],
+    )
+    rollout_services.submit_rollout(rollout=rollout, user=teammate)
     return {
         "project": project.slug,
         "model": model.name,
@@ -93,6 +105,7 @@ def world(project, model, owner, other_project):
         "device_id": "device-1",
         "rule_id": rule.pk,
         "version_id": version.pk,
+        "rollout_id": rollout.pk,
     }
 
 
@@ -157,6 +170,11 @@ def test_route__every_persona__gets_its_role_answer_and_never_a_5xx(
         return
     if (name, method) in READ_ONLY_POSTS:
         return
+    if (name, method) in APPROVE_ONLY:
+        for who in ("viewer", "developer"):
+            assert answers[who].status_code == 403, (who, answers[who].content[:300])
+        assert answers["approver"].status_code in (200, 400), answers["approver"].content[:300]
+        return
     for who in ("viewer", "approver"):
         if answers[who].status_code != 405:
             assert answers[who].status_code == 403, (who, answers[who].content[:300])
@@ -168,6 +186,7 @@ def test_matrix__covers_every_project_route():
     # A guard against the generator silently skipping routes (e.g. after a URL module moves).
     names = {param.values[1] for param in ROUTES}
     assert {"api-versions", "api-rules", "api-devices", "fleet", "version", "api-device-type"} <= names
+    assert {"api-rollouts", "api-rollout", "api-rollout-approve", "api-rollout-rollback"} <= names
 
 
 @pytest.mark.parametrize("role", [roles.VIEWER, roles.APPROVER])
