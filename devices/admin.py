@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from console.errors import Refused
 from devices.catalog import services as device_type_services
 from devices.delivery.cache import invalidate
+from devices.rollouts import services as rollout_services
 
-from .models import DailyRollup, Device, DeviceEvent, DeviceType, FleetSettings, TargetingRule
+from .models import DailyRollup, Device, DeviceEvent, DeviceType, FleetSettings, Rollout, RolloutApproval, TargetingRule
 
 
 class NewGenerationOnChange(admin.ModelAdmin):
@@ -95,3 +97,99 @@ class DailyRollupAdmin(admin.ModelAdmin):
         "inference_count",
     ]
     list_filter = ["project", "day"]
+
+
+class RolloutDecisionForm(forms.ModelForm):
+    """The admin's only change to a rollout: a decision with a comment, under the same four-eyes rule as the API
+    (``rollout_services.approval_refusal``); the plan itself is read-only here."""
+
+    decision = forms.ChoiceField(
+        choices=[("", "(no decision)"), *RolloutApproval.Decision.choices], required=False, label="Decision"
+    )
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    user = None  # the signed-in user, set by RolloutAdmin.get_form
+
+    class Meta:
+        model = Rollout
+        fields: list[str] = []
+
+    def clean(self):
+        cleaned = super().clean()
+        decision = cleaned.get("decision")
+        if decision:
+            refusal = rollout_services.approval_refusal(self.instance, self.user)
+            if refusal:
+                raise forms.ValidationError(refusal)
+            if self.instance.state != Rollout.State.PENDING_APPROVAL:
+                raise forms.ValidationError(f"Rollout {self.instance.pk} is not pending approval.")
+            if decision == RolloutApproval.Decision.REJECT and not cleaned.get("comment", "").strip():
+                self.add_error("comment", "Say why in a comment when rejecting.")
+        return cleaned
+
+
+class RolloutApprovalInline(admin.TabularInline):
+    model = RolloutApproval
+    fields = readonly_fields = ("approver", "decision", "comment", "fingerprint", "created_at")
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Rollout)
+class RolloutAdmin(admin.ModelAdmin):
+    form = RolloutDecisionForm
+    list_display = ["id", "model", "version", "state", "current_stage", "proposer", "created_at"]
+    list_filter = ["state", "project"]
+    inlines = [RolloutApprovalInline]
+    readonly_fields = [
+        "project",
+        "model",
+        "version",
+        "previous_version",
+        "target",
+        "stages",
+        "max_download_failure_rate",
+        "max_install_failure_rate",
+        "max_latency_regression",
+        "min_devices_per_stage",
+        "max_devices_per_minute",
+        "rate_growth_factor",
+        "state",
+        "proposer",
+        "last_edited_by",
+        "current_stage",
+        "submitted_at",
+        "started_at",
+        "stage_started_at",
+        "ended_at",
+        "halt_reason",
+    ]
+
+    def has_add_permission(self, request):
+        return False  # rollouts are proposed through the API or the pages, where the plan is checked
+
+    def has_delete_permission(self, request, obj=None):
+        return obj is not None and obj.state == Rollout.State.DRAFT  # a rollout that was asked about stays
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.user = request.user
+        return form
+
+    def save_model(self, request, obj, form, change):
+        # Never obj.save(): the plan does not change here, and a decision goes through the service (its lock
+        # and its checks again).
+        decision, comment = form.cleaned_data.get("decision"), form.cleaned_data.get("comment", "")
+        if not decision:
+            return
+        decide = (
+            rollout_services.approve_rollout
+            if decision == RolloutApproval.Decision.APPROVE
+            else rollout_services.reject_rollout
+        )
+        try:
+            decide(rollout=obj, user=request.user, comment=comment)
+        except Refused as exc:
+            messages.error(request, str(exc))
