@@ -1,3 +1,5 @@
+from auditlog.admin import LogEntryAdmin
+from auditlog.models import LogEntry
 from django.contrib import admin
 
 from .models import ApiToken, CompatibilityResult, Membership, Model, ModelVersion, Project
@@ -36,3 +38,20 @@ class CompatibilityResultAdmin(admin.ModelAdmin):
 class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["name", "user", "prefix", "created_at", "last_used_at"]
     readonly_fields = ["token_hash", "prefix"]
+
+
+# The audit log is read-only for everyone, superusers included: auditlog's own admin allows deletes reached
+# through another object's delete page, so it is replaced by one that refuses every write.
+admin.site.unregister(LogEntry)
+
+
+@admin.register(LogEntry)
+class ReadOnlyLogEntryAdmin(LogEntryAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

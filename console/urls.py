@@ -4,6 +4,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from console import health
+from console.audit import api as audit_api
+from console.audit import views as audit_views
 from console.catalog import api as catalog_api
 from console.catalog import views as catalog_views
 from console.jobkinds import api as jobkinds_api
@@ -19,6 +21,7 @@ api_patterns = [
     path("projects/<slug:project>/", projects_api.ProjectDetail.as_view(), name="api-project"),
     path("projects/<slug:project>/members/", projects_api.MemberList.as_view(), name="api-members"),
     path("projects/<slug:project>/members/<str:username>/", projects_api.MemberDetail.as_view(), name="api-member"),
+    path("projects/<slug:project>/audit/", audit_api.AuditList.as_view(), name="api-audit"),
     path("projects/<slug:project>/models/", catalog_api.ModelList.as_view(), name="api-models"),
     path("projects/<slug:project>/models/<slug:model>/", catalog_api.ModelDetail.as_view(), name="api-model"),
     path(
@@ -71,6 +74,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("p/<slug:project>/", project_views.project_page, name="project"),
+    path("p/<slug:project>/audit/", audit_views.audit_page, name="audit"),
+    path("p/<slug:project>/audit.csv", audit_views.audit_csv, name="audit-csv"),
     path("p/<slug:project>/device-types/", device_type_views.device_types_page, name="device-types"),
     path("p/<slug:project>/m/<slug:model>/", catalog_views.model_page, name="model"),
     path("p/<slug:project>/m/<slug:model>/v/<int:number>/", catalog_views.version_page, name="version"),

@@ -8,3 +8,25 @@ class DevicesConfig(AppConfig):
 
     def ready(self) -> None:
         from . import signals  # noqa: F401 - connects the plan-invalidation receivers
+
+        self.track_changes()
+
+    @staticmethod
+    def track_changes() -> None:
+        """The audit log (console.audit) records every change to device types, rules and fleet settings."""
+        from console import audit
+
+        from .models import DeviceType, FleetSettings, TargetingRule
+
+        audit.track(DeviceType, kind="device-type", exclude_fields=["created_at"])
+        audit.track(
+            TargetingRule, kind="rule", project_path="model__project_id", exclude_fields=["created_at", "updated_at"]
+        )
+        # Key material is never written to the log: an entry says that it changed, not what it is.
+        audit.track(
+            FleetSettings,
+            kind="fleet",
+            exclude_fields=["created_at", "plan_generation"],
+            mask_fields=["enrollment_key_hash", "signing_key_encrypted"],
+            mask_callable="console.audit.recording.hide_secret",
+        )

@@ -9,6 +9,7 @@ from django.core.files.storage import default_storage
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Max
 
+from console.audit import record_update
 from console.catalog.uploads import sha256_of
 from console.errors import AlreadyExists, Refused
 from console.models import Dataset, Model, ModelVersion, Project
@@ -180,6 +181,7 @@ def recheck_version(*, version: ModelVersion, user=None):
                 f"v{locked.number} is {locked.state}; only a version whose check failed can be checked again"
             )
         ModelVersion.objects.filter(pk=locked.pk).update(state=ModelVersion.State.CHECKING, error="")
+        record_update(locked, {"state": (locked.state, ModelVersion.State.CHECKING), "error": (locked.error, "")})
         job = start_job(project=version.model.project, kind=CHECK.name, input_version=locked, user=user)
     version.state, version.error = ModelVersion.State.CHECKING, ""
     return job

@@ -103,9 +103,10 @@ def on_check_success(job) -> None:
     from console.models import ModelVersion
 
     if job.input_version_id:
-        ModelVersion.objects.filter(pk=job.input_version_id, state=ModelVersion.State.CHECKING).update(
+        if ModelVersion.objects.filter(pk=job.input_version_id, state=ModelVersion.State.CHECKING).update(
             state=ModelVersion.State.READY, error=""
-        )
+        ):
+            _record_settled(job.input_version_id, ModelVersion.State.READY, "")
 
 
 def on_check_failure(job, reason: str) -> None:
@@ -119,9 +120,20 @@ def on_check_failure(job, reason: str) -> None:
                 f"{reason} (this variant was made by the console's {made_by}: a problem of the console's making, "
                 "not of your model)"
             )
-        ModelVersion.objects.filter(pk=job.input_version_id, state=ModelVersion.State.CHECKING).update(
+        if ModelVersion.objects.filter(pk=job.input_version_id, state=ModelVersion.State.CHECKING).update(
             state=ModelVersion.State.FAILED, error=reason
-        )
+        ):
+            _record_settled(job.input_version_id, ModelVersion.State.FAILED, reason)
+
+
+def _record_settled(version_id: int, state: str, error: str) -> None:
+    """The audit entry of a version leaving ``checking`` (an ``update()``, which auditlog does not see).
+    A checking version has no error: a new one starts without, and a recheck clears it."""
+    from console.audit import record_update
+    from console.models import ModelVersion
+
+    version = ModelVersion.objects.select_related("model").get(pk=version_id)
+    record_update(version, {"state": (ModelVersion.State.CHECKING, state), "error": ("", error)})
 
 
 def reap_unsettled_versions(*, now=None) -> int:
@@ -148,9 +160,9 @@ def reap_unsettled_versions(*, now=None) -> int:
             if last is None or last.state == Job.State.SUCCEEDED:
                 start_job(project=version.model.project, kind=CHECK.name, input_version=version)
             else:
-                ModelVersion.objects.filter(pk=version.pk).update(
-                    state=ModelVersion.State.FAILED, error=last.error or f"its compatibility check was {last.state}"
-                )
+                reason = last.error or f"its compatibility check was {last.state}"
+                ModelVersion.objects.filter(pk=version.pk).update(state=ModelVersion.State.FAILED, error=reason)
+                _record_settled(version.pk, ModelVersion.State.FAILED, reason)
             settled += 1
     return settled
 

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from console.audit import record_update
 from console.models import Project
 from devices import conf
 from devices.core.signing import generate_keypair
@@ -67,8 +68,10 @@ def rotate_enrollment_key(*, project: Project) -> tuple[FleetSettings, str]:
 def set_project_checkin_interval(*, fleet: FleetSettings, seconds: int) -> FleetSettings:
     with transaction.atomic():
         # Every answer states the interval: the queryset starts a new plan generation (check-in tickets fail).
+        before = FleetSettings.objects.filter(pk=fleet.pk).values_list("checkin_interval_s", flat=True).first()
         FleetSettings.objects.filter(pk=fleet.pk).update(checkin_interval_s=seconds)
-    fleet.checkin_interval_s = seconds
+        fleet.checkin_interval_s = seconds
+        record_update(fleet, {"checkin_interval_s": (before, seconds)})
     return fleet
 
 
