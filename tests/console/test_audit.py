@@ -290,3 +290,27 @@ def test_admin__changes_made_there_are_recorded_with_via_admin(client, django_us
     entry = entries_for(Model, model.pk).last()
     assert entry.changes["description"] == ["", "edited in the admin"]
     assert (entry.actor, entry.additional_data["via"]) == (boss, "admin")
+
+
+def test_audit_api__query_count_does_not_grow_with_entries(viewer, teammate, model, django_assert_max_num_queries):
+    ready_version(model)
+    api = api_client_for(teammate)
+    for priority in range(20):
+        api.post(f"{MODEL_API}rules/", {"version": 1, "priority": priority}, format="json")
+    client = api_client_for(viewer)
+
+    with django_assert_max_num_queries(6):
+        rows = client.get(AUDIT_API, {"limit": 500}).json()["results"]
+
+    assert len(rows) > 20
+
+
+def test_model_and_version_pages__link_to_their_history(client, viewer, model):
+    version = ready_version(model)
+    client.force_login(viewer)
+
+    model_page = client.get("/p/kiosk/m/digit-classifier/").content.decode()
+    version_page = client.get("/p/kiosk/m/digit-classifier/v/1/").content.decode()
+
+    assert f"/p/kiosk/audit/?kind=model&amp;object_id={model.pk}" in model_page
+    assert f"/p/kiosk/audit/?kind=version&amp;object_id={version.pk}" in version_page
