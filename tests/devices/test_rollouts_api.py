@@ -138,3 +138,14 @@ def test_reject_without_comment__is_400(base, teammate, approver):
     api_client_for(teammate).post(f"{base}{rollout['id']}/submit/")
     answer = api_client_for(approver).post(f"{base}{rollout['id']}/reject/", {"comment": ""}, format="json")
     assert answer.status_code == 400 and "comment" in answer.json()["detail"]
+
+
+def test_rollouts_list__reads_a_fixed_number_of_queries(base, teammate, approver, django_assert_max_num_queries):
+    dev, amy = api_client_for(teammate), api_client_for(approver)
+    for region in ("DE", "FR", "IT", "ES"):
+        rollout = _propose(dev, base, target={"regions": [region]}).json()
+        dev.post(f"{base}{rollout['id']}/submit/")
+        amy.post(f"{base}{rollout['id']}/approve/", {}, format="json")
+    with django_assert_max_num_queries(8):
+        answer = api_client_for(approver).get(base)
+    assert [len(r["approvals"]) for r in answer.json()["results"]] == [1, 1, 1, 1]
