@@ -13,10 +13,11 @@ class DevicesConfig(AppConfig):
 
     @staticmethod
     def track_changes() -> None:
-        """The audit log (console.audit) records every change to device types, rules and fleet settings."""
+        """The audit log (console.audit) records every change to device types, rules, fleet settings, rollouts and
+        their approvals."""
         from console import audit
 
-        from .models import DeviceType, FleetSettings, TargetingRule
+        from .models import DeviceType, FleetSettings, Rollout, RolloutApproval, TargetingRule
 
         audit.track(DeviceType, kind="device-type", exclude_fields=["created_at"])
         audit.track(
@@ -30,3 +31,5 @@ class DevicesConfig(AppConfig):
             mask_fields=["enrollment_key_hash", "signing_key_encrypted"],
             mask_callable="console.audit.recording.hide_secret",
         )
+        audit.track(Rollout, kind="rollout", exclude_fields=["created_at", "updated_at"])
+        audit.track(RolloutApproval, kind="approval", project_path="rollout__project_id")

@@ -238,3 +238,18 @@ def test_running_rollout__cannot_be_edited(draft, teammate, approver):
     )
     with pytest.raises(services.WrongState, match="can no longer change"):
         services.edit_rollout(rollout=rollout, user=teammate, stages=[{"percent": 100, "dwell_minutes": 5}])
+
+
+def test_rollout_and_its_approval__are_in_the_audit_log(draft, teammate, approver):
+    from auditlog.models import LogEntry
+
+    rollout = services.approve_rollout(rollout=_submitted(draft, teammate), user=approver, comment="fine")
+    states = [
+        entry.changes_dict.get("state")
+        for entry in LogEntry.objects.get_for_object(rollout).order_by("timestamp", "pk")
+        if "state" in entry.changes_dict
+    ]
+    assert states[-2:] == [["draft", "pending_approval"], ["pending_approval", "approved"]]
+    approval = services.current_approval(rollout)
+    entry = LogEntry.objects.get_for_object(approval).get()
+    assert entry.additional_data["project_id"] == rollout.project_id
