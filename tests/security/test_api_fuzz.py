@@ -35,6 +35,7 @@ def fuzz_world(project, model, owner, viewer):
     from django.core.cache import cache
 
     from devices.fleet import services as fleet_services
+    from devices.rollouts import services as rollouts_services
     from devices.rules import services as rules_services
     from jobs.models import Job
 
@@ -44,6 +45,12 @@ def fuzz_world(project, model, owner, viewer):
     _, key = fleet_services.rotate_enrollment_key(project=project)
     assert enroll(key, device_id="device-1")[0].status_code == 201
     job = Job.objects.filter(input_version=version).first()
+    rollout = rollouts_services.propose_rollout(
+        model=model,
+        version=version,
+        user=owner,
+        stages=[{"percent": 10, "dwell_minutes": 60}, {"percent": 100, "dwell_minutes": 60}],
+    )
     return {
         "path": {
             "project": project.slug,
@@ -55,6 +62,7 @@ def fuzz_world(project, model, owner, viewer):
             "device_id": "device-1",
             "rule_id": rule.pk,
             "version_id": version.pk,
+            "rollout_id": rollout.pk,
         },
         "tokens": {"owner": ApiToken.issue(owner, "fuzz")[1], "viewer": ApiToken.issue(viewer, "fuzz")[1]},
     }
