@@ -6,6 +6,8 @@ too); ``api_exception_handler`` turns them into a 400 or 409 whose ``detail`` is
 
 from __future__ import annotations
 
+from django.http import JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.views import exception_handler
@@ -40,3 +42,11 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, Refused):
         exc = RefusedRequest(str(exc))
     return exception_handler(exc, context)
+
+
+def not_found(request, exception=None):
+    """Django's 404 for a URL no route matches (a negative id, a typo): JSON under /api/, the usual page elsewhere,
+    so API clients always get the ``{"detail": ...}`` shape they parse."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found: no API route matches this URL."}, status=404)
+    return page_not_found(request, exception)

@@ -80,3 +80,5 @@ urlpatterns = [
     path("p/<slug:project>/m/<slug:model>/", catalog_views.model_page, name="model"),
     path("p/<slug:project>/m/<slug:model>/v/<int:number>/", catalog_views.version_page, name="version"),
 ]
+
+handler404 = "console.errors.not_found"
