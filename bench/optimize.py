@@ -210,10 +210,19 @@ def with_peer(row: dict[str, Any], peer: dict[str, Any] | None, prefix: str, slu
 def goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's three goals over the measured rows."""
     measured = [row for row in rows if "error" not in row]
+
+    def slower(r: dict[str, Any]) -> bool:
+        return r["latency_ci"] is not None and r["latency_ci"][0] > 1
+
+    # Where the parent does not run on the device type, its latency here says nothing about that device, and the
+    # chooser takes any faithful variant that runs: such rows are listed apart, not counted as slower choices.
     bad = [
         f"{r['model']}/{r['device_type']}"
         for r in measured
-        if not r["within_budget"] or (r["latency_ci"] is not None and r["latency_ci"][0] > 1)
+        if not r["within_budget"] or (slower(r) and r.get("parent_runnable") is not False)
+    ]
+    slower_where_parent_cannot_run = [
+        f"{r['model']}/{r['device_type']}" for r in measured if slower(r) and r.get("parent_runnable") is False
     ]
     # Where the library default is a fair contender (within budget, not slower beyond noise, runs on the device
     # type), the size objective's choice must be at least as small.
@@ -234,6 +243,7 @@ def goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "no_bad_choice": {
             "holds": not bad,
             "rows": bad,
+            "slower_where_parent_cannot_run": slower_where_parent_cannot_run,
             "says": "no chosen variant outside its budget (held-out samples) or slower than its parent beyond noise",
         },
         "as_small_as_library": {
@@ -287,7 +297,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         ("latency [ci]", lambda r: _latency(r.get("latency_ratio"), r.get("latency_ci"))),
         ("fidelity", lambda r: f"{r['fidelity_metric']}={r['fidelity']:.3f}" if r.get("fidelity") is not None else "-"),
         ("ok", lambda r: _cell(r.get("within_budget"))),
-        ("lib_size", lambda r: _cell(r.get("lib_size_ratio"), 3)),
+        ("lib_size", lambda r: "failed" if r.get("lib_error") else _cell(r.get("lib_size_ratio"), 3)),
         ("lib_latency [ci]", lambda r: _latency(r.get("lib_latency_ratio"), r.get("lib_latency_ci"))),
         ("lib_fid", lambda r: _cell(r.get("lib_fidelity"), 3)),
         ("lib_ok", lambda r: _cell(r.get("lib_within_budget"))),
@@ -317,11 +327,19 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  {name}: {about}")
     print()
     print_table(report["rows"])
+    failures = {(r["model"], r["lib_error"]) for r in report["rows"] if r.get("lib_error")}
+    for model, error in sorted(failures):
+        print(f"\nlib on {model} failed: {error}")
     print(f"\nOlive: {report['olive']}")
     print("\nGoals:")
     for name, goal in report["goals"].items():
         detail = goal.get("rows") or goal.get("models") or []
         print(f"  [{'met' if goal['holds'] else 'NOT met'}] {goal['says']}: {', '.join(detail) or 'none'}")
+        if name == "no_bad_choice" and goal["slower_where_parent_cannot_run"]:
+            print(
+                "      slower than a parent that cannot run on the device type (not counted): "
+                + ", ".join(goal["slower_where_parent_cannot_run"])
+            )
         if name == "half_smaller_than_0_6":
             print(
                 f"      {len(goal['models'])} of {goal['of']} models on every device type; on some device type: "
