@@ -170,6 +170,25 @@ def save_model(model: onnx.ModelProto, path: PathLike) -> None:
     onnx.save(model, str(path))
 
 
+def drop_unused_opset_imports(model: onnx.ModelProto) -> int:
+    """Remove opset imports of domains no node uses; returns how many went.
+
+    onnxruntime's writers (offline optimization, the quantizers' pre-processing) import every domain the runtime
+    knows (ai.onnx.ml 5, com.microsoft.nchwc, ...), used or not: an unused import of a too-new opset keeps a file
+    off older releases for nothing. The default domain always stays.
+    """
+    from jobs.tooling.modelfile import iter_graphs
+
+    used = {node.domain or "" for graph in iter_graphs(model.graph) for node in graph.node}
+    used |= {node.domain or "" for function in model.functions for node in function.node}
+    kept = [op for op in model.opset_import if (op.domain or "") in used | {"", "ai.onnx"}]
+    dropped = len(model.opset_import) - len(kept)
+    if dropped:
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
+    return dropped
+
+
 def is_quantized_op(op_type: str) -> bool:
     return op_type in QUANTIZED_OP_TYPES or op_type.startswith(_QUANTIZED_PREFIXES)
 

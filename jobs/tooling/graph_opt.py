@@ -15,6 +15,7 @@ from jobs.tooling.common import (
     PathLike,
     TransformReport,
     check_params,
+    drop_unused_opset_imports,
     is_ort_format,
     open_session,
     session_options,
@@ -61,13 +62,7 @@ def stamp_runtime(path: PathLike, level: str, provider: str = "CPUExecutionProvi
     """
     stamp = {"release": ort.__version__, "provider": provider, "level": level}
     model = onnx.load(str(path), load_external_data=False)
-    # onnxruntime writes an import of every domain it knows (ai.onnx.ml 5, com.microsoft.nchwc...), used or not:
-    # an unused import of a too-new opset would keep the file off older releases for nothing.
-    used = {node.domain or "" for graph in iter_graphs(model.graph) for node in graph.node}
-    used |= {node.domain or "" for function in model.functions for node in function.node}
-    kept_imports = [op for op in model.opset_import if (op.domain or "") in used | {"", "ai.onnx"}]
-    del model.opset_import[:]
-    model.opset_import.extend(kept_imports)
+    drop_unused_opset_imports(model)
     kept = [p for p in model.metadata_props if p.key != RUNTIME_SPECIFIC_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)

@@ -31,6 +31,7 @@ from jobs.tooling.common import (
     TransformReport,
     check_params,
     constants_to_initializers,
+    drop_unused_opset_imports,
     load_model,
     quantized_op_types,
     refuse_quantized,
@@ -258,6 +259,11 @@ def _call_quantizer(function, prepared: Path, out: Path, **kwargs) -> None:
         function(str(prepared), str(out), **kwargs)
     except Exception as exc:
         raise TransformError(f"onnxruntime's quantizer failed: {type(exc).__name__}: {exc}") from exc
+    # Its pre-processing imports every domain onnxruntime knows (ai.onnx.ml 5...): left in, they would keep every
+    # quantized variant off the older releases (onnxruntime 1.16 on the Pi) although no node uses them.
+    model = onnx.load(str(out), load_external_data=False)
+    if drop_unused_opset_imports(model):
+        onnx.save(model, str(out))
 
 
 def _check_something_quantized(

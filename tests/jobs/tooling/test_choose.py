@@ -189,3 +189,13 @@ def test_choose_variant__parent_that_does_not_run_on_the_device__any_faithful_ru
     assert decision["choice"] == "make_runnable"
     assert decision["reasons"]["make_runnable"].endswith("the parent itself does not run on this device type")
     assert decision["reasons"]["int8"] == "does not run on this device type"
+
+
+def test_choose_variant__a_tiny_models_relative_slowdown_below_the_timer_floor__is_not_slower():
+    parent = {"size_bytes": 1000, "latency_ms": 0.04, "accuracy": 0.95}
+    tiny = {**variant("int8", 300, 0.046, accuracy=0.95), "latency_ci": [1.12, 1.2], "lossy": True}
+    tiny["inputs_source"] = "dataset"
+
+    assert choose_variant(parent, [tiny])["choice"] == "int8"  # 6 µs slower: noise at this size
+    slow = {**tiny, "latency_ms": 46.0}
+    assert choose_variant({**parent, "latency_ms": 40.0}, [slow])["choice"] is None

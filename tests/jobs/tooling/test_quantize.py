@@ -266,3 +266,16 @@ def test_quantize_static__qoperator_format__writes_qlinear_ops_that_run(cnn_path
 def test_quantize_static__op_type_the_format_cannot_quantize__is_refused_before_calibrating(digits, tmp_path):
     with pytest.raises(TransformError, match=r"static quantization \(qdq\) cannot quantize Softmax"):
         quantize_static(digits.model, tmp_path / "q.onnx", dataset=digits.npz, op_types=["Softmax"])
+
+
+def test_quantized_variant__imports_only_the_domains_it_uses_so_older_releases_take_it(mlp_path, tmp_path):
+    from devices.catalog.builtin import builtin_profile
+    from jobs.tooling.compat import check_device
+    from jobs.tooling.inspect import inspect_model
+    from jobs.tooling.modelfile import load_model
+
+    quantize_dynamic(mlp_path, tmp_path / "q.onnx")
+    facts = inspect_model(load_model(tmp_path / "q.onnx"))
+
+    assert set(facts["opset_imports"]) <= {"ai.onnx", "com.microsoft"}
+    assert check_device(facts, 1000, builtin_profile("raspberry-pi-4"))[0]
