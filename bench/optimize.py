@@ -49,6 +49,7 @@ from optimize_models import BUILDERS, BenchModel, Unavailable  # noqa: E402
 from devices.catalog.builtin import BUILTIN_DEVICE_TYPES  # noqa: E402
 from jobs.tooling import compat, fidelity  # noqa: E402
 from jobs.tooling.benchmark import paired_latency  # noqa: E402
+from jobs.tooling.choose import slower_beyond_noise  # noqa: E402
 from jobs.tooling.device_optimize import optimize_for_profile  # noqa: E402
 from jobs.tooling.evaluate import evaluate, verify_variant  # noqa: E402
 from jobs.tooling.inspect import inspect_model  # noqa: E402
@@ -132,7 +133,7 @@ def library_default(model: BenchModel, workdir: Path) -> dict[str, Any]:
         "fidelity": judged["value"],
         "accuracy_delta_points": judged["accuracy_delta_points"],
         "within_budget": judged["within_budget"],
-        "slower": paired["ci_low"] > 1,
+        "slower": slower_beyond_noise([paired["ci_low"], paired["ci_high"]], paired["parent_ms"]),
         "facts": inspect_model(onnx.load(str(out))),
     }
 
@@ -187,6 +188,7 @@ def decide(model: BenchModel, slug: str, objective: str, workdir: Path) -> dict[
         "size_ratio": vs_parent["size_ratio"],
         "latency_ratio": _round(chosen["latency_ratio"]),
         "latency_ci": [_round(v) for v in chosen["latency_ci"]],
+        "parent_latency_ms": result.baseline["latency_ms"],
         "fidelity_metric": chosen["fidelity_metric"],
         "fidelity": _round(chosen["fidelity"]),
         "accuracy_delta_points": vs_parent.get("accuracy_delta_points"),
@@ -212,7 +214,7 @@ def goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     measured = [row for row in rows if "error" not in row]
 
     def slower(r: dict[str, Any]) -> bool:
-        return r["latency_ci"] is not None and r["latency_ci"][0] > 1
+        return r["latency_ci"] is not None and slower_beyond_noise(r["latency_ci"], r["parent_latency_ms"])
 
     # Where the parent does not run on the device type, its latency here says nothing about that device, and the
     # chooser takes any faithful variant that runs: such rows are listed apart, not counted as slower choices.

@@ -122,6 +122,13 @@ def is_slower(candidate_ms: float, parent_ms: float) -> bool:
     return candidate_ms > parent_ms * (1 + LATENCY_TOLERANCE) and candidate_ms - parent_ms > LATENCY_NOISE_FLOOR_MS
 
 
+def slower_beyond_noise(latency_ci: list[float] | tuple[float, float], parent_ms: float) -> bool:
+    """The whole interval of the variant/parent latency ratio lies above 1, by more than the timer's floor: 20% of
+    a 0.04 ms model is 8 µs, which is the timer's, not the model's."""
+    low = latency_ci[0]
+    return low > 1 and (low - 1) * parent_ms > LATENCY_NOISE_FLOOR_MS
+
+
 def budget_rejection(parent: dict[str, Any], candidate: dict[str, Any], budget_points: float) -> str | None:
     """Why the candidate is outside the accuracy budget (or its drop unknown); None when it is within."""
     labeled = candidate.get("accuracy") is not None and parent.get("accuracy") is not None
@@ -160,9 +167,8 @@ def _rejection(
     interval = candidate.get("latency_ci")
     if interval is not None:
         low, high = interval
-        if low > 1 and (low - 1) * parent["latency_ms"] > LATENCY_NOISE_FLOOR_MS:
-            # A slower variant is never the default pick, whatever it saves in size (measured, not assumed). Below
-            # the floor the difference is the timer's, not the model's: 20% of a 0.04 ms model is 8 µs.
+        if slower_beyond_noise(interval, parent["latency_ms"]):
+            # A slower variant is never the default pick, whatever it saves in size (measured, not assumed).
             return f"slower than its parent beyond noise ({_interval(candidate, parent)})"
         if objective == "latency" and high >= 1:
             return f"not faster than its parent beyond noise ({_interval(candidate, parent)}); a tie keeps the parent"
