@@ -96,27 +96,53 @@ def test_demo_model__gets_an_android_variant_that_the_mobile_package_runs(model,
     assert row(child, "android-arm64-phone").compatible, row(child, "android-arm64-phone").reasons
 
 
-def test_lossy_variant_chosen_on_generated_inputs__only_when_accepted_and_then_marked_everywhere(model, client, owner):
+def test_lossy_variants_verified_on_generated_inputs_only__are_never_chosen_unless_accepted(model):
     from tests.conftest import make_mlp
 
     parent = ready_version(model, make_mlp(hidden=2048).SerializeToString())
 
     refused = optimize_for(parent, "x86-gateway")
+
     lossy_rows = [r for r in refused.result["candidates"] if r.get("lossy") and "error" not in r]
     assert lossy_rows and all(r["inputs_source"] == "generated" for r in lossy_rows)
     decisions = {r["name"]: r["decision"] for r in lossy_rows}
     assert "chosen" not in decisions.values(), decisions
     assert any(d.startswith("not verified on real inputs") for d in decisions.values()), decisions
 
-    accepted = optimize_for(parent, "x86-gateway", accept_unverified=True)
-    if accepted.output_version is None:  # nothing lossy was smaller without being slower here: nothing to mark
-        pytest.skip(f"no variant chosen: {[r['decision'] for r in accepted.result['candidates']]}")
-    child = accepted.output_version
-    assert accepted.result["unverified"] is child.is_unverified is True
+
+def test_an_unverified_variant__is_marked_on_its_page_in_the_api_and_in_its_parents_list(
+    model, client, owner, tmp_path
+):
+    from django.core.files import File
+
+    from console.catalog import services as catalog_services
+    from console.catalog.uploads import sha256_of
+    from tests.conftest import make_mlp
+
+    parent = ready_version(model, make_mlp(hidden=32).SerializeToString())
+    (tmp_path / "v.onnx").write_bytes(make_mlp(hidden=16).SerializeToString())
+    with open(tmp_path / "v.onnx", "rb") as handle:
+        source = File(handle, name="v.onnx")
+        child = catalog_services.register_version(
+            model=model,
+            source=source,
+            sha256=sha256_of(source),
+            user=None,
+            filename="v.onnx",
+            parent=parent,
+            transform="quantize_dynamic",
+            transform_params={},
+            file_format="onnx",
+            metrics={"unverified": True},  # what the job writes when accept_unverified let it choose this variant
+        )
     client.force_login(owner)
+
     page = client.get(f"/p/{model.project.slug}/m/{model.name}/v/{child.number}/").content.decode()
-    assert 'class="state unverified"' in page and "Unverified: this lossy variant" in page
+    parent_page = client.get(f"/p/{model.project.slug}/m/{model.name}/v/{parent.number}/").content.decode()
     api = client.get(f"/api/projects/{model.project.slug}/models/{model.name}/versions/{child.number}/").json()
+
+    assert 'class="state unverified"' in page and "Unverified: this lossy variant" in page
+    assert 'class="state unverified"' in parent_page  # in the parent's list of variants
     assert api["unverified"] is True
 
 
