@@ -261,8 +261,11 @@ def _call_quantizer(function, prepared: Path, out: Path, **kwargs) -> None:
         raise TransformError(f"onnxruntime's quantizer failed: {type(exc).__name__}: {exc}") from exc
     # Its pre-processing imports every domain onnxruntime knows (ai.onnx.ml 5...): left in, they would keep every
     # quantized variant off the older releases (onnxruntime 1.16 on the Pi) although no node uses them.
+    # Shape inference's value_info is left in the file too: the runtime infers it again at load, so it is bytes to
+    # download for nothing.
     model = onnx.load(str(out), load_external_data=False)
-    if drop_unused_opset_imports(model):
+    if drop_unused_opset_imports(model) or len(model.graph.value_info):
+        del model.graph.value_info[:]
         onnx.save(model, str(out))
 
 

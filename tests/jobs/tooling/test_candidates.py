@@ -55,7 +55,7 @@ def test_candidates__conv_and_matmul_on_the_x86_gateway__use_uint8_conv_weights_
     facts = inspect_model(conv_matmul())
     assert candidate_transforms(profile("x86-gateway"), facts, has_dataset=True, has_samples=False) == [
         ("optimize_graph", {"level": "extended"}),
-        ("quantize_dynamic", {"per_channel": False}),  # the library default, for comparison
+        ("quantize_dynamic", {"per_channel": False, "preprocess": False}),  # the library default, for comparison
         ("quantize_dynamic", {"per_channel": False, "weight_type": "uint8"}),
         ("quantize_dynamic", {"per_channel": False, "op_types": ["MatMul"]}),
         STATIC_PER_TENSOR,
@@ -71,7 +71,7 @@ def test_candidates__conv_and_matmul_on_the_raspberry_pi__int8_per_channel_and_n
     facts = inspect_model(conv_matmul())
     assert candidate_transforms(profile("raspberry-pi-4"), facts, has_dataset=False, has_samples=True) == [
         ("optimize_graph", {"level": "extended"}),
-        ("quantize_dynamic", {"per_channel": False}),
+        ("quantize_dynamic", {"per_channel": False, "preprocess": False}),
         ("quantize_dynamic", {"per_channel": True}),
         ("quantize_dynamic", {"per_channel": False, "op_types": ["MatMul"]}),
         STATIC_PER_TENSOR,
@@ -86,7 +86,7 @@ def test_candidates__large_matmul_weights_on_the_jetson__weight_only_int4_and_fp
     facts = inspect_model(mlp([512, 1024, 1024, 10]))
     assert candidate_transforms(profile("jetson-orin"), facts, has_dataset=False, has_samples=False) == [
         ("optimize_graph", {"level": "extended"}),
-        ("quantize_dynamic", {"per_channel": False}),
+        ("quantize_dynamic", {"per_channel": False, "preprocess": False}),
         ("weight_only", {"bits": 4, "block_size": 32}),
         ("prune", {"sparsity": 0.3}),
         ("svd", {"energy": 0.95}),
@@ -115,7 +115,7 @@ def test_candidates__android_phone__adds_the_ort_format_and_a_mobile_sized_list(
     facts = inspect_model(mlp([512, 1024, 1024, 10]))
     assert candidate_transforms(profile("android-arm64-phone"), facts, has_dataset=False, has_samples=False) == [
         ("optimize_graph", {"level": "extended"}),
-        ("quantize_dynamic", {"per_channel": False}),
+        ("quantize_dynamic", {"per_channel": False, "preprocess": False}),
         ("quantize_dynamic", {"per_channel": True}),
         ("weight_only", {"bits": 4, "block_size": 32}),
         ("prune", {"sparsity": 0.3}),
