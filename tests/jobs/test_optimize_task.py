@@ -148,7 +148,9 @@ def test_optimize_for_device__measures_candidates_and_keeps_only_a_smaller_not_s
     job.refresh_from_db()
     result, baseline = job.result, job.result["parent"]
 
-    int8 = next(row for row in result["candidates"] if row["name"] == "quantize_dynamic(per_channel=False, preprocess=False)")
+    int8 = next(
+        row for row in result["candidates"] if row["name"] == "quantize_dynamic(per_channel=False, preprocess=False)"
+    )
     assert int8["size_bytes"] < 0.5 * baseline["size_bytes"] and int8["runnable_on_device"]
     assert all(row["decision"] for row in result["candidates"])  # every candidate says why (not) chosen
     # fp16 is not tried for a device type that does not run fp16
