@@ -113,17 +113,10 @@ def fidelity_judgement(
     return judged
 
 
-def library_default(model: BenchModel, workdir: Path) -> dict[str, Any]:
-    """``quantize_dynamic`` with default arguments on the parent, judged on the same samples and feeds."""
-    from onnxruntime.quantization import quantize_dynamic
-
-    out = workdir / f"{model.name}-library.onnx"
-    try:
-        quantize_dynamic(str(model.path), str(out))
-        judged = fidelity_judgement(model.path, out, model.decide, model.has_labels)
-        paired = paired_latency(model.path, out, feeds=model.feeds)
-    except Exception as exc:  # noqa: BLE001 - any failure of the library is a figure of the comparison, not a crash
-        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+def peer_figures(model: BenchModel, out: Path) -> dict[str, Any]:
+    """A peer's variant (the library default, Olive's best) judged on the same samples and feeds as ours."""
+    judged = fidelity_judgement(model.path, out, model.decide, model.has_labels)
+    paired = paired_latency(model.path, out, feeds=model.feeds)
     return {
         "path": out,
         "size_ratio": round(out.stat().st_size / model.path.stat().st_size, 4),
@@ -136,6 +129,18 @@ def library_default(model: BenchModel, workdir: Path) -> dict[str, Any]:
         "slower": slower_beyond_noise([paired["ci_low"], paired["ci_high"]], paired["parent_ms"]),
         "facts": inspect_model(onnx.load(str(out))),
     }
+
+
+def library_default(model: BenchModel, workdir: Path) -> dict[str, Any]:
+    """``quantize_dynamic`` with default arguments on the parent, judged on the same samples and feeds."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    out = workdir / f"{model.name}-library.onnx"
+    try:
+        quantize_dynamic(str(model.path), str(out))
+        return peer_figures(model, out)
+    except Exception as exc:  # noqa: BLE001 - any failure of the library is a figure of the comparison, not a crash
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def decide(model: BenchModel, slug: str, objective: str, workdir: Path) -> dict[str, Any]:
@@ -374,7 +379,7 @@ def run(
         library = library_default(model, model_dir)
         peer = None
         if runner is not None:
-            peer = runner.optimize(model, model_dir, fidelity_judgement) if runner.available else {"error": "not run"}
+            peer = runner.optimize(model, model_dir, peer_figures) if runner.available else {"error": "not run"}
         slugs = [s for s in device_types if name in ALL_DEVICE_TYPE_MODELS or s in QUICK_DEVICE_TYPES]
         for slug in slugs:
             say(f"{name}: optimizing for {slug}")

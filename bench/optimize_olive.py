@@ -78,20 +78,15 @@ class OliveRunner:
         self.available = True
         self.note = "olive-ai installed; not run yet"
 
-    def optimize(self, model, workdir: Path, judge: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-        """Olive's best candidate for ``model`` measured like the library default, or ``{"error": why}``."""
-        import onnx
-
-        from jobs.tooling.benchmark import paired_latency
-        from jobs.tooling.inspect import inspect_model
-
+    def optimize(self, model, workdir: Path, measure: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+        """Olive's best candidate for ``model`` measured like the library default (``measure(model, path)``), or
+        ``{"error": why}``."""
         output_dir = workdir / "olive"
         try:
             best = self._run(model, output_dir)
             if best is None:
                 raise RuntimeError("Olive's search found no candidate within the accuracy goal")
-            judged = judge(model.path, best, model.decide, model.has_labels)
-            paired = paired_latency(model.path, best, feeds=model.feeds)
+            figures = measure(model, best)
         except OliveCannotHoldTheGoal as exc:
             self.errors[model.name] = str(exc)
             self._summarize()
@@ -103,17 +98,7 @@ class OliveRunner:
             self._summarize()
             return {"error": self.errors[model.name]}
         self._summarize(ran=model.name)
-        return {
-            "path": best,
-            "size_ratio": round(best.stat().st_size / model.path.stat().st_size, 4),
-            "latency_ratio": round(paired["ratio"], 4),
-            "latency_ci": [round(paired["ci_low"], 4), round(paired["ci_high"], 4)],
-            "fidelity_metric": judged["metric"],
-            "fidelity": judged["value"],
-            "within_budget": judged["within_budget"],
-            "slower": paired["ci_low"] > 1,
-            "facts": inspect_model(onnx.load(str(best))),
-        }
+        return figures
 
     def _run(self, model, output_dir: Path) -> Path | None:
         import onnx

@@ -8,22 +8,16 @@ reader as the recorded releases'.
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
-from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from .datasets import DatasetLimits
 from .errors import DatasetError
 from .inputs import SAMPLES, InputsNotGenerated, InputsSource, InputsTooLarge, TypicalDims, representative_feeds
-
-
-def _domain(domain: str) -> str:
-    return "ai.onnx" if domain in ("", "ai.onnx") else domain
 
 
 def version() -> str:
@@ -36,19 +30,14 @@ def major_minor(text: str) -> str:
 
 
 @functools.cache
-def schema_since_versions() -> dict[tuple[str, str], list[int]]:
-    """(domain, op) -> sorted since_versions of the schemas this runtime knows."""
-    table: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for schema in ort_state.get_all_operator_schema():
-        table[(_domain(schema.domain), schema.name)].append(int(schema.since_version))
-    return {key: sorted(set(versions)) for key, versions in table.items()}
-
-
-@functools.cache
 def max_opsets() -> dict[str, int]:
+    """The newest opset of each domain this runtime knows a schema in (from the registry the checker reads)."""
+    from .registry.load import live_registry  # the registry reads this module's version(); import when asked
+
     best: dict[str, int] = {}
-    for (domain, _), versions in schema_since_versions().items():
-        best[domain] = max(best.get(domain, 0), versions[-1])
+    for key, entries in live_registry().schemas.items():
+        domain = key.split(":", 1)[0]
+        best[domain] = max(best.get(domain, 0), max(entry[0] for entry in entries))
     return best
 
 

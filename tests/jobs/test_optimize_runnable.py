@@ -42,6 +42,30 @@ def optimize_for(version, slug: str, dataset=None, **params) -> Job:
     return job
 
 
+def console_variant(tmp_path, parent, onnx_model, transform: str, metrics: dict | None = None):
+    """A child version registered as the optimize jobs register theirs (``catalog_services.register_version``)."""
+    from django.core.files import File
+
+    from console.catalog import services as catalog_services
+    from console.catalog.uploads import sha256_of
+
+    (tmp_path / "v.onnx").write_bytes(onnx_model.SerializeToString())
+    with open(tmp_path / "v.onnx", "rb") as handle:
+        source = File(handle, name="v.onnx")
+        return catalog_services.register_version(
+            model=parent.model,
+            source=source,
+            sha256=sha256_of(source),
+            user=None,
+            filename="v.onnx",
+            parent=parent,
+            transform=transform,
+            transform_params={},
+            file_format="onnx",
+            metrics=metrics or {},
+        )
+
+
 def row(version, slug: str):
     return version.compatibility.get(device_type__slug=slug)
 
@@ -113,28 +137,11 @@ def test_lossy_variants_verified_on_generated_inputs_only__are_never_chosen_unle
 def test_an_unverified_variant__is_marked_on_its_page_in_the_api_and_in_its_parents_list(
     model, client, owner, tmp_path
 ):
-    from django.core.files import File
-
-    from console.catalog import services as catalog_services
-    from console.catalog.uploads import sha256_of
     from tests.conftest import make_mlp
 
     parent = ready_version(model, make_mlp(hidden=32).SerializeToString())
-    (tmp_path / "v.onnx").write_bytes(make_mlp(hidden=16).SerializeToString())
-    with open(tmp_path / "v.onnx", "rb") as handle:
-        source = File(handle, name="v.onnx")
-        child = catalog_services.register_version(
-            model=model,
-            source=source,
-            sha256=sha256_of(source),
-            user=None,
-            filename="v.onnx",
-            parent=parent,
-            transform="quantize_dynamic",
-            transform_params={},
-            file_format="onnx",
-            metrics={"unverified": True},  # what the job writes when accept_unverified let it choose this variant
-        )
+    # What the job writes when accept_unverified let it choose this variant:
+    child = console_variant(tmp_path, parent, make_mlp(hidden=16), "quantize_dynamic", metrics={"unverified": True})
     client.force_login(owner)
 
     page = client.get(f"/p/{model.project.slug}/m/{model.name}/v/{child.number}/").content.decode()
@@ -147,11 +154,7 @@ def test_an_unverified_variant__is_marked_on_its_page_in_the_api_and_in_its_pare
 
 
 def test_a_console_made_variant_that_fails_its_check__says_the_fault_is_the_consoles(model, tmp_path):
-    from django.core.files import File
     from onnx import TensorProto, helper
-
-    from console.catalog import services as catalog_services
-    from console.catalog.uploads import sha256_of
 
     parent = ready_version(model, default_sklearn_export()[0])
     node = helper.make_node("Warp", ["x"], ["y"], domain="acme.vision")  # valid ONNX, no runtime has it
@@ -164,21 +167,7 @@ def test_a_console_made_variant_that_fails_its_check__says_the_fault_is_the_cons
     broken = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("acme.vision", 1)]
     )
-    (tmp_path / "v.onnx").write_bytes(broken.SerializeToString())
-    with open(tmp_path / "v.onnx", "rb") as handle:
-        source = File(handle, name="v.onnx")
-        variant = catalog_services.register_version(
-            model=model,
-            source=source,
-            sha256=sha256_of(source),
-            user=None,
-            filename="v.onnx",
-            parent=parent,
-            transform="optimize_graph",
-            transform_params={"level": "extended"},
-            file_format="onnx",
-            metrics={},
-        )
+    variant = console_variant(tmp_path, parent, broken, "optimize_graph")
 
     run_pending_checks()
 

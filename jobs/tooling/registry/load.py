@@ -16,14 +16,11 @@ from pathlib import Path
 
 import onnxruntime
 
+from ..live_runtime import major_minor
 from . import record
 
 DATA_DIR = record.DATA_DIR
 CPU = "CPUExecutionProvider"
-
-
-def major_minor(version: str) -> str:
-    return ".".join(version.strip().lstrip("v").split(".")[:2])
 
 
 @dataclass(frozen=True)
