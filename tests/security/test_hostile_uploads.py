@@ -112,6 +112,8 @@ def refused(isolated_storage, upload_temp_dir):
         assert posted.seconds < MAX_REQUEST_SECONDS
         assert posted.growth_mb < MAX_REQUEST_GROWTH_MB, f"the request's peak memory grew {posted.growth_mb:.0f} MB"
         assert leftovers(isolated_storage, upload_temp_dir) == before
+        # shown with -s: the figures of a run
+        print(f"hostile upload refused: {posted.status}, {posted.seconds:.2f} s, peak +{posted.growth_mb:.1f} MB")
         return posted
 
     return check
