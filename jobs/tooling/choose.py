@@ -5,8 +5,9 @@ Pure function over plain dicts so the API, a Celery task and the benchmark all c
 Rules, in the order a candidate is judged (the first that fails is its reason):
 1. it runs on the device type;
 2. it keeps within the accuracy budget: accuracy points against the parent's when both were measured on labels,
-   else its primary fidelity metric in that metric's own words (``fidelity.within_budget``), else 100 x (1 -
-   top-1 agreement); nothing measured means an unknown drop, and a refusal;
+   else its primary fidelity metric in that metric's own words (a lossy variant's share of few units judged by
+   what it shows at 95% confidence: ``fidelity.shown_within_budget``), else 100 x (1 - top-1 agreement); nothing measured means
+   an unknown drop, and a refusal;
 3. a lossy variant (quantized, pruned, low-rank, fp16) verified only on generated inputs is refused, "not verified
    on real inputs", unless the caller accepts unverified variants: generated inputs can agree perfectly where
    real ones do not (all-zero byte arrays, 1x1 images);
@@ -67,7 +68,8 @@ def choose_variant(
     - ``name``, ``size_bytes``, ``latency_ms`` (the parent's latency times the paired ratio), ``runnable_on_device``;
     - ``accuracy`` (fraction, measured on labels) and/or ``agreement`` (top-1 agreement, fraction), as before;
     - ``fidelity_metric`` and ``fidelity``: the primary fidelity metric and its value (``verify_variant``'s
-      ``primary_metric`` and ``primary_value``), judged when there is no labeled accuracy;
+      ``primary_metric`` and ``primary_value``), judged when there is no labeled accuracy; ``fidelity_units``:
+      the units a share was counted on (``primary_units``), so that a share of few units must show the budget;
     - ``inputs_source``: "dataset", "samples" or "generated", where the fidelity was measured;
     - ``lossy``: True for quantized, pruned, SVD and fp16 variants (absent: judged from ``transform``);
     - ``latency_ci``: ``[low, high]`` interval of the variant/parent latency ratio (``paired_latency``'s
@@ -134,12 +136,12 @@ def budget_rejection(parent: dict[str, Any], candidate: dict[str, Any], budget_p
     labeled = candidate.get("accuracy") is not None and parent.get("accuracy") is not None
     metric, value = candidate.get("fidelity_metric"), candidate.get("fidelity")
     if not labeled and metric in fidelity.METRICS and value is not None:
-        if fidelity.within_budget(metric, value, budget_points):
-            return None
-        return (
-            f"{metric} {value:.4g} is outside the {budget_points:g}-point budget "
-            f"(needs {fidelity.budget_words(metric, budget_points)})"
-        )
+        # Only a lossy variant on real inputs must show its budget on enough units: a rewrite computes the same
+        # function (its fidelity guards against a broken rewrite, not a small loss few samples hide), and
+        # generated inputs are refused as such (rule 3), whatever their count.
+        real = candidate.get("inputs_source") != "generated"
+        units = candidate.get("fidelity_units") if is_lossy(candidate) and real else None
+        return fidelity.shown_within_budget(metric, value, budget_points, units)
     drop = accuracy_drop_points(parent, candidate)
     if drop is None:
         return "no accuracy or agreement measured, so its accuracy drop is unknown"

@@ -178,7 +178,8 @@ def compare_outputs(
     - ``fidelity``: ``{output name: {"metric", "value", ...}}`` per ``fidelity.compare`` (``"metric": "skip"``
       with ``"skipped"`` for an output nothing fits), ``within_budget`` when ``budget_points`` is given;
     - ``primary_output``, ``primary_metric``, ``primary_value``: the output a decision rests on
-      (``fidelity.primary_output``), None when every output was skipped;
+      (``fidelity.primary_output``), None when every output was skipped; ``primary_units``: how many units
+      (rows, decisions, sequences) its share counts, None for a metric that is not a share;
     - the older figures: ``top1_agreement`` (of the first output judged by top-1, else None), ``max_abs_diff``,
       ``mean_abs_diff``, ``relative_error`` and ``compared_output`` (of the first float output; None without one),
       ``nonfinite_outputs`` (values NaN or infinite in the child where the parent's are finite, all outputs).
@@ -201,6 +202,7 @@ def compare_outputs(
         "primary_output": primary,
         "primary_metric": per_output[primary]["metric"] if primary else None,
         "primary_value": per_output[primary]["value"] if primary else None,
+        "primary_units": per_output[primary].get("units") if primary else None,
         "top1_agreement": top1,
         **_differences([fidelity.as_array(o) for o in parent], [fidelity.as_array(o) for o in child]),
     }

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.tooling.choose import accuracy_drop_points, choose_variant
+from jobs.tooling.fidelity import units_needed
 
 PARENT = {"size_bytes": 1000, "latency_ms": 10.0, "accuracy": 0.95}
 
@@ -199,3 +200,42 @@ def test_choose_variant__a_tiny_models_relative_slowdown_below_the_timer_floor__
     assert choose_variant(parent, [tiny])["choice"] == "int8"  # 6 µs slower: noise at this size
     slow = {**tiny, "latency_ms": 46.0}
     assert choose_variant({**parent, "latency_ms": 40.0}, [slow])["choice"] is None
+
+
+def share_variant(name: str, value: float, units: int) -> dict:
+    """A lossy variant judged by the share of units (rows, sequences, decisions) that agree with its parent."""
+    row = variant(name, 300, 9.0)
+    row.update(
+        fidelity_metric="ctc_decoded_equality",
+        fidelity=value,
+        fidelity_units=units,
+        inputs_source="samples",
+        lossy=True,
+    )
+    return row
+
+
+def test_choose_variant__perfect_agreement_on_a_dozen_samples__is_refused_as_too_few_to_show_the_budget():
+    # 12 of 12 text lines decoded alike can hide a variant that garbles one line in twelve.
+    decision = choose_variant({"size_bytes": 1000, "latency_ms": 10.0}, [share_variant("int8", 1.0, 12)])
+    assert decision["choice"] is None
+    reason = decision["reasons"]["int8"]
+    assert "on 12 units is too few to show the 1-point budget" in reason
+    assert "at least 99% of decoded sequences are equal" in reason
+    assert f"at least {units_needed(1.0)} units" in reason
+
+
+def test_choose_variant__perfect_agreement_on_enough_samples__is_chosen():
+    decision = choose_variant({"size_bytes": 1000, "latency_ms": 10.0}, [share_variant("int8", 1.0, units_needed(1.0))])
+    assert decision["choice"] == "int8"
+
+
+def test_choose_variant__share_below_the_bound__says_it_is_outside_the_budget_whatever_the_units():
+    decision = choose_variant({"size_bytes": 1000, "latency_ms": 10.0}, [share_variant("int8", 0.95, 5000)])
+    assert "outside the 1-point budget" in decision["reasons"]["int8"]
+
+
+def test_choose_variant__lossless_rewrite_agreeing_on_a_dozen_samples__is_chosen():
+    rewrite = share_variant("make_runnable", 1.0, 12) | {"lossy": False}
+    decision = choose_variant({"size_bytes": 1000, "latency_ms": 10.0}, [rewrite])
+    assert decision["choice"] == "make_runnable"

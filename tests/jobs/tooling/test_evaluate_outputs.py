@@ -99,7 +99,7 @@ def test_agreement__metric_chosen_by_the_user__replaces_the_inferred_one(tmp_pat
     rng = np.random.default_rng(1)
     path = save(recognizer(rng.standard_normal((8, 5))), tmp_path / "rec.onnx")
     figures = agreement(path, path, metrics={"out": "step_argmax_agreement"})
-    assert figures["fidelity"]["out"] == {"metric": "step_argmax_agreement", "value": 1.0}
+    assert figures["fidelity"]["out"] == {"metric": "step_argmax_agreement", "value": 1.0, "units": 768}
     assert figures["primary_metric"] == "step_argmax_agreement" and figures["inputs_source"] == "generated"
 
 
@@ -126,8 +126,8 @@ def test_verify_variant__default_skl2onnx_classifier_with_zipmap__compares_its_m
 
     generated = verify_variant(path, path)
     assert generated["verified"] and generated["top1_agreement"] == 1.0
-    assert generated["fidelity"]["output_probability"] == {"metric": "top1_agreement", "value": 1.0}
-    assert generated["fidelity"]["output_label"] == {"metric": "exact_equality", "value": 1.0}
+    assert generated["fidelity"]["output_probability"] == {"metric": "top1_agreement", "value": 1.0, "units": 32}
+    assert generated["fidelity"]["output_label"] == {"metric": "exact_equality", "value": 1.0, "units": 32}
     assert generated["primary_output"] == "output_probability"
 
     labeled = Dataset({"X": features}, labels.astype(np.int64), "iris.npz")
@@ -143,5 +143,5 @@ def test_verify_variant__string_output__is_compared_by_exact_equality(tmp_path):
     outputs = [helper.make_tensor_value_info("same", TensorProto.STRING, ["N"])]
     path = save(make_model(nodes, inputs, outputs), tmp_path / "strings.onnx")
     result = verify_variant(path, path)
-    assert result["verified"] and result["fidelity"]["same"] == {"metric": "exact_equality", "value": 1.0}
+    assert result["verified"] and result["fidelity"]["same"] == {"metric": "exact_equality", "value": 1.0, "units": 32}
     assert result["max_abs_diff"] is None  # no float output to take differences of

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from jobs.tooling import fidelity
 from jobs.tooling.fidelity import (
     SKIP,
     budget_words,
@@ -119,12 +120,12 @@ def test_compare__embeddings__relative_l2_and_cosine():
 def test_compare__zipmap_maps__compared_as_a_matrix_with_keys_sorted():
     parent = [{"cat": 0.7, "dog": 0.3}, {"cat": 0.4, "dog": 0.6}]
     child = [{"dog": 0.2, "cat": 0.8}, {"dog": 0.45, "cat": 0.55}]  # the second row flips
-    assert compare("output_probability", parent, child) == {"metric": "top1_agreement", "value": 0.5}
+    assert compare("output_probability", parent, child) == {"metric": "top1_agreement", "value": 0.5, "units": 2}
 
 
 def test_compare__strings__exact_equality():
     figures = compare("label", np.array(["a", "b", "c"], dtype=object), np.array(["a", "b", "d"], dtype=object))
-    assert figures == {"metric": "exact_equality", "value": pytest.approx(2 / 3)}
+    assert figures == {"metric": "exact_equality", "value": pytest.approx(2 / 3), "units": 3}
 
 
 def test_compare__what_cannot_be_compared__is_skipped_with_a_reason_never_raised():
@@ -140,7 +141,7 @@ def test_compare__what_cannot_be_compared__is_skipped_with_a_reason_never_raised
 def test_compare_all__adds_within_budget_and_the_primary_output_skips_labels_and_skipped_outputs():
     parent = [np.array([0, 1]), softmax(np.array([[2.0, 1.0], [0.0, 3.0]])), None]
     figures = compare_all(["label", "probabilities", "extra"], parent, parent, budget_points=1.0)
-    assert figures["label"] == {"metric": "exact_equality", "value": 1.0, "within_budget": True}
+    assert figures["label"] == {"metric": "exact_equality", "value": 1.0, "units": 2, "within_budget": True}
     assert figures["probabilities"]["within_budget"] is True
     assert figures["extra"]["metric"] == SKIP and "within_budget" not in figures["extra"]
     assert primary_output(figures) == "probabilities"
@@ -158,3 +159,24 @@ def test_infer_metric__recurrent_state_and_boxes__are_compared_by_distance_whate
     state = describe_output("stateN", RNG.standard_normal((2, 1, 128)).astype(np.float32))
     boxes = describe_output("boxes", RNG.uniform(0, 640, (1, 100, 4)).astype(np.float32))
     assert infer_metric(state) == infer_metric(boxes) == "relative_l2"
+
+
+def test_shown_share__is_the_one_sided_wilson_bound_statsmodels_gives():
+    from statsmodels.stats.proportion import proportion_confint
+
+    for agreeing, units in [(12, 12), (11, 12), (268, 270), (93, 93)]:
+        low, _high = proportion_confint(agreeing, units, alpha=0.10, method="wilson")  # two-sided 90% = one-sided 95%
+        assert fidelity.shown_share(agreeing / units, units) == pytest.approx(low, rel=1e-9)
+
+
+def test_units_needed__is_the_fewest_perfectly_agreeing_units_that_show_the_budget():
+    needed = fidelity.units_needed(1.0)
+    assert fidelity.within_budget("top1_agreement", fidelity.shown_share(1.0, needed), 1.0)
+    assert not fidelity.within_budget("top1_agreement", fidelity.shown_share(1.0, needed - 1), 1.0)
+
+
+def test_compare__shares_report_the_units_they_count_and_distances_do_not():
+    logits = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 1]]
+    assert fidelity.compare("scores", logits, logits)["units"] == 6
+    embedding = np.linspace(0, 1, 24, dtype=np.float32).reshape(6, 4)
+    assert "units" not in fidelity.compare("embedding", embedding, embedding)
