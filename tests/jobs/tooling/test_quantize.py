@@ -279,3 +279,18 @@ def test_quantized_variant__imports_only_the_domains_it_uses_so_older_releases_t
 
     assert set(facts["opset_imports"]) <= {"ai.onnx", "com.microsoft"}
     assert check_device(facts, 1000, builtin_profile("raspberry-pi-4"))[0]
+
+
+@pytest.mark.parametrize("activation_type", ["int8", "uint8"])
+def test_quantize_static__per_channel_on_the_scikit_learn_demo_model__writes_a_model_that_keeps_accuracy(
+    digits_demo, tmp_path, activation_type
+):
+    # skl2onnx's MLP carries 2-D biases, on which onnxruntime's int32-bias scale adjustment raises.
+    model_path, data_path, _accuracy = digits_demo
+    dst = tmp_path / "per-channel.onnx"
+    report = quantize_static(
+        model_path, dst, dataset=data_path, per_channel=True, activation_type=activation_type, weight_type="int8"
+    )
+    assert {"QuantizeLinear", "DequantizeLinear"} <= op_types(dst)
+    assert any("int32-bias weight-scale adjustment is off" in line for line in report.log)
+    assert evaluate(dst, data_path)["accuracy"] >= evaluate(model_path, data_path)["accuracy"] - 0.01
