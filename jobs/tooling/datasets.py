@@ -49,13 +49,64 @@ def _mb(n: int) -> str:
 
 @dataclass
 class Dataset:
-    inputs: dict[str, np.ndarray]  # model input name -> array, rows along axis 0
+    """Arrays by model input name, rows along axis 0 (``rows_first`` moved a model's batch axis there), except the
+    inputs in ``whole``: those have no batch axis (a sample rate, a shared table) and are fed whole every time."""
+
+    inputs: dict[str, np.ndarray]
     labels: np.ndarray | None
     source: str
+    whole: frozenset[str] = frozenset()
 
     @property
     def rows(self) -> int:
-        return len(next(iter(self.inputs.values())))
+        batched = [array for name, array in self.inputs.items() if name not in self.whole]
+        return len(batched[0]) if batched else 1
+
+    def head(self, rows: int) -> Dataset:
+        """The first ``rows`` rows (the whole inputs as they are)."""
+        inputs = {name: array if name in self.whole else array[:rows] for name, array in self.inputs.items()}
+        labels = None if self.labels is None else self.labels[:rows]
+        return Dataset(inputs=inputs, labels=labels, source=self.source, whole=self.whole)
+
+
+def batch_axes(specs: list[TensorSpec]) -> dict[str, int | None]:
+    """Where each input holds the batch: the axis named like the first symbolic leading dimension (a recurrent
+    state of shape (2, batch, 128) holds it on axis 1), else axis 0 when the rank is unknown or the leading
+    dimension is symbolic or fixed (a fixed batch, often 1); None for an input with no batch axis: a scalar, or a
+    tensor with none of the batch's name while others carry it (fed whole every time)."""
+    batch = next(
+        (spec.shape[0] for spec in specs if spec.shape and isinstance(spec.shape[0], str) and spec.shape[0]), None
+    )
+    axes: dict[str, int | None] = {}
+    for spec in specs:
+        if spec.shape is None:
+            axes[spec.name] = 0
+        elif batch is not None and batch in spec.shape:
+            axes[spec.name] = spec.shape.index(batch)
+        elif not spec.shape or (batch is not None and isinstance(spec.shape[0], int) and spec.shape[0] > 0):
+            axes[spec.name] = None
+        else:
+            axes[spec.name] = 0
+    return axes
+
+
+def rows_first(spec: TensorSpec, axis: int | None) -> TensorSpec:
+    """The spec with its batch axis moved first, as a Dataset holds its arrays."""
+    if not axis or spec.shape is None:
+        return spec
+    shape = list(spec.shape)
+    return TensorSpec(spec.name, spec.dtype, (shape.pop(axis), *shape), spec.elem_type)
+
+
+def _rows_first_arrays(inputs: dict[str, np.ndarray], specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """Arrays as the model lays them out, with each batch axis moved first (a view, nothing copied)."""
+    axes = batch_axes(specs)
+    moved = dict(inputs)
+    for spec in specs:
+        axis, array = axes[spec.name], inputs.get(spec.name)
+        if axis and array is not None and spec.shape is not None and array.ndim == len(spec.shape):
+            moved[spec.name] = np.moveaxis(array, axis, 0)
+    return moved
 
 
 def load_dataset(
@@ -73,6 +124,7 @@ def load_dataset(
     path = Path(path)
     if is_npz(path):
         inputs, labels = _read_npz(path, specs, limits)
+        inputs = _rows_first_arrays(inputs, specs)
     else:
         inputs, labels = _read_csv(path, specs, label_column, limits)
     problems = check_arrays(inputs, labels, specs)
@@ -81,7 +133,10 @@ def load_dataset(
         problems.append(f"no labels: accuracy needs {where}")
     if problems:
         raise DatasetError(problems)
-    return Dataset(inputs={spec.name: inputs[spec.name] for spec in specs}, labels=labels, source=path.name)
+    whole = frozenset(name for name, axis in batch_axes(specs).items() if axis is None)
+    return Dataset(
+        inputs={spec.name: inputs[spec.name] for spec in specs}, labels=labels, source=path.name, whole=whole
+    )
 
 
 def as_dataset(dataset: Dataset | PathLike, specs: list[TensorSpec], *, require_labels: bool = False) -> Dataset:
@@ -97,22 +152,26 @@ def as_dataset(dataset: Dataset | PathLike, specs: list[TensorSpec], *, require_
 
 
 def check_arrays(inputs: dict[str, np.ndarray], labels: np.ndarray | None, specs: list[TensorSpec]) -> list[str]:
-    """Every mismatch between named arrays and the model's inputs, as sentences; empty when they fit."""
+    """Every mismatch between named arrays (batch axes moved first) and the model's inputs, as sentences; empty
+    when they fit."""
     problems: list[str] = []
     expected = {spec.name for spec in specs}
+    axes = batch_axes(specs)
     for name in sorted(set(inputs) - expected):
         problems.append(f"unexpected array '{name}': the model's inputs are {_names(expected)}")
     for spec in specs:
         if spec.name not in inputs:
             problems.append(f"missing array for input '{spec.name}' (found {_names(inputs) or 'none'})")
         else:
-            problems.extend(_array_problems(spec, inputs[spec.name]))
+            problems.extend(_array_problems(spec, inputs[spec.name], axes[spec.name]))
     if labels is not None:
         if labels.dtype.kind not in "biuf":
             problems.append(f"'{LABELS_KEY}' holds {labels.dtype} values; labels must be numbers")
         else:
             problems.extend(_nan_problems(LABELS_KEY, labels))
-    row_counts = {name: len(array) for name, array in inputs.items() if array.ndim > 0}
+    row_counts = {
+        name: len(array) for name, array in inputs.items() if array.ndim > 0 and axes.get(name, 0) is not None
+    }
     if labels is not None and labels.ndim > 0:
         row_counts[LABELS_KEY] = len(labels)
     if len(set(row_counts.values())) > 1:
@@ -131,21 +190,27 @@ def iter_batches(dataset: Dataset, specs: list[TensorSpec], batch_size: int = 25
     """
     fixed = fixed_batch(specs)
     step = fixed or batch_size
+    axes = batch_axes(specs)
     for start in range(0, dataset.rows, step):
         stop = min(start + step, dataset.rows)
         feeds = {}
         for spec in specs:
+            axis = axes[spec.name]
+            if axis is None or spec.name in dataset.whole:
+                feeds[spec.name] = dataset.inputs[spec.name]
+                continue
             chunk = dataset.inputs[spec.name][start:stop]
             if fixed and len(chunk) < step:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
-            feeds[spec.name] = chunk
+            feeds[spec.name] = np.moveaxis(chunk, 0, axis) if axis else chunk
         yield cast_feeds(feeds, specs), stop - start
 
 
 def fixed_batch(specs: list[TensorSpec]) -> int | None:
-    """The first dimension when the model fixes it (often 1), None when it is symbolic."""
-    first_dims = [spec.shape[0] for spec in specs if spec.shape]
-    return next((dim for dim in first_dims if isinstance(dim, int) and dim > 0), None)
+    """The batch dimension when the model fixes it (often 1), None when it is symbolic."""
+    axes = batch_axes(specs)
+    dims = [spec.shape[axis] for spec in specs if spec.shape and (axis := axes[spec.name]) is not None]
+    return next((dim for dim in dims if isinstance(dim, int) and dim > 0), None)
 
 
 def cast_feeds(feeds: dict[str, np.ndarray], specs: list[TensorSpec]) -> dict[str, np.ndarray]:
@@ -161,7 +226,8 @@ def _names(names) -> str:
     return ", ".join(f"'{name}'" for name in sorted(names))
 
 
-def _array_problems(spec: TensorSpec, array: np.ndarray) -> list[str]:
+def _array_problems(spec: TensorSpec, array: np.ndarray, axis: int | None = 0) -> list[str]:
+    """What is wrong with one array (its batch axis moved first; ``axis`` None: an input fed whole)."""
     problems = []
     if spec.dtype == "string":
         if array.dtype.kind not in "US":
@@ -177,13 +243,19 @@ def _array_problems(spec: TensorSpec, array: np.ndarray) -> list[str]:
             problems.append(f"'{spec.name}' holds {array.dtype} values; the input expects {spec.dtype}")
         problems.extend(_nan_problems(spec.name, array))
     if spec.shape is not None:
-        expected = "(" + ", ".join(["rows", *(str(dim) for dim in spec.shape[1:])]) + ")"
+        dims = [str(dim) for dim in spec.shape]
+        if axis is not None:
+            dims[axis] = "rows"
+        expected = "(" + ", ".join(dims) + ")"
+        laid_out = rows_first(spec, axis).shape if axis is not None else spec.shape
+        shown = np.moveaxis(array, 0, axis).shape if axis and array.ndim == len(spec.shape) else array.shape
         if array.ndim != len(spec.shape):
-            problems.append(f"'{spec.name}' has shape {array.shape}; the input expects {expected}")
+            problems.append(f"'{spec.name}' has shape {shown}; the input expects {expected}")
         else:
-            for axis, dim in enumerate(spec.shape[1:], start=1):
-                if isinstance(dim, int) and dim > 0 and array.shape[axis] != dim:
-                    problems.append(f"'{spec.name}' has shape {array.shape}; the input expects {expected}")
+            first = 1 if axis is not None else 0
+            for index, dim in enumerate(laid_out[first:], start=first):
+                if isinstance(dim, int) and dim > 0 and array.shape[index] != dim:
+                    problems.append(f"'{spec.name}' has shape {shown}; the input expects {expected}")
                     break
     return problems
 

@@ -161,11 +161,7 @@ def quantize_static(
     model = _load_float_model(src)
     specs = graph_inputs(model)
     calibration = as_dataset(dataset, specs)
-    calibration = Dataset(
-        inputs={name: array[:max_calibration_rows] for name, array in calibration.inputs.items()},
-        labels=None,
-        source=calibration.source,
-    )
+    calibration = calibration.head(max_calibration_rows)
     report = TransformReport(
         "quantize_static",
         details={
