@@ -50,7 +50,7 @@ def _mb(n: int) -> str:
 @dataclass
 class Dataset:
     """Arrays by model input name, rows along axis 0 (``rows_first`` moved a model's batch axis there), except the
-    inputs in ``whole``: those have no batch axis (a sample rate, a shared table) and are fed whole every time."""
+    inputs in ``whole``: scalars with no batch axis (a sample rate), fed whole every time."""
 
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None
@@ -70,21 +70,25 @@ class Dataset:
 
 
 def batch_axes(specs: list[TensorSpec]) -> dict[str, int | None]:
-    """Where each input holds the batch: the axis named like the first symbolic leading dimension (a recurrent
-    state of shape (2, batch, 128) holds it on axis 1), else axis 0 when the rank is unknown or the leading
-    dimension is symbolic or fixed (a fixed batch, often 1); None for an input with no batch axis: a scalar, or a
-    tensor with none of the batch's name while others carry it (fed whole every time)."""
-    batch = next(
-        (spec.shape[0] for spec in specs if spec.shape and isinstance(spec.shape[0], str) and spec.shape[0]), None
-    )
+    """Where each input holds the batch, found from the first input's leading dimension:
+
+    - named (``batch``): the axis of that name in each input (a recurrent state (2, batch, 128) holds it on 1);
+    - unnamed and dynamic: each input's first dynamic axis (the same state exported as (2, ?, 128));
+    - otherwise, or for an input with neither: axis 0 (a fixed batch, often 1, is fed row by row);
+    - None for a scalar input (a sample rate): it has no batch and is fed whole every time.
+    """
+    first = next((spec.shape[0] for spec in specs if spec.shape), 0)
+    named = first if isinstance(first, str) and first else None
     axes: dict[str, int | None] = {}
     for spec in specs:
         if spec.shape is None:
             axes[spec.name] = 0
-        elif batch is not None and batch in spec.shape:
-            axes[spec.name] = spec.shape.index(batch)
-        elif not spec.shape or (batch is not None and isinstance(spec.shape[0], int) and spec.shape[0] > 0):
+        elif not spec.shape:
             axes[spec.name] = None
+        elif named is not None:
+            axes[spec.name] = spec.shape.index(named) if named in spec.shape else 0
+        elif first is None and None in spec.shape:
+            axes[spec.name] = spec.shape.index(None)
         else:
             axes[spec.name] = 0
     return axes

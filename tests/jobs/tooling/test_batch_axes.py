@@ -9,10 +9,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from jobs.tooling.datasets import batch_axes, iter_batches, load_dataset
+from jobs.tooling.datasets import batch_axes, fixed_batch, iter_batches, load_dataset
 from jobs.tooling.errors import DatasetError
 from jobs.tooling.evaluate import verify_variant
-from jobs.tooling.inputs import graph_inputs
+from jobs.tooling.inputs import TensorSpec, graph_inputs
 
 
 def stateful_model() -> onnx.ModelProto:
@@ -58,6 +58,18 @@ def samples(tmp_path, rows: int = 10, state_rows: int | None = None):
 
 def test_batch_axes__found_by_the_batch_dimension_name__scalars_fed_whole():
     assert batch_axes(graph_inputs(stateful_model())) == {"x": 0, "state": 1, "sr": None}
+
+
+def test_batch_axes__unnamed_dynamic_batch__is_each_inputs_first_dynamic_axis():
+    specs = [TensorSpec("input", "float32", (None, None), 1), TensorSpec("state", "float32", (2, None, 128), 1)]
+    assert batch_axes(specs) == {"input": 0, "state": 1}
+
+
+def test_batch_axes__state_of_fixed_shape_beside_a_named_batch__is_fed_row_by_row_on_axis_0():
+    # A sequence export: (sequence_length, 576) windows with a (1, 1, 128) state per window.
+    specs = [TensorSpec("input", "float32", ("sequence_length", 576), 1), TensorSpec("h", "float32", (1, 1, 128), 1)]
+    assert batch_axes(specs) == {"input": 0, "h": 0}
+    assert fixed_batch(specs) == 1
 
 
 def test_iter_batches__slices_the_state_on_its_batch_axis_and_feeds_the_scalar_whole(tmp_path):
