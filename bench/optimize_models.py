@@ -53,14 +53,23 @@ class BenchModel:
 
 
 def _split_save(
-    workdir: Path, name: str, inputs: dict[str, np.ndarray], labels: np.ndarray | None = None
+    workdir: Path,
+    name: str,
+    inputs: dict[str, np.ndarray],
+    labels: np.ndarray | None = None,
+    axes: dict[str, int | None] | None = None,
 ) -> tuple[Path, Path]:
-    """Half the rows to decide on, the other half held out (every other row, so both halves mix the kinds)."""
+    """Half the rows to decide on, the other half held out (every other row, so both halves mix the kinds).
+    ``axes`` names an input's batch axis where it is not 0 (``datasets.batch_axes``; None: a scalar kept whole)."""
     decide, holdout = workdir / f"{name}-decide.npz", workdir / f"{name}-holdout.npz"
-    for path, part in ((decide, slice(0, None, 2)), (holdout, slice(1, None, 2))):
-        arrays = {key: value[part] for key, value in inputs.items()}
+    axes = axes or {}
+    for path, start in ((decide, 0), (holdout, 1)):
+        arrays = {}
+        for key, value in inputs.items():
+            axis = axes.get(key, 0)
+            arrays[key] = value if axis is None else np.take(value, range(start, value.shape[axis], 2), axis=axis)
         if labels is not None:
-            arrays["labels"] = labels[part]
+            arrays["labels"] = labels[start::2]
         np.savez(path, **arrays)
     return decide, holdout
 
@@ -505,40 +514,44 @@ def speech_like_audio(rng: np.random.Generator, seconds: float, rate: int = 1600
 
 
 def build_silero_vad(workdir: Path, seconds: float = 12.0) -> BenchModel:
-    """Silero VAD's sequence export: windows of 576 samples (64 of context, 512 new at 16 kHz) with the LSTM state
-    carried from window to window. The samples are the windows of synthetic speech with the states the parent
-    itself produced streaming through them, so every row is an input the model meets in use."""
+    """Silero VAD as its wheel ships it (``silero_vad.onnx``: weights inside If branches per sample rate): windows
+    of 576 samples (64 of context, 512 new at 16 kHz), the LSTM ``state`` (2, batch, 128) carried from window to
+    window, and the sample rate as a scalar. The samples are the windows of synthetic speech with the states the
+    parent itself produced streaming through them, so every row is an input the model meets in use."""
     import onnxruntime as ort
 
-    src = packaged_model("silero-vad", "silero_vad_16k_sequence.onnx")
+    from jobs.tooling.datasets import batch_axes
+    from jobs.tooling.inputs import graph_inputs
+
+    src = packaged_model("silero-vad", "silero_vad.onnx")
     audio = speech_like_audio(np.random.default_rng(SEED), seconds)
-    hop, context = 512, 64
+    hop, context, rate = 512, 64, np.array(16000, dtype=np.int64)
     padded = np.concatenate([np.zeros(context, np.float32), audio])
     windows = np.stack([padded[i : i + hop + context] for i in range(0, len(audio) - hop, hop)])
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
-    h = c = np.zeros((1, 1, 128), np.float32)
-    hs, cs, speech = [], [], []
+    state = np.zeros((2, 1, 128), np.float32)
+    states, speech = [], []
     for window in windows:
-        hs.append(h[0])
-        cs.append(c[0])
-        probability, h, c = session.run(None, {"input": window[None], "h": h, "c": c})
-        speech.append(float(probability[0]))
-    inputs = {"input": windows, "h": np.stack(hs), "c": np.stack(cs)}
-    decide, holdout = _split_save(workdir, "silero-vad", inputs)
+        states.append(state[:, 0])
+        probability, state = session.run(None, {"input": window[None], "state": state, "sr": rate})
+        speech.append(float(probability.ravel()[0]))
+    inputs = {"input": windows, "state": np.stack(states, axis=1), "sr": rate}
+    axes = batch_axes(graph_inputs(onnx.load(str(src))))
+    decide, holdout = _split_save(workdir, "silero-vad", inputs, axes=axes)
     second = int(16000 / hop)  # one second of windows in one call, the state starting fresh
-    zeros = np.zeros((1, 1, 128), np.float32)
     return BenchModel(
         "silero-vad",
         _copy(src, workdir, "silero-vad"),
         decide,
         holdout,
         False,
-        {"input": windows[:second], "h": zeros, "c": zeros},
+        {"input": windows[:second], "state": np.zeros((2, second, 128), np.float32), "sr": rate},
         f"{second}x576 (1 s at 16 kHz)",
-        f"silero-vad {importlib.metadata.version('silero-vad')} wheel (16k sequence export); {seconds:g} s of "
-        f"synthetic speech-like audio, {np.mean(np.array(speech) > 0.5):.0%} of windows judged speech by the parent",
+        f"silero-vad {importlib.metadata.version('silero-vad')} wheel (silero_vad.onnx, If branches per rate); "
+        f"{seconds:g} s of synthetic speech-like audio, {np.mean(np.array(speech) > 0.5):.0%} of windows judged "
+        "speech by the parent",
     )
 
 

@@ -102,6 +102,14 @@ def own_output_error(transform_name: str, exc: Exception) -> str:
     )
 
 
+def own_transform_error(transform_name: str, exc: Exception) -> str:
+    """A library failing inside one of the console's transforms: that candidate is refused, the others go on."""
+    return (
+        f"the console's {transform_name} failed ({type(exc).__name__}: {exc}); this is a problem of the console's "
+        "making, not of your model, and the other candidates were still tried"
+    )
+
+
 @dataclass
 class Made:
     """A verified candidate's file and what was learned making it, kept for the chosen one's registration."""
@@ -177,6 +185,10 @@ def optimize_for_profile(
             paired = paired_latency(parent_path, out, feeds=feeds)
         except TransformError as exc:
             result.rows.append({"name": label, "transform": name, "params": cleaned_params(params), "error": str(exc)})
+            continue
+        except Exception as exc:  # noqa: BLE001 - a library failing inside one candidate must not end the job
+            error = own_transform_error(name, exc)
+            result.rows.append({"name": label, "transform": name, "params": cleaned_params(params), "error": error})
             continue
         try:
             variant_facts = inspect_model(load_model(out)) if transform.suffix == ".onnx" else facts

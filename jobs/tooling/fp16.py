@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnx_ir
 from onnx import numpy_helper
+from onnx_ir.passes.common import TopologicalSortPass
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
-from onnxruntime.transformers.onnx_model import OnnxModel
 
 from jobs.tooling.common import (
     FP16_SENSITIVE_OPS,
@@ -88,8 +89,9 @@ def convert_fp16(
     except Exception as exc:
         raise TransformError(f"onnxruntime's fp16 converter failed: {type(exc).__name__}: {exc}") from exc
     # The converter appends its Cast nodes at the end of the graph; onnx.checker (and strict loaders) want
-    # nodes in topological order, so sort with onnxruntime's own graph helper.
-    OnnxModel(converted).topological_sort()
+    # nodes in topological order. onnx-ir's pass sorts every graph, If/Loop bodies included, knowing that a body
+    # reads names of the graph around it (onnxruntime's OnnxModel.topological_sort calls those a cycle).
+    converted = _topologically_sorted(converted)
     try:
         onnx.checker.check_model(converted)
     except onnx.checker.ValidationError as exc:
@@ -129,3 +131,9 @@ def fp16_overflows(model: onnx.ModelProto) -> list[tuple[str, float]]:
 def _has_float_io(model: onnx.ModelProto) -> bool:
     values = list(model.graph.input) + list(model.graph.output)
     return any(value.type.tensor_type.elem_type in _FLOAT_TYPES for value in values)
+
+
+def _topologically_sorted(model: onnx.ModelProto) -> onnx.ModelProto:
+    ir_model = onnx_ir.serde.deserialize_model(model)
+    TopologicalSortPass()(ir_model)
+    return onnx_ir.serde.serialize_model(ir_model)

@@ -148,3 +148,11 @@ def test_convert_fp16__unknown_node_name__is_refused_and_leaves_no_file(sensitiv
 def test_convert_fp16__non_string_op_types__are_refused(mlp_path, tmp_path):
     with pytest.raises(TransformError, match="keep_float32_ops must be a list of names"):
         convert_fp16(mlp_path, tmp_path / "fp16.onnx", keep_float32_ops=["Exp", 3])
+
+
+def test_convert_fp16__if_branches_reading_the_outer_graph__are_sorted_and_the_model_runs(if_subgraph_path, tmp_path):
+    # The branches read "x" from the graph around them: a sort that calls that a cycle fails the whole conversion.
+    dst = tmp_path / "fp16.onnx"
+    convert_fp16(if_subgraph_path, dst)
+    onnx.checker.check_model(onnx.load(str(dst)))
+    assert verify_variant(if_subgraph_path, dst)["verified"]
