@@ -62,6 +62,9 @@ class RolloutSerializer(serializers.ModelSerializer):
             "stage_started_at",
             "ended_at",
             "halt_reason",
+            "offered_percent",
+            "retry_generation",
+            "stage_history",
         ]
         read_only_fields = [
             "id",
@@ -74,6 +77,9 @@ class RolloutSerializer(serializers.ModelSerializer):
             "stage_started_at",
             "ended_at",
             "halt_reason",
+            "offered_percent",
+            "retry_generation",
+            "stage_history",
         ]
 
     def validate_version(self, number: int) -> ModelVersion:
