@@ -195,6 +195,29 @@ def offered_percent(
     return min(percent, math.floor(share * 100) / 100)
 
 
+def minutes_to_open(
+    stages: Sequence[Mapping[str, Any]],
+    stage_index: int,
+    thresholds: Mapping[str, Any],
+    *,
+    eligible_devices: int | None,
+) -> int:
+    """Whole minutes into stage ``stage_index`` after which ``offered_percent`` reaches the stage's percent (0
+    without a rate cap). The stage's dwell counts from then: every device of the stage gets the full dwell."""
+    percent = float(stages[stage_index]["percent"])
+    per_minute = rate_cap(stage_index, thresholds)
+    if per_minute is None or not eligible_devices:
+        return 0
+    before = float(stages[stage_index - 1]["percent"]) if stage_index else 0.0
+    minutes = max(0, math.ceil((percent - before) * eligible_devices / (100.0 * per_minute)) - 1)
+    while (
+        offered_percent(stages, stage_index, thresholds, minutes_elapsed=minutes, eligible_devices=eligible_devices)
+        < percent
+    ):
+        minutes += 1  # the share is rounded down to basis points: a minute more may be needed
+    return minutes
+
+
 # -- health ------------------------------------------------------------------------------------------------
 
 
@@ -354,8 +377,8 @@ def next_step(
     """The beat's decision for a running rollout in stage ``stage_index`` that offers ``offered`` % now.
 
     A crossed threshold halts at once, whatever the dwell. Otherwise the stage is first opened to its full
-    percent (gradually under a rate cap), then, once its dwell has elapsed, the rollout advances, or completes
-    after the last stage. A stage whose measures could not be judged yet (too few devices reported) still
+    percent (gradually under a rate cap, ``minutes_to_open``), then, once its dwell has elapsed since, the
+    rollout advances, or completes after the last stage. A stage whose measures could not be judged yet (too few devices reported) still
     advances after its dwell: a small fleet must not wait forever; the history says it was not judged.
     """
     crossed = [measure for measure in health(figures, thresholds) if measure.crossed]
@@ -364,7 +387,8 @@ def next_step(
     share = offered_percent(
         stages, stage_index, thresholds, minutes_elapsed=minutes_in_stage, eligible_devices=eligible_devices
     )
-    if share < float(stages[stage_index]["percent"]) or minutes_in_stage < int(stages[stage_index]["dwell_minutes"]):
+    dwell_from = minutes_to_open(stages, stage_index, thresholds, eligible_devices=eligible_devices)
+    if minutes_in_stage < dwell_from + int(stages[stage_index]["dwell_minutes"]):
         return Step(OFFER, percent=share) if share != offered else Step(WAIT)
     if stage_index + 1 >= len(stages):
         return Step(COMPLETE)
