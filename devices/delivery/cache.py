@@ -236,6 +236,7 @@ def _rollouts(model_ids: list[int]) -> dict[int, list[RolloutFacts]]:
             Q(state__in=active)
             | Q(state=rollout_plan.ROLLED_BACK, ended_at__gte=timezone.now() - ROLLED_BACK_DECIDES_FOR)
         )
+        .order_by()  # sorted below; the default ordering would read created_at, which check-in never needs
         .values(
             "id",
             "model_id",
