@@ -30,13 +30,19 @@ def versions(model):
 
 
 @pytest.fixture
-def device(enrollment_key):
-    """One enrolled device whose reports the tests inject (the figures count outcomes, not devices)."""
+def reporter(enrollment_key):
+    """One enrolled device whose reports the tests inject (the figures count outcomes, not devices): (device
+    row, token, config)."""
     from devices.models import Device
 
-    response, _ = enroll(enrollment_key, device_id="reporter")
+    response, config = enroll(enrollment_key, device_id="reporter")
     assert response.status_code == 201
-    return Device.objects.get(device_id="reporter")
+    return Device.objects.get(device_id="reporter"), response.json()["device_token"], config
+
+
+@pytest.fixture
+def device(reporter):
+    return reporter[0]
 
 
 @pytest.fixture
@@ -256,3 +262,39 @@ def test_concurrent_beat_runs__never_skip_or_double_a_stage(model, versions, tea
         object_pk__in=[str(r.pk) for r in rollouts], action=LogEntry.Action.UPDATE, changes__icontains="current_stage"
     )
     assert advances.count() == len(rollouts) * (len(STAGES) - 1)  # one audit entry per advance: none doubled
+
+
+def test_retry_of_a_halted_rollout__offers_the_version_again_to_the_failed_device_only_and_is_audited(
+    model, versions, teammate, approver, reporter, enrolled
+):
+    from rest_framework.test import APIClient
+
+    from tests.devices.fleet_helpers import checkin
+
+    whole = [{"percent": 100, "dwell_minutes": 60}]
+    rollout = running_rollout(model, versions[1], proposer=teammate, approver=approver, stages=whole)
+    device, reporter_token, reporter_config = reporter
+    report(device, versions[1], download_failed=25)
+    assert engine.step_rollouts(rollout.stage_started_at + timedelta(minutes=1)) == {"halt": 1}
+    client = APIClient()
+    client.force_login(teammate)
+
+    answer = client.post(f"/api/projects/kiosk/models/digit-classifier/rollouts/{rollout.pk}/retry/")
+
+    assert answer.status_code == 200 and answer.json()["retry_generation"] == 1
+    retried = _fresh(rollout)
+    assert (retried.state, retried.retry_devices) == ("halted", ["reporter"])
+    entry = LogEntry.objects.filter(
+        object_pk=str(rollout.pk), action=LogEntry.Action.UPDATE, changes__icontains="retry_generation"
+    ).get()
+    assert (entry.actor, entry.additional_data["via"], entry.changes["retry_generation"]) == (
+        teammate,
+        "api-session",
+        ["0", "1"],
+    )
+    _, token, config = enrolled  # never failed: not offered the version while the rollout is halted
+    other = checkin(device_client(token), config).json()["models"]["digit-classifier"]
+    assert other["manifest"]["version_id"] == versions[0].pk and "retry" not in other
+    failed = checkin(device_client(reporter_token), reporter_config).json()["models"]["digit-classifier"]
+    assert (failed["manifest"]["version_id"], failed["retry"]) == (versions[1].pk, 1)
+    assert "retrying a device whose download or install failed" in failed["reason"]
