@@ -373,8 +373,9 @@ class DailyRollup(models.Model):
 
 
 class RolloutQuerySet(DeliveryInputQuerySet):
-    # What check-in resolution reads of a rollout (devices.delivery.cache): a stage advance, a halt, a retry or
-    # a rollback starts a new plan generation; the beat's figures (stage_history) do not.
+    # What check-in resolution reads of a rollout (devices.delivery.cache): a start, a stage advance, a halt, a
+    # retry or a rollback of a saved rollout starts a new plan generation; the beat's figures
+    # (stage_history) and the saves of rollouts that never started do not.
     delivery_fields = frozenset(
         {
             "project",
@@ -391,6 +392,10 @@ class RolloutQuerySet(DeliveryInputQuerySet):
             "ended_at",
         }
     )
+
+    def projects_of(self, rows):
+        # A draft, a proposal or an approval moves no device: saving one must not make the fleet resolve again.
+        return super().projects_of([row for row in rows if row.state in rollout_plan.STARTED])
 
 
 class Rollout(models.Model):

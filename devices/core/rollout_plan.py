@@ -50,6 +50,8 @@ FINISHED = frozenset({COMPLETED, ROLLED_BACK})
 # Rollouts check-in resolution reads: the running one offers its version, a paused or halted one keeps it on the
 # devices that installed it, a rolled-back one sends those devices back to the previous version.
 DECIDING = frozenset({RUNNING, PAUSED, HALTED, ROLLED_BACK})
+# Rollouts that moved devices: only a change of one of these can change what a check-in answers.
+STARTED = DECIDING | {COMPLETED}
 # A retry of the devices that failed is for a rollout that stopped offering the version to new devices.
 RETRYABLE = frozenset({PAUSED, HALTED})
 

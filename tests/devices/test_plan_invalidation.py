@@ -134,7 +134,12 @@ def context(enrollment_key, project, model, ready_v1) -> dict[str, Any]:
         "own_type": own_type,
         "rule": rules_services.create_rule(model=model, version=ready_v1),
         "rollout": Rollout.objects.create(
-            project=project, model=model, version=ready_v1, stages=[{"percent": 100, "dwell_minutes": 1}], salt="s"
+            project=project,
+            model=model,
+            version=ready_v1,
+            stages=[{"percent": 100, "dwell_minutes": 1}],
+            salt="s",
+            state="running",
         ),
     }
 
@@ -202,6 +207,23 @@ def test_update_of_fields_resolution_does_not_read__keeps_the_generation(context
     TargetingRule.objects.filter(pk=context["rule"].pk).update(description="why this rule exists")
 
     assert generation(context["project"]) == before
+
+
+def test_saving_a_rollout_that_never_started__keeps_the_generation__starting_it_changes_it(context, teammate):
+    """Proposing or editing a rollout moves no device, so the fleet keeps its answers; a started one does."""
+    from devices.rollouts import services as rollout_services
+
+    before = generation(context["project"])
+
+    draft = rollout_services.propose_rollout(
+        model=context["model"], version=context["version"], user=teammate, stages=[{"percent": 100, "dwell_minutes": 5}]
+    )
+    rollout_services.edit_rollout(rollout=draft, user=teammate, stages=[{"percent": 100, "dwell_minutes": 9}])
+
+    assert generation(context["project"]) == before
+    draft.state = "running"
+    draft.save()
+    assert generation(context["project"]) != before
 
 
 def test_builtin_device_type_changed__starts_a_new_generation_of_every_project(context, other_project):
