@@ -155,7 +155,7 @@ def decide_by_rollouts(plan: ModelPlan, device: DeviceFacts, installed_version_i
 
     For a device its target reaches: a running rollout offers its version to the devices of the stage
     (``rollout_plan.in_stage``, sticky and nested). A paused or halted one offers it to no new device, but a
-    device that installed it keeps it; after a retry, the devices listed as having failed may try again. A
+    device that installed it (or the compatible variant of it its type runs) keeps it; after a retry, the devices listed as having failed may try again. A
     rolled-back one sends the devices on its version back to the version before it (the agent still holds
     that file). Two active rollouts of a model never reach a common device (the services refuse it).
     """
@@ -165,7 +165,7 @@ def decide_by_rollouts(plan: ModelPlan, device: DeviceFacts, installed_version_i
             config = device.targeting_config()
         if not rule_matches(rollout.target, config)[0]:
             continue
-        installed = installed_version_id == rollout.version_id
+        installed = _derived_from(plan, installed_version_id, rollout.version_id)
         if rollout.state == rollout_plan.ROLLED_BACK:
             if installed and rollout.previous_version_id is not None:
                 return Decision(
@@ -196,6 +196,19 @@ def decide_by_rollouts(plan: ModelPlan, device: DeviceFacts, installed_version_i
                 rollout.retry_generation,
             )
     return None
+
+
+def _derived_from(plan: ModelPlan, version_id: int | None, ancestor_id: int) -> bool:
+    """Whether ``version_id`` is ``ancestor_id`` or a variant made from it (a device the rollout reached through
+    a compatible variant holds that variant)."""
+    seen: set[int] = set()
+    while version_id is not None and version_id not in seen:
+        if version_id == ancestor_id:
+            return True
+        seen.add(version_id)
+        facts = plan.versions.get(version_id)
+        version_id = facts.parent_id if facts is not None else None
+    return False
 
 
 def decide_by_rules(plan: ModelPlan, device: DeviceFacts, installed_version_id: int | None = None) -> Decision | None:

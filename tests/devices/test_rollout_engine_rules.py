@@ -227,6 +227,18 @@ def test_paused_or_halted_rollout__keeps_its_version_where_installed_and_offers_
     assert (new.version_id, new.resolution) == (V1, RULE)
 
 
+def test_halted_rollout__keeps_the_compatible_variant_a_device_installed_of_its_version():
+    variant = VersionFacts(**{**_version(7).__dict__, "parent_id": V2})
+    blocked = VersionFacts(**{**_version(V2).__dict__, "runnable_on": frozenset()})
+    plan = _plan(_rollout(state=rollout_plan.HALTED, percent=100.0))
+    plan.versions = {**plan.versions, V2: blocked, 7: variant}
+    plan.children = {V2: (7,)}
+
+    kept = resolve_model(plan, _device(1), installed_version_id=7)
+
+    assert (kept.version_id, kept.decision.resolution) == (7, ROLLOUT)
+
+
 def test_halted_rollout_after_a_retry__offers_its_version_to_the_listed_devices_with_the_generation():
     inside = sorted(_inside(100.0))
     plan = _plan(
