@@ -9,7 +9,9 @@ stage under the rate cap, advance after the dwell, complete after the last stage
 Whatever the fleet's size, a step reads one aggregate of rollup rows (devices.rollouts.health) and writes the
 rollout row, the project's plan generation (``devices.delivery.cache.invalidate``, by the Rollout queryset's
 signals: devices re-resolve once) and an audit entry; no device row. Only a rate-capped stage counts the
-devices its target reaches, once, when it opens (to turn devices per minute into a share).
+devices its target reaches, once, when it opens (to turn devices per minute into a share); while it opens,
+each beat that lets more devices in starts a new plan generation too (the price of a cap: the fleet
+re-resolves once a beat until the stage is fully open). A beat that only waits writes the figures alone.
 """
 
 from __future__ import annotations
