@@ -341,8 +341,16 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Task modules outside an app's tasks.py (which autodiscovery finds by itself).
+CELERY_IMPORTS = ("devices.rollouts.tasks",)
+# How often running rollouts are judged and moved on (devices.rollouts.tasks); a halt takes effect within it.
+ROLLOUT_BEAT_INTERVAL_S = env_int("ROLLOUT_BEAT_INTERVAL_S", 60)
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-jobs": {"task": "jobs.tasks.reap_stale_jobs", "schedule": timedelta(seconds=60)},
+    "step-rollouts": {
+        "task": "devices.rollouts.tasks.step_rollouts",
+        "schedule": timedelta(seconds=ROLLOUT_BEAT_INTERVAL_S),
+    },
 }
 # A running job writes a heartbeat; one silent for this long lost its worker.
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 600)

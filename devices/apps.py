@@ -31,5 +31,10 @@ class DevicesConfig(AppConfig):
             mask_fields=["enrollment_key_hash", "signing_key_encrypted"],
             mask_callable="console.audit.recording.hide_secret",
         )
-        audit.track(Rollout, kind="rollout", exclude_fields=["created_at", "updated_at"])
+        # The beat's figures and the rate cap's share change every minute; state, stage and retries are logged.
+        audit.track(
+            Rollout,
+            kind="rollout",
+            exclude_fields=["created_at", "updated_at", "stage_history", "offered_percent", "retry_devices"],
+        )
         audit.track(RolloutApproval, kind="approval", project_path="rollout__project_id")

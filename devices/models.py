@@ -221,6 +221,7 @@ class TargetingRule(models.Model):
 class Resolution(models.TextChoices):
     """How a check-in picked (or did not pick) a version for one model (values from devices.core.resolution)."""
 
+    ROLLOUT = resolution.ROLLOUT, "Rollout"
     RULE = resolution.RULE, "Targeting rule"
     DEFAULT = resolution.DEFAULT, "Model default version"
     COMPATIBLE_VARIANT = resolution.COMPATIBLE_VARIANT, "Fell back to a compatible variant"
@@ -371,12 +372,55 @@ class DailyRollup(models.Model):
 # -- rollouts ----------------------------------------------------------------------------------------------
 
 
+class RolloutQuerySet(DeliveryInputQuerySet):
+    # What check-in resolution reads of a rollout (devices.delivery.cache): a start, a stage advance, a halt, a
+    # retry or a rollback of a saved rollout starts a new plan generation; the beat's figures
+    # (stage_history) and the saves of rollouts that never started do not.
+    delivery_fields = frozenset(
+        {
+            "project",
+            "model",
+            "state",
+            "version",
+            "previous_version",
+            "target",
+            "salt",
+            "current_stage",
+            "offered_percent",
+            "retry_generation",
+            "retry_devices",
+            "ended_at",
+        }
+    )
+
+    def projects_of(self, rows):
+        # A draft, a proposal or an approval moves no device: saving one must not make the fleet resolve again.
+        return super().projects_of([row for row in rows if row.state in rollout_plan.STARTED])
+
+
 class Rollout(models.Model):
     """Moving a version of a model to a targeted set of devices in stages, after a second member approved it.
 
     The plan (version, target, stages, thresholds) is what an approval signs: ``fingerprint`` hashes it, and
     an approval whose fingerprint is not the current one is void. Which devices a stage reaches is computed
     at check-in from ``salt`` (devices.core.rollout_plan.in_stage): no per-device rows.
+
+    ``stage_history`` is what the beat task (devices.rollouts.engine) records for the rollout page, a list with
+    one entry per stage opened (a resume opens the stage again, with a new entry)::
+
+        {"stage": 0,                      # index into stages
+         "percent": 1.0,                  # the stage's percent
+         "started_at": "2026-12-03T04:00:00+00:00",
+         "eligible_devices": 950,         # enrolled devices the target reached then (null without a rate cap)
+         "baseline": {...},               # cumulative Figures when the stage opened (internal)
+         "figures": {...} | null,         # rollout_plan.Figures of this stage: download_completed,
+                                          # download_failed, install_succeeded, install_failed, latency_count,
+                                          # latency_p50_weighted, previous_latency_p50_ms
+         "health": [{name, value, limit, count, total, judged, crossed, sentence}, ...],  # rollout_plan.Measure
+         "checked_at": "..." | null,      # the beat's last look at this stage
+         "ended_at": "..." | null,
+         "outcome": null | "advanced" | "completed" | "halted" | "paused" | "rolled_back",
+         "reason": ""}                    # for "halted": the threshold crossed, with its figures
     """
 
     class State(models.TextChoices):
@@ -422,6 +466,18 @@ class Rollout(models.Model):
     stage_started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True, help_text="completed or rolled back")
     halt_reason = models.TextField(blank=True)
+    # The share of the target offered now: the stage's percent, or less while a rate cap opens it.
+    offered_percent = models.FloatField(default=0)
+    stage_history = models.JSONField(default=list, blank=True, help_text="see the class docstring")
+    # A retry of the devices that failed: the check-in answer carries the generation, so agents drop their back-off.
+    retry_generation = models.PositiveIntegerField(default=0)
+    retry_devices = models.JSONField(default=list, blank=True, help_text="device ids that may retry while halted")
+    # On completion the rollout becomes a targeting rule (its target, its version, tried first).
+    promoted_rule = models.ForeignKey(
+        TargetingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+
+    objects = RolloutQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -200,6 +200,9 @@ class Delivery:
             return f"up to date (version {current['version_id']})"
         version_id = manifest.get("version_id")
         sha256 = str(manifest.get("sha256") or "")
+        retry = entry.get("retry")
+        if isinstance(retry, int) and not isinstance(retry, bool) and retry > 0:
+            self.store.accept_retry(model, retry)  # the server asks failed devices to try again: no back-off
         blocked = self.store.blocked_reason(model, sha256, now=time.time()) if sha256 else None
         if blocked:
             return f"version {version_id} not retried yet: {blocked}"

@@ -4,8 +4,9 @@
 version assigned again (a rollback, an app upgrade that lands on the same
 version, the same bytes under a new version id) is installed from disk.
 ``installed.json`` holds, per model, the ``current`` and ``previous`` install
-records (the previous one is the rollback target) and the shas it will not
-retry yet (``blocked``, after a failed verification or install).
+records (the previous one is the rollback target), the shas it will not
+retry yet (``blocked``, after a failed verification or install) and the last
+retry generation the server asked for (``retry``, which clears ``blocked``).
 """
 
 from __future__ import annotations
@@ -135,6 +136,19 @@ class ModelStore:
             blocked[sha256] = {"attempts": attempts, "until": now + delay, "reason": reason}
             self._save(entries)
             return delay
+
+    def accept_retry(self, model: str, generation: int) -> bool:
+        """Forget the back-off of ``model``'s failed versions once per retry ``generation`` the server names
+        (a rollout's retry of failed devices); True when this generation is new."""
+        with self._lock:
+            entries = self.entries()
+            entry = entries.setdefault(model, {"current": None, "previous": None, "blocked": {}})
+            if entry.get("retry") == generation:
+                return False
+            entry["retry"] = generation
+            entry["blocked"] = {}
+            self._save(entries)
+            return True
 
     def blocked_reason(self, model: str, sha256: str, *, now: float) -> str | None:
         block = (self.entry(model).get("blocked") or {}).get(sha256)

@@ -3,9 +3,11 @@
 Pure: plain dataclasses in, an ``Outcome`` out; ``devices.delivery.cache`` loads the plans from the database and
 ``devices.delivery.checkin`` stores and answers the outcome. Resolution has two steps:
 
-1. Decide. ``DECIDERS`` are asked in order and the first that names a version wins. Today: targeting rules
-   (``devices.core.targeting``, first match by priority), then the model's default version. Experiment arms and
-   rollout stages go *before* the rules: add a decider with the same signature to the front of the tuple.
+1. Decide. ``DECIDERS`` are asked in order and the first that names a version wins: the model's rollouts
+   (``decide_by_rollouts``: a running rollout's stage, a paused or halted one keeping its version where it is
+   installed, a rolled-back one sending those devices back), then targeting rules (``devices.core.targeting``,
+   first match by priority), then the model's default version. Experiment arms go before the rules too: add a
+   decider with the same signature (plan, device, installed version id) to the tuple.
 2. Make it runnable. A version the device type cannot run (its compatibility row says no, or it was never
    checked for that type, or it is not ``ready``) is never served. Instead the closest ready descendant in
    its lineage that the type can run (fewest derivation steps, then the smallest file, then the oldest) is
@@ -18,10 +20,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from devices.core import rollout_plan
 from devices.core.targeting.match import rule_matches
 from devices.core.targeting.rules import Conditions, Rule, ordered_rules
 
 # How a version was picked (DeviceModelState.resolution stores these).
+ROLLOUT = "rollout"
 RULE = "rule"
 DEFAULT = "default"
 COMPATIBLE_VARIANT = "compatible_variant"
@@ -51,6 +55,22 @@ class VersionFacts:
     blocked_on: Mapping[int, str]  # device type id -> why its check failed
 
 
+@dataclass(frozen=True)
+class RolloutFacts:
+    """A rollout as resolution reads it (``rollout_plan.DECIDING`` states only)."""
+
+    id: int
+    state: str
+    version_id: int
+    previous_version_id: int | None
+    target: Rule  # the target's conditions, matched like a rule's
+    salt: str
+    stage: int  # 0-based
+    percent: float  # the share of the target offered now (the stage's, or less under a rate cap)
+    retry_generation: int = 0  # >0: the answer carries it, so agents try a version they gave up on again
+    retry_devices: frozenset[str] = frozenset()  # device ids that may retry while paused or halted
+
+
 @dataclass
 class ModelPlan:
     """Everything resolution needs about one model, loaded once and shared by every check-in."""
@@ -61,6 +81,8 @@ class ModelPlan:
     default_version_id: int | None
     versions: Mapping[int, VersionFacts]
     children: Mapping[int, Sequence[int]]
+    # Running, paused or halted rollouts first, then recently rolled-back ones; newest first within each.
+    rollouts: Sequence[RolloutFacts] = ()
     # (device type, region) -> the rules that can hold for it; filled as devices come (see rules_for).
     _candidates: dict[tuple[str, str], tuple[Rule, ...]] = field(default_factory=dict, repr=False)
     # version id -> signed manifest (built once by devices.manifests).
@@ -110,9 +132,10 @@ class Decision:
     """What a decider picked, before compatibility is considered."""
 
     version_id: int
-    resolution: str  # RULE or DEFAULT (later also experiment arms and rollout stages)
+    resolution: str  # ROLLOUT, RULE or DEFAULT (later also experiment arms)
     reason: str
-    rule_id: Any = None
+    rule_id: Any = None  # the rule's id, or the rollout's
+    retry_generation: int = 0  # a rollout's retry of failed devices (the answer carries it to the agent)
 
 
 @dataclass(frozen=True)
@@ -124,10 +147,71 @@ class Outcome:
     decision: Decision | None = None
 
 
-Decider = Callable[[ModelPlan, DeviceFacts], Decision | None]
+Decider = Callable[[ModelPlan, DeviceFacts, int | None], Decision | None]
 
 
-def decide_by_rules(plan: ModelPlan, device: DeviceFacts) -> Decision | None:
+def decide_by_rollouts(plan: ModelPlan, device: DeviceFacts, installed_version_id: int | None) -> Decision | None:
+    """The version a rollout of the model decides for ``device``, or None to leave it to the rules.
+
+    For a device its target reaches: a running rollout offers its version to the devices of the stage
+    (``rollout_plan.in_stage``, sticky and nested). A paused or halted one offers it to no new device, but a
+    device that installed it (or the compatible variant of it its type runs) keeps it; after a retry, the devices listed as having failed may try again. A
+    rolled-back one sends the devices on its version back to the version before it (the agent still holds
+    that file). Two active rollouts of a model never reach a common device (the services refuse it).
+    """
+    config = None
+    for rollout in plan.rollouts:
+        if config is None:
+            config = device.targeting_config()
+        if not rule_matches(rollout.target, config)[0]:
+            continue
+        installed = _derived_from(plan, installed_version_id, rollout.version_id)
+        if rollout.state == rollout_plan.ROLLED_BACK:
+            if installed and rollout.previous_version_id is not None:
+                return Decision(
+                    rollout.previous_version_id,
+                    ROLLOUT,
+                    f"rollout {rollout.id} was rolled back: back to the version it replaced",
+                    rollout.id,
+                )
+            continue
+        in_stage = rollout.percent > 0 and rollout_plan.in_stage(device.device_id, rollout.salt, rollout.percent)
+        where = f"rollout {rollout.id}, stage {rollout.stage + 1} ({rollout.percent:g}% of its target)"
+        if rollout.state == rollout_plan.RUNNING and in_stage:
+            return Decision(rollout.version_id, ROLLOUT, where, rollout.id, rollout.retry_generation)
+        if installed:
+            return Decision(
+                rollout.version_id,
+                ROLLOUT,
+                f"{where} is {rollout.state.replace('_', ' ')}; the device installed its version and keeps it",
+                rollout.id,
+                rollout.retry_generation,
+            )
+        if in_stage and device.device_id in rollout.retry_devices:
+            return Decision(
+                rollout.version_id,
+                ROLLOUT,
+                f"{where} is {rollout.state.replace('_', ' ')}; retrying a device whose download or install failed",
+                rollout.id,
+                rollout.retry_generation,
+            )
+    return None
+
+
+def _derived_from(plan: ModelPlan, version_id: int | None, ancestor_id: int) -> bool:
+    """Whether ``version_id`` is ``ancestor_id`` or a variant made from it (a device the rollout reached through
+    a compatible variant holds that variant)."""
+    seen: set[int] = set()
+    while version_id is not None and version_id not in seen:
+        if version_id == ancestor_id:
+            return True
+        seen.add(version_id)
+        facts = plan.versions.get(version_id)
+        version_id = facts.parent_id if facts is not None else None
+    return False
+
+
+def decide_by_rules(plan: ModelPlan, device: DeviceFacts, installed_version_id: int | None = None) -> Decision | None:
     config = device.targeting_config()
     for rule in plan.rules_for(device.device_type, device.region.upper()):
         matched, reason = rule_matches(rule, config)
@@ -136,13 +220,13 @@ def decide_by_rules(plan: ModelPlan, device: DeviceFacts) -> Decision | None:
     return None
 
 
-def decide_by_default(plan: ModelPlan, device: DeviceFacts) -> Decision | None:
+def decide_by_default(plan: ModelPlan, device: DeviceFacts, installed_version_id: int | None = None) -> Decision | None:
     if plan.default_version_id is None:
         return None
     return Decision(plan.default_version_id, DEFAULT, "no rule matches; the model's default version")
 
 
-DECIDERS: tuple[Decider, ...] = (decide_by_rules, decide_by_default)
+DECIDERS: tuple[Decider, ...] = (decide_by_rollouts, decide_by_rules, decide_by_default)
 
 
 def resolve_model(
@@ -153,14 +237,16 @@ def resolve_model(
     deciders: Sequence[Decider] = DECIDERS,
 ) -> Outcome:
     """The version ``device`` should run for ``plan``'s model, and why."""
-    decision = next((found for decider in deciders if (found := decider(plan, device)) is not None), None)
+    decision = next(
+        (found for decider in deciders if (found := decider(plan, device, installed_version_id)) is not None), None
+    )
     if decision is None:
         return Outcome(NONE, NOTHING, "no rule matches and the model has no default version", None)
     version = plan.versions.get(decision.version_id)
     problem = why_not_runnable(version, device)
     if problem is None:
-        # The protocol calls the default version a fallback; a matching rule is an assignment.
-        status = ASSIGNED if decision.resolution == RULE else FALLBACK
+        # The protocol calls the default version a fallback; a matching rule or a rollout is an assignment.
+        status = ASSIGNED if decision.resolution in (RULE, ROLLOUT) else FALLBACK
         return Outcome(status, decision.resolution, decision.reason, decision.version_id, decision)
     picked = f"{decision.reason} picks version {version.number if version else decision.version_id}"
     variant = closest_runnable_descendant(plan, decision.version_id, device)

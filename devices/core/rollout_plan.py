@@ -1,7 +1,8 @@
 """A staged rollout's plan as plain values: its stages, thresholds, lifecycle, sticky membership and fingerprint.
 
-No Django here: the services, the API, the admin and (later) the beat task and resolution all ask this module,
-so "which stages are valid", "which state may follow which" and "is this device in the stage" live once.
+No Django here: the services, the API, the admin, the beat task (devices.rollouts.engine) and resolution all ask
+this module, so "which stages are valid", "which state may follow which", "is this device in the stage", "how
+many devices may be offered it now" and "is the stage healthy" live once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, TypeGuard
 
 from devices.core.bucketing import in_percentage, percent_to_basis_points
@@ -45,6 +47,13 @@ EDITABLE = frozenset({DRAFT, PENDING_APPROVAL, APPROVED, REJECTED})
 # Rollouts that hold (or are about to hold) devices: a second one over the same devices would fight it.
 ACTIVE = frozenset({APPROVED, RUNNING, PAUSED, HALTED})
 FINISHED = frozenset({COMPLETED, ROLLED_BACK})
+# Rollouts check-in resolution reads: the running one offers its version, a paused or halted one keeps it on the
+# devices that installed it, a rolled-back one sends those devices back to the previous version.
+DECIDING = frozenset({RUNNING, PAUSED, HALTED, ROLLED_BACK})
+# Rollouts that moved devices: only a change of one of these can change what a check-in answers.
+STARTED = DECIDING | {COMPLETED}
+# A retry of the devices that failed is for a rollout that stopped offering the version to new devices.
+RETRYABLE = frozenset({PAUSED, HALTED})
 
 # -- bounds ------------------------------------------------------------------------------------------------
 
@@ -160,6 +169,232 @@ def rate_cap(stage_index: int, thresholds: Mapping[str, Any]) -> int | None:
     if cap is None:
         return None
     return math.floor(cap * thresholds["rate_growth_factor"] ** stage_index)
+
+
+def offered_percent(
+    stages: Sequence[Mapping[str, Any]],
+    stage_index: int,
+    thresholds: Mapping[str, Any],
+    *,
+    minutes_elapsed: float,
+    eligible_devices: int | None,
+) -> float:
+    """The share of the target (in %) offered the version ``minutes_elapsed`` into stage ``stage_index``.
+
+    Without a rate cap: the stage's percent. With one, the stage opens gradually and statelessly: the devices of
+    the stages before stay in, and ``rate_cap`` more devices per started minute are let in, as a share of the
+    ``eligible_devices`` (enrolled devices the target reaches, counted when the stage started), up to the stage's
+    percent. Rounded down to the 0.01 % devices are bucketed in, so the share never overshoots the cap; no
+    device row is written, a device's bucket decides whether it is in (``in_stage``).
+    """
+    percent = float(stages[stage_index]["percent"])
+    per_minute = rate_cap(stage_index, thresholds)
+    if per_minute is None or not eligible_devices:
+        return percent
+    before = float(stages[stage_index - 1]["percent"]) if stage_index else 0.0
+    minutes = math.floor(max(0.0, minutes_elapsed)) + 1  # the first minute's devices are let in at once
+    share = before + 100.0 * per_minute * minutes / eligible_devices
+    return min(percent, math.floor(share * 100) / 100)
+
+
+def minutes_to_open(
+    stages: Sequence[Mapping[str, Any]],
+    stage_index: int,
+    thresholds: Mapping[str, Any],
+    *,
+    eligible_devices: int | None,
+) -> int:
+    """Whole minutes into stage ``stage_index`` after which ``offered_percent`` reaches the stage's percent (0
+    without a rate cap). The stage's dwell counts from then: every device of the stage gets the full dwell."""
+    percent = float(stages[stage_index]["percent"])
+    per_minute = rate_cap(stage_index, thresholds)
+    if per_minute is None or not eligible_devices:
+        return 0
+    before = float(stages[stage_index - 1]["percent"]) if stage_index else 0.0
+    minutes = max(0, math.ceil((percent - before) * eligible_devices / (100.0 * per_minute)) - 1)
+    while (
+        offered_percent(stages, stage_index, thresholds, minutes_elapsed=minutes, eligible_devices=eligible_devices)
+        < percent
+    ):
+        minutes += 1  # the share is rounded down to basis points: a minute more may be needed
+    return minutes
+
+
+# -- health ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What devices reported about the rollout's version (and the latency of the version it replaces), as
+    counts of outcomes; the engine keeps one copy at each stage's start and judges the difference."""
+
+    download_completed: int = 0
+    download_failed: int = 0
+    install_succeeded: int = 0
+    install_failed: int = 0
+    latency_count: int = 0  # inferences with a latency figure
+    latency_p50_weighted: float = 0.0  # sum of p50 x inferences
+    previous_latency_p50_ms: float | None = None  # the replaced version's mean p50, the baseline
+
+    def since(self, start: Figures) -> Figures:
+        """The outcomes reported after ``start`` was taken (the baseline stays this copy's)."""
+        return Figures(
+            download_completed=self.download_completed - start.download_completed,
+            download_failed=self.download_failed - start.download_failed,
+            install_succeeded=self.install_succeeded - start.install_succeeded,
+            install_failed=self.install_failed - start.install_failed,
+            latency_count=self.latency_count - start.latency_count,
+            latency_p50_weighted=self.latency_p50_weighted - start.latency_p50_weighted,
+            previous_latency_p50_ms=self.previous_latency_p50_ms,
+        )
+
+    @property
+    def downloads(self) -> int:
+        return self.download_completed + self.download_failed
+
+    @property
+    def installs(self) -> int:
+        return self.install_succeeded + self.install_failed
+
+    @property
+    def latency_p50_ms(self) -> float | None:
+        return self.latency_p50_weighted / self.latency_count if self.latency_count > 0 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any] | None) -> Figures:
+        names = cls.__dataclass_fields__
+        return cls(**{key: value for key, value in (data or {}).items() if key in names})
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One health measure of a stage against its threshold."""
+
+    name: str  # download_failure_rate, install_failure_rate, latency_regression
+    value: float | None  # None: nothing to measure yet
+    limit: float
+    count: int  # outcomes it stands on
+    total: int
+    judged: bool  # enough devices reported (``min_devices_per_stage``) and a value to judge
+    crossed: bool
+    sentence: str  # e.g. "download failures 12% (6 of 50) > 5%"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def health(figures: Figures, thresholds: Mapping[str, Any]) -> list[Measure]:
+    """The stage's three measures. A rate counts failures among outcomes (a download completed or failed, an
+    install succeeded or failed); latency compares the mean on-device p50 with the replaced version's. Each is
+    judged only once ``min_devices_per_stage`` outcomes were reported (for latency: installs), so three early
+    failures in a stage of a thousand devices cannot halt it."""
+    minimum = int(thresholds["min_devices_per_stage"])
+    measures = [
+        _rate(
+            "download_failure_rate",
+            "download failures",
+            figures.download_failed,
+            figures.downloads,
+            thresholds["max_download_failure_rate"],
+            minimum,
+        ),
+        _rate(
+            "install_failure_rate",
+            "install failures",
+            figures.install_failed,
+            figures.installs,
+            thresholds["max_install_failure_rate"],
+            minimum,
+        ),
+    ]
+    limit = float(thresholds["max_latency_regression"])
+    now, before = figures.latency_p50_ms, figures.previous_latency_p50_ms
+    regression = now / before - 1 if now is not None and before else None
+    judged = regression is not None and figures.install_succeeded >= minimum
+    crossed = judged and regression is not None and regression > limit
+    if regression is None:
+        sentence = "latency: no figures yet" if before else "latency: the replaced version reported none to compare"
+    else:
+        assert now is not None and before is not None
+        sentence = (
+            f"latency p50 {_signed_percent(regression)} ({now:.3g} ms vs {before:.3g} ms on the replaced version) "
+            f"{'>' if crossed else '<='} {_percent(limit)}"
+        )
+    if regression is not None and not judged:
+        sentence += f", not judged until {minimum} devices installed ({figures.install_succeeded} so far)"
+    measures.append(
+        Measure("latency_regression", regression, limit, figures.install_succeeded, minimum, judged, crossed, sentence)
+    )
+    return measures
+
+
+def _rate(name: str, words: str, failed: int, total: int, limit: float, minimum: int) -> Measure:
+    value = failed / total if total else None
+    judged = total >= minimum and value is not None
+    crossed = judged and value is not None and value > limit
+    if value is None:
+        sentence = f"{words}: none reported yet"
+    else:
+        sentence = f"{words} {_percent(value)} ({failed} of {total}) {'>' if crossed else '<='} {_percent(limit)}"
+        if not judged:
+            sentence += f", not judged until {minimum} devices reported"
+    return Measure(name, value, float(limit), failed, total, judged, crossed, sentence)
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.3g}%"
+
+
+def _signed_percent(fraction: float) -> str:
+    return ("+" if fraction >= 0 else "") + _percent(fraction)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the beat does with a running rollout: ``halt`` (``reason`` names the threshold and its figures),
+    ``advance`` to the next stage, ``complete`` after the last, ``offer`` a larger share of the stage under the
+    rate cap (``percent``), or ``wait``."""
+
+    action: str
+    reason: str = ""
+    percent: float | None = None
+
+
+HALT, ADVANCE, COMPLETE, OFFER, WAIT = "halt", "advance", "complete", "offer", "wait"
+
+
+def next_step(
+    *,
+    stages: Sequence[Mapping[str, Any]],
+    stage_index: int,
+    offered: float,
+    minutes_in_stage: float,
+    figures: Figures,
+    thresholds: Mapping[str, Any],
+    eligible_devices: int | None,
+) -> Step:
+    """The beat's decision for a running rollout in stage ``stage_index`` that offers ``offered`` % now.
+
+    A crossed threshold halts at once, whatever the dwell. Otherwise the stage is first opened to its full
+    percent (gradually under a rate cap, ``minutes_to_open``), then, once its dwell has elapsed since, the
+    rollout advances, or completes after the last stage. A stage whose measures could not be judged yet (too few devices reported) still
+    advances after its dwell: a small fleet must not wait forever; the history says it was not judged.
+    """
+    crossed = [measure for measure in health(figures, thresholds) if measure.crossed]
+    if crossed:
+        return Step(HALT, "; ".join(measure.sentence for measure in crossed))
+    share = offered_percent(
+        stages, stage_index, thresholds, minutes_elapsed=minutes_in_stage, eligible_devices=eligible_devices
+    )
+    dwell_from = minutes_to_open(stages, stage_index, thresholds, eligible_devices=eligible_devices)
+    if minutes_in_stage < dwell_from + int(stages[stage_index]["dwell_minutes"]):
+        return Step(OFFER, percent=share) if share != offered else Step(WAIT)
+    if stage_index + 1 >= len(stages):
+        return Step(COMPLETE)
+    return Step(ADVANCE)
 
 
 # -- membership --------------------------------------------------------------------------------------------

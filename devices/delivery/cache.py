@@ -25,14 +25,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from console.models import CompatibilityResult, Model, ModelVersion, Project, is_servable
 from devices import conf
-from devices.core.resolution import ModelPlan, VersionFacts
+from devices.core import rollout_plan
+from devices.core.resolution import ModelPlan, RolloutFacts, VersionFacts
 from devices.core.targeting.rules import Rule
-from devices.models import FleetSettings, TargetingRule, VoidedToken
+from devices.models import FleetSettings, Rollout, TargetingRule, VoidedToken
 from jobs.tooling.runtimes import published_runtimes
 
 _MAX_CACHED_PLANS = 10_000
@@ -144,8 +145,12 @@ def model_plans(project_id: int, generation: str, names: Iterable[str]) -> dict[
     return plans
 
 
+# A rolled-back rollout sends the devices still on its version back for this long; after that the rules decide.
+ROLLED_BACK_DECIDES_FOR = timedelta(days=30)
+
+
 def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPlan]:
-    """Four queries whatever the number of models, rules and versions."""
+    """Five queries whatever the number of models, rules, versions and rollouts."""
     models = list(
         Model.objects.filter(project_id=project_id, name__in=list(names)).values("id", "name", "default_version_id")
     )
@@ -164,6 +169,7 @@ def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPl
                 }
             )
         )
+    rollouts_by_model = _rollouts(model_ids)
     runnable: dict[int, set[int]] = defaultdict(set)
     blocked: dict[int, dict[int, str]] = defaultdict(dict)
     for check in CompatibilityResult.objects.filter(version__model_id__in=model_ids).values(
@@ -214,9 +220,54 @@ def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPl
             default_version_id=row["default_version_id"],
             versions=versions.get(row["id"], {}),
             children={parent: tuple(kids) for parent, kids in children.get(row["id"], {}).items()},
+            rollouts=tuple(rollouts_by_model.get(row["id"], ())),
         )
         for row in models
     }
+
+
+def _rollouts(model_ids: list[int]) -> dict[int, list[RolloutFacts]]:
+    """The rollouts resolution asks first, per model: running, paused and halted ones, then the ones rolled
+    back within ``ROLLED_BACK_DECIDES_FOR``; newest first within each group."""
+    active = set(rollout_plan.DECIDING) - {rollout_plan.ROLLED_BACK}
+    rows = (
+        Rollout.objects.filter(model_id__in=model_ids)
+        .filter(
+            Q(state__in=active)
+            | Q(state=rollout_plan.ROLLED_BACK, ended_at__gte=timezone.now() - ROLLED_BACK_DECIDES_FOR)
+        )
+        .order_by()  # sorted below; the default ordering would read created_at, which check-in never needs
+        .values(
+            "id",
+            "model_id",
+            "state",
+            "version_id",
+            "previous_version_id",
+            "target",
+            "salt",
+            "current_stage",
+            "offered_percent",
+            "retry_generation",
+            "retry_devices",
+        )
+    )
+    by_model: dict[int, list[RolloutFacts]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: (r["state"] == rollout_plan.ROLLED_BACK, -r["id"])):
+        by_model[row["model_id"]].append(
+            RolloutFacts(
+                id=row["id"],
+                state=row["state"],
+                version_id=row["version_id"],
+                previous_version_id=row["previous_version_id"],
+                target=Rule.from_dict({"id": f"rollout {row['id']}", "conditions": row["target"] or {}}),
+                salt=row["salt"],
+                stage=row["current_stage"],
+                percent=row["offered_percent"],
+                retry_generation=row["retry_generation"],
+                retry_devices=frozenset(str(device) for device in row["retry_devices"] or ()),
+            )
+        )
+    return by_model
 
 
 def runtime_needs(opset_imports: dict | None) -> dict:

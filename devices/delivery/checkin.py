@@ -258,6 +258,8 @@ def _resolve(device: DeviceRecord, checkin: CheckinRequest, plans: dict[str, Mod
         if outcome.version_id is not None:
             manifest = signed_manifest(plan, plan.versions[outcome.version_id], lambda: _signing_key(device))
         entries[name] = {"status": outcome.status, "reason": outcome.reason, "manifest": manifest}
+        if outcome.decision is not None and outcome.decision.retry_generation and manifest is not None:
+            entries[name]["retry"] = outcome.decision.retry_generation  # the agent drops its back-off once
         states.append(_state_row(plan, outcome, report))
     stable = {"checkin_interval_s": device.checkin_interval_s, "models": entries}
     etag = answer_etag(stable)

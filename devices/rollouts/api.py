@@ -1,5 +1,5 @@
 """Developer REST API for rollouts: propose and edit a plan, submit it, approve or reject it (four eyes),
-start, pause, resume and roll it back."""
+start, pause, resume, retry the devices that failed, and roll it back."""
 
 from __future__ import annotations
 
@@ -152,6 +152,24 @@ class RolloutRollback(RolloutAction):
         return services.rollback_rollout(rollout=rollout, user=self.request.user)
 
 
+class RolloutRetry(RolloutAction):
+    @extend_schema(
+        request=None,
+        responses={
+            **ACTION_RESPONSES,
+            400: OpenApiResponse(description="No device reported a failed download or install of the version."),
+        },
+        description="Paused or halted: the devices that reported a failed download or install of the version try "
+        "again at their next check-in (the answer carries a new `retry` generation, so the agent drops its "
+        "back-off); no other device is offered it.",
+    )
+    def post(self, request, project, model, rollout_id):
+        return self.answer()
+
+    def act(self, rollout):
+        return services.retry_failed_devices(rollout=rollout, user=self.request.user)
+
+
 class RolloutDecision(RolloutAction):
     required_role = {"POST": roles.APPROVE}
 
@@ -209,5 +227,6 @@ ACTIONS: dict[str, type[RolloutAction]] = {
     "start": RolloutStart,
     "pause": RolloutPause,
     "resume": RolloutResume,
+    "retry": RolloutRetry,
     "rollback": RolloutRollback,
 }

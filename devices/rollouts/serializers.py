@@ -62,6 +62,9 @@ class RolloutSerializer(serializers.ModelSerializer):
             "stage_started_at",
             "ended_at",
             "halt_reason",
+            "offered_percent",
+            "retry_generation",
+            "stage_history",
         ]
         read_only_fields = [
             "id",
@@ -74,7 +77,19 @@ class RolloutSerializer(serializers.ModelSerializer):
             "stage_started_at",
             "ended_at",
             "halt_reason",
+            "offered_percent",
+            "retry_generation",
+            "stage_history",
         ]
+        extra_kwargs = {
+            "offered_percent": {"help_text": "share of the target offered now (below the stage's under a rate cap)"},
+            "retry_generation": {"help_text": "how many times the failed devices were let retry"},
+            "stage_history": {
+                "help_text": "per stage opened: stage, percent, started_at, ended_at, outcome (advanced, completed, "
+                "halted, paused, rolled_back), reason, figures (downloads and installs reported), health (each "
+                "threshold's value, limit, judged, crossed, sentence)"
+            },
+        }
 
     def validate_version(self, number: int) -> ModelVersion:
         model = self.context["model"]

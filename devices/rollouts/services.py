@@ -1,4 +1,4 @@
-"""State changes of rollouts: propose, edit, submit, approve, reject, start, pause, resume, roll back.
+"""State changes of rollouts: propose, edit, submit, approve, reject, start, pause, resume, retry, roll back.
 
 Every change locks the rollout (and, where two rollouts of one model could race, the model row first: model,
 then rollout, always in that order) and checks the lifecycle in ``devices.core.rollout_plan.TRANSITIONS``.
@@ -22,7 +22,8 @@ from console.errors import Refused
 from console.models import CompatibilityResult, Membership, Model, ModelVersion
 from console.projects import roles
 from devices.core import rollout_plan
-from devices.models import Device, DeviceType, Rollout, RolloutApproval
+from devices.models import Device, DeviceEvent, DeviceType, Rollout, RolloutApproval
+from devices.rollouts import engine
 
 
 class NotAllowed(Refused):
@@ -317,7 +318,10 @@ def start_rollout(*, rollout: Rollout, user) -> Rollout:
         _check_deliverable(locked)
         _check_no_overlap(locked)
         now = timezone.now()
-        _move(locked, "start", current_stage=0, started_at=now, stage_started_at=now, halt_reason="")
+        locked.started_at = now
+        locked.stage_history = []
+        engine.open_stage(locked, 0, now)
+        _move(locked, "start", halt_reason="")
     return locked
 
 
@@ -326,19 +330,62 @@ def pause_rollout(*, rollout: Rollout, user) -> Rollout:
     with transaction.atomic():
         locked = _locked(rollout)
         _require_state(locked, "pause")
+        engine.close_stage(locked, timezone.now(), "paused")
         return _move(locked, "pause")
 
 
 def resume_rollout(*, rollout: Rollout, user) -> Rollout:
-    """Paused or halted -> running, in the same stage, whose dwell starts again."""
+    """Paused or halted -> running, in the same stage, opened again: its dwell starts again and it is judged
+    on what devices report from now on (the figures that halted it do not halt it again)."""
     with transaction.atomic():
         locked = _locked(rollout)
         _require_state(locked, "resume")
-        return _move(locked, "resume", stage_started_at=timezone.now(), halt_reason="")
+        engine.open_stage(locked, locked.current_stage, timezone.now())
+        return _move(locked, "resume", halt_reason="")
+
+
+# A retry names the devices that may try again; beyond this many, the oldest failures are retried first.
+MAX_RETRY_DEVICES = 10_000
+
+
+def retry_failed_devices(*, rollout: Rollout, user) -> Rollout:
+    """Let the devices that reported a failed download or install of the rollout's version try again, while
+    it is paused or halted (it offers the version to no new device then). The devices are listed on the
+    rollout (at most ``MAX_RETRY_DEVICES``) and ``retry_generation`` goes up: their next check-in offers them
+    the version again with that generation, and the agent drops its back-off for it (PROTOCOL.md, ``retry``)."""
+    with transaction.atomic():
+        locked = _locked(rollout)
+        if locked.state not in rollout_plan.RETRYABLE:
+            raise WrongState(
+                f"Rollout {locked.pk} is {locked.get_state_display().lower()}; retrying failed devices is for a "
+                "paused or halted rollout (a running one offers the version to its stage's devices anyway)."
+            )
+        failed = (
+            DeviceEvent.objects.filter(
+                project_id=locked.project_id,
+                version_id=locked.version_id,
+                type__in=[DeviceEvent.Type.DOWNLOAD_FAILED, DeviceEvent.Type.INSTALL_FAILED],
+                at__gte=locked.started_at,
+            )
+            .order_by("device__device_id")
+            .values_list("device__device_id", flat=True)
+            .distinct()[:MAX_RETRY_DEVICES]
+        )
+        devices = list(failed)
+        if not devices:
+            raise Refused(
+                f"No device reported a failed download or install of version {locked.version.number} since rollout "
+                f"{locked.pk} started: there is nothing to retry."
+            )
+        locked.retry_devices = devices
+        locked.retry_generation += 1
+        locked.save()
+    return locked
 
 
 def rollback_rollout(*, rollout: Rollout, user) -> Rollout:
-    """-> rolled back: the targeted devices return to the version they ran before, through check-in."""
+    """-> rolled back: the targeted devices on the rollout's version return to the version they ran before,
+    through check-in (devices.core.resolution.decide_by_rollouts); a completed rollout's rule is removed."""
     with transaction.atomic():
         locked = _locked(rollout)
         if locked.previous_version_id is None and locked.state in rollout_plan.TRANSITIONS["rollback"][0]:
@@ -347,7 +394,12 @@ def rollback_rollout(*, rollout: Rollout, user) -> Rollout:
                 "version when it was proposed. Pause it instead, or roll out the version devices should run."
             )
         _require_state(locked, "rollback")
-        return _move(locked, "rollback", ended_at=timezone.now())
+        now = timezone.now()
+        engine.close_stage(locked, now, "rolled_back")
+        if locked.promoted_rule is not None:
+            locked.promoted_rule.delete()
+            locked.promoted_rule = None
+        return _move(locked, "rollback", ended_at=now)
 
 
 # -- notifications -----------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from console.models import CompatibilityResult, Model, ModelVersion
 from devices.delivery import cache
 from devices.fleet import services as fleet_services
-from devices.models import Device, DeviceModelState, DeviceType, FleetSettings, TargetingRule
+from devices.models import Device, DeviceModelState, DeviceType, FleetSettings, Rollout, TargetingRule
 from devices.rules import services as rules_services
 from devices.signals import delivery_input_models
 from tests.devices.fleet_helpers import checkin, ready_version
@@ -108,6 +108,14 @@ CHANGES: dict[type, Change] = {
         {"priority": 5},
         lambda c: TargetingRule(model=c["model"], version=c["version"]),
     ),
+    # A stage advance, a halt, a retry: what resolution reads of a rollout.
+    Rollout: Change(
+        lambda c: Rollout.objects.filter(pk=c["rollout"].pk),
+        {"current_stage": 1, "offered_percent": 50.0},
+        lambda c: Rollout(
+            project=c["project"], model=c["model"], version=c["version"], stages=[], salt="s", state="running"
+        ),
+    ),
     # A project has one FleetSettings row, made with a fresh generation: a new row has nothing to invalidate.
     FleetSettings: Change(
         lambda c: FleetSettings.objects.filter(project=c["project"]), {"checkin_interval_s": 60}, None
@@ -125,6 +133,14 @@ def context(enrollment_key, project, model, ready_v1) -> dict[str, Any]:
         "version": ready_v1,
         "own_type": own_type,
         "rule": rules_services.create_rule(model=model, version=ready_v1),
+        "rollout": Rollout.objects.create(
+            project=project,
+            model=model,
+            version=ready_v1,
+            stages=[{"percent": 100, "dwell_minutes": 1}],
+            salt="s",
+            state="running",
+        ),
     }
 
 
@@ -174,6 +190,7 @@ def test_queryset_bulk_update__starts_a_new_plan_generation(context, model_class
 def test_queryset_delete__starts_a_new_plan_generation(context, model_class):
     if model_class in (Model, ModelVersion):
         TargetingRule.objects.all().delete()  # a rule protects the version it serves
+        Rollout.objects.all().delete()  # and so does a rollout
     before = generation(context["project"])
 
     CHANGES[model_class].rows(context).delete()
@@ -190,6 +207,23 @@ def test_update_of_fields_resolution_does_not_read__keeps_the_generation(context
     TargetingRule.objects.filter(pk=context["rule"].pk).update(description="why this rule exists")
 
     assert generation(context["project"]) == before
+
+
+def test_saving_a_rollout_that_never_started__keeps_the_generation__starting_it_changes_it(context, teammate):
+    """Proposing or editing a rollout moves no device, so the fleet keeps its answers; a started one does."""
+    from devices.rollouts import services as rollout_services
+
+    before = generation(context["project"])
+
+    draft = rollout_services.propose_rollout(
+        model=context["model"], version=context["version"], user=teammate, stages=[{"percent": 100, "dwell_minutes": 5}]
+    )
+    rollout_services.edit_rollout(rollout=draft, user=teammate, stages=[{"percent": 100, "dwell_minutes": 9}])
+
+    assert generation(context["project"]) == before
+    draft.state = "running"
+    draft.save()
+    assert generation(context["project"]) != before
 
 
 def test_builtin_device_type_changed__starts_a_new_generation_of_every_project(context, other_project):

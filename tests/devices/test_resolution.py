@@ -129,7 +129,7 @@ def test_resolve__nothing_runnable_with_an_installed_version__keeps_it():
 
 
 def test_resolve__deciders_before_rules__take_precedence():
-    def experiment_arm(plan, device):
+    def experiment_arm(plan, device, installed_version_id):
         return Decision(2, "experiment", "experiment 4 arm B")
 
     outcome = resolve_model(
