@@ -7,6 +7,7 @@ from typing import Any, overload
 from rest_framework import serializers
 
 from console.models import ModelVersion
+from devices.core.targeting.rules import Rule
 from devices.core.targeting.validate import validate_rule
 from devices.delivery.serializers import DeviceConfigSerializer
 from devices.models import DeviceType, TargetingRule
@@ -110,9 +111,12 @@ class RuleSerializer(ImpactCheck, serializers.ModelSerializer):
         confirm = attrs.pop("confirm", False)
         version = attrs.get("version", self.instance.version if self.instance else None)
         conditions = attrs.get("conditions", self.instance.conditions if self.instance else {})
-        unchanged = self.instance is not None and (version, conditions) == (
-            self.instance.version,
-            self.instance.conditions,
+        # Compared as the matcher reads them: the page writes empty lists where the API leaves keys out.
+        unchanged = (
+            self.instance is not None
+            and version == self.instance.version
+            and Rule.from_dict({"conditions": conditions}).conditions
+            == Rule.from_dict({"conditions": self.instance.conditions}).conditions
         )
         if version is not None and not unchanged:
             self.check_impact(version, impact.for_target(self.context["model"], version, conditions), confirm)
