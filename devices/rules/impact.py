@@ -43,10 +43,11 @@ class Blocked:
     def sentence(self) -> str:
         share = f" (the rule's {self.split:g}% split picks about that share of them)" if self.split is not None else ""
         who = f"{self.devices} enrolled device{'s' if self.devices != 1 else ''} of that type{share}"
+        verb = "gets" if self.devices == 1 else "get"
         if self.instead is not None:
-            gets = f"get version {self.instead}, a compatible variant derived from it, instead"
+            gets = f"{verb} version {self.instead}, a compatible variant derived from it, instead"
         else:
-            gets = "get nothing new: they keep what they have installed (nothing, if they have none)"
+            gets = f"{verb} nothing new: they keep what they have installed (nothing, if they have none)"
         return f"{self.device_type}: the version {self.reason}; {who} {gets}."
 
 
