@@ -252,4 +252,4 @@ def funnel(rollout: Rollout) -> dict[str, int]:
     sums = DailyRollup.objects.filter(
         model_id=rollout.model_id, version_id=rollout.version_id, day__gte=rollout.started_at.date()
     ).aggregate(**{n: Sum(n) for n in names})
-    return {name: sums[name] or 0 for name in names}
+    return {name.replace("_", " "): sums[name] or 0 for name in names}

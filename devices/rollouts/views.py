@@ -131,11 +131,11 @@ def rollout_page(request, access, project, model, rollout_id):
         else:
             change, _ = ACTIONS[action]
             try:
-                change(rollout=rollout, user=request.user)
+                changed = change(rollout=rollout, user=request.user)
             except Refused as exc:
                 messages.error(request, str(exc))
             else:
-                messages.info(request, f"Rollout {rollout.pk}: {ACTIONS[action][1].lower()} done.")
+                messages.info(request, f"Rollout {rollout.pk} is now {changed.get_state_display().lower()}.")
         return redirect("rollout", project=project, model=model, rollout_id=rollout.pk)
     figures = progress.progress(rollout)
     timeline = progress.timeline(rollout, timezone.now())
@@ -155,6 +155,11 @@ def rollout_page(request, access, project, model, rollout_id):
             "health": progress.health(rollout),
             "funnel": progress.funnel(rollout),
             "timeline": timeline,
+            "chart": {
+                "rows": timeline,
+                "now": timezone.now().isoformat(),
+                "running": rollout.state == Rollout.State.RUNNING,
+            },
             "timeline_columns": progress.TIMELINE_COLUMNS,
             "approvals": rollout.approvals.select_related("approver"),
             "audit": audit,

@@ -1,7 +1,8 @@
 // A rollout's stages over time (share of targeted devices against time), from the rows embedded in the page.
 (function () {
   document.querySelectorAll("[data-timeline]").forEach(function (chart) {
-    const rows = JSON.parse(document.getElementById(chart.dataset.timeline).textContent);
+    const data = JSON.parse(document.getElementById(chart.dataset.timeline).textContent);
+    const rows = data.rows;
     const started = rows.filter((r) => r.started_at);
     const planned = rows.filter((r) => r.earliest_start);
     if (!window.Plotly || !started.length) {
@@ -9,10 +10,14 @@
       chart.className = "muted";
       return;
     }
+    const x = started.map((r) => r.started_at), y = started.map((r) => r.percent);
+    const text = started.map((r) => "stage " + r.stage);
+    if (data.running) {  // the current stage holds until now
+      x.push(data.now); y.push(y[y.length - 1]); text.push("now");
+    }
     const traces = [{
       type: "scatter", mode: "lines+markers", line: { shape: "hv", color: "#3b6ea5" }, name: "share reached",
-      x: started.map((r) => r.started_at), y: started.map((r) => r.percent),
-      text: started.map((r) => "stage " + r.stage), hovertemplate: "%{text}: %{y}%<br>%{x}<extra></extra>",
+      x: x, y: y, text: text, hovertemplate: "%{text}: %{y}%<br>%{x}<extra></extra>",
     }];
     if (planned.length) {
       const last = started[started.length - 1];
