@@ -111,3 +111,21 @@ def test_flag_on__a_rollout_is_still_proposed(guarded, teammate):
     )
 
     assert answer.status_code == 201, answer.content
+
+
+def test_flag_on__admin_refuses_rule_changes_and_keeps_the_default_version_read_only(guarded, model, admin_client):
+    version, rule = guarded
+    form = {"model": model.pk, "priority": 5, "version": version.pk, "conditions": "{}", "description": "admin"}
+
+    added = admin_client.post("/admin/devices/targetingrule/add/", form)
+    edited = admin_client.post(f"/admin/devices/targetingrule/{rule.pk}/change/", form)
+
+    for answer in (added, edited):
+        assert answer.status_code == 200
+        assert "requires approval for any change that moves devices" in answer.content.decode()
+    rule.refresh_from_db()
+    assert (rule.priority, TargetingRule.objects.count()) == (100, 1)
+    assert admin_client.post(f"/admin/devices/targetingrule/{rule.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert TargetingRule.objects.filter(pk=rule.pk).exists()
+    page = admin_client.get(f"/admin/console/model/{model.pk}/change/").content.decode()
+    assert 'name="default_version"' not in page
