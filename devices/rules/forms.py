@@ -122,6 +122,7 @@ class RuleForm(forms.Form):
                     self.add_error(target, message)
         else:
             self.validated = serializer.validated_data
+            self.blocked = getattr(serializer, "blocked", [])  # confirmed: the page repeats them once saved
         return data
 
 

@@ -14,11 +14,17 @@ from devices.catalog.queries import device_type_slugs
 from devices.delivery.cache import load_model_plans
 from devices.fleet import services as fleet_services
 from devices.models import TargetingRule
-from devices.rules import preview
+from devices.rules import impact, preview
 from devices.rules import services as rules_services
 from devices.rules.forms import PreviewForm, RuleForm
 from devices.rules.serializers import DefaultVersionSerializer, PreviewSerializer
 from devices.telemetry.rollups import FUNNEL_DAYS, funnel_by_version, recent_rollups
+
+
+def _warn(request, blocked: list[impact.Blocked]) -> None:
+    """After a confirmed save, say once more which devices the change does not reach."""
+    for sentence in impact.sentences(blocked):
+        messages.warning(request, f"Saved although {sentence}")
 
 
 def _rules_context(model) -> dict:
@@ -65,6 +71,7 @@ def rules_page(request, access, project, model):
                 except rules_services.ApprovalRequired as exc:
                     messages.error(request, str(exc))
                 else:
+                    _warn(request, getattr(choice, "blocked", []))
                     return redirect("delivery-rules", project=project, model=model)
         else:
             form = RuleForm(request.POST, model=model_obj, device_types=device_types)
@@ -83,6 +90,7 @@ def rules_page(request, access, project, model):
                     form.add_error(None, str(exc))
                 else:
                     messages.info(request, f"Rule {rule.pk} saved.")
+                    _warn(request, form.blocked)
                     return redirect("delivery-rules", project=project, model=model)
     preview_form, explanation = PreviewForm(device_types=device_types), None
     if "preview" in request.GET:
@@ -139,6 +147,7 @@ def rule_page(request, access, project, model, rule_id):
             if form.is_valid():
                 rules_services.update_rule(rule=rule, **form.validated)
                 messages.info(request, f"Rule {rule.pk} saved.")
+                _warn(request, form.blocked)
                 return redirect("delivery-rules", project=project, model=model)
         except rules_services.ApprovalRequired as exc:
             form.add_error(None, str(exc))

@@ -110,6 +110,7 @@ def test_rule_page__warns_before_saving_and_saves_when_acknowledged(fleet, teamm
 
     assert TargetingRule.objects.count() == 1
     assert f"Rule {TargetingRule.objects.get().pk} saved." in second.content.decode()
+    assert "Saved although raspberry-pi-4: the version cannot run" in second.content.decode()
 
 
 def test_rule_page__editing_only_the_description__does_not_ask_again(fleet, model, teammate):
