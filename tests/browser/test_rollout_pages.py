@@ -52,6 +52,7 @@ def test_rollout__developer_proposes_approver_approves_with_comment_developer_st
     assert "file size" in page.inner_text("#benchmarks")
     assert page.locator("#plan-reach tbody tr").count() == 3
     page.fill("#id_comment", "Benchmarks hold; 5% first is fine.")
+    page.screenshot(path=str(ARTIFACTS / "rollout-approval.png"), full_page=True)
     page.click("#approve-button")
     page.wait_for_selector("#approvals")
     assert page.inner_text("#rollout-state") == "Approved"
@@ -63,7 +64,7 @@ def test_rollout__developer_proposes_approver_approves_with_comment_developer_st
     page.click("#action-start")
     page.wait_for_selector("#action-pause")
     assert page.inner_text("#rollout-state") == "Running"
-    assert page.locator("#timeline-chart .main-svg").count() >= 1
+    page.wait_for_selector("#timeline-chart .main-svg")  # drawn once plotly.js has loaded
     page.screenshot(path=str(ARTIFACTS / "rollout-running.png"), full_page=True)
 
     rollout.refresh_from_db()
