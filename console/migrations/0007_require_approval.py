@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('console', '0006_model_sample_inputs'),
+        ("console", "0006_model_sample_inputs"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='project',
-            name='require_approval',
-            field=models.BooleanField(default=False, help_text='require approval for any change that moves devices: rules and default versions are changed through an approved rollout only'),
+            model_name="project",
+            name="require_approval",
+            field=models.BooleanField(
+                default=False,
+                help_text="require approval for any change that moves devices: rules and default versions are changed through an approved rollout only",
+            ),
         ),
     ]
