@@ -12,7 +12,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "created_at"]
+    list_display = ["slug", "name", "require_approval", "created_at"]
     inlines = [MembershipInline]
 
 
@@ -20,6 +20,12 @@ class ProjectAdmin(admin.ModelAdmin):
 class ModelAdmin(admin.ModelAdmin):
     list_display = ["name", "project", "created_at"]
     list_filter = ["project"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A project that requires approval moves devices only through an approved rollout (devices.rules.services).
+        if obj is not None and obj.project.require_approval:
+            return [*super().get_readonly_fields(request, obj), "default_version"]
+        return super().get_readonly_fields(request, obj)
 
 
 @admin.register(ModelVersion)

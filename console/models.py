@@ -102,6 +102,12 @@ class Project(models.Model):
     slug = models.SlugField(max_length=63, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    # Owners' choice: rules and default versions change only through an approved rollout (devices.rules.services).
+    require_approval = models.BooleanField(
+        default=False,
+        help_text="require approval for any change that moves devices: rules and default versions are changed "
+        "through an approved rollout only",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
 

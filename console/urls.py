@@ -74,6 +74,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("p/<slug:project>/", project_views.project_page, name="project"),
+    path("p/<slug:project>/settings/", project_views.settings_page, name="project-settings"),
     path("p/<slug:project>/audit/", audit_views.audit_page, name="audit"),
     path("p/<slug:project>/audit.csv", audit_views.audit_csv, name="audit-csv"),
     path("p/<slug:project>/device-types/", device_type_views.device_types_page, name="device-types"),

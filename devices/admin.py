@@ -7,6 +7,7 @@ from console.errors import Refused
 from devices.catalog import services as device_type_services
 from devices.delivery.cache import invalidate
 from devices.rollouts import services as rollout_services
+from devices.rules import services as rules_services
 
 from .models import DailyRollup, Device, DeviceEvent, DeviceType, FleetSettings, Rollout, RolloutApproval, TargetingRule
 
@@ -71,10 +72,34 @@ class DeviceAdmin(NewGenerationOnChange):
     readonly_fields = ["project", "device_id", "config", "fingerprint", "enrolled_at", "last_seen_at"]
 
 
+class TargetingRuleAdminForm(forms.ModelForm):
+    class Meta:
+        model = TargetingRule
+        fields = ["model", "priority", "version", "conditions", "description", "created_by"]
+
+    def clean(self):
+        data = super().clean()
+        model = data.get("model") if data else None
+        try:  # the project's rule, as on pages and API: changes that move devices may need an approved rollout
+            if model is not None:
+                rules_services.refuse_unapproved_change(model.project, "targeting rules")
+            if self.instance.pk is not None and self.instance.model_id != getattr(model, "pk", None):
+                rules_services.refuse_unapproved_change(self.instance.model.project, "targeting rules")
+        except Refused as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return data
+
+
 @admin.register(TargetingRule)
 class TargetingRuleAdmin(admin.ModelAdmin):
+    form = TargetingRuleAdminForm
     list_display = ["id", "model", "priority", "version", "description"]
     list_filter = ["model__project"]
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.model.project.require_approval:
+            return False
+        return super().has_delete_permission(request, obj)
 
 
 @admin.register(DeviceEvent)

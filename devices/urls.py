@@ -6,6 +6,7 @@ from devices.delivery import api as delivery_api
 from devices.fleet import api as fleet_api
 from devices.fleet import views as fleet_views
 from devices.rollouts import api as rollouts_api
+from devices.rollouts import views as rollouts_views
 from devices.rules import api as rules_api
 from devices.rules import views as rules_views
 from devices.telemetry import api as telemetry_api
@@ -13,6 +14,7 @@ from devices.telemetry import api as telemetry_api
 DEVICE_API = "api/device/v1/"
 PROJECT_API = "api/projects/<slug:project>/"
 MODEL_API = PROJECT_API + "models/<slug:model>/"
+MODEL_PAGE = "p/<slug:project>/m/<slug:model>/"
 
 urlpatterns = [
     # Device-facing: devices/agent/PROTOCOL.md (no trailing slashes, as the protocol writes them).
@@ -43,4 +45,9 @@ urlpatterns = [
     path("p/<slug:project>/fleet/<str:device_id>/", fleet_views.device_page, name="device"),
     path("p/<slug:project>/m/<slug:model>/delivery/", rules_views.rules_page, name="delivery-rules"),
     path("p/<slug:project>/m/<slug:model>/delivery/rules/<int:rule_id>/", rules_views.rule_page, name="delivery-rule"),
+    path(MODEL_PAGE + "rollouts/", rollouts_views.rollouts_page, name="rollouts"),
+    path(MODEL_PAGE + "rollouts/new/", rollouts_views.propose_page, name="rollout-propose"),
+    path(MODEL_PAGE + "rollouts/<int:rollout_id>/", rollouts_views.rollout_page, name="rollout"),
+    path(MODEL_PAGE + "rollouts/<int:rollout_id>/stages.csv", rollouts_views.rollout_timeline_csv, name="rollout-csv"),
+    path(MODEL_PAGE + "rollouts/<int:rollout_id>/approval/", rollouts_views.approval_page, name="rollout-approval"),
 ]

@@ -11,7 +11,12 @@ from console.models import Membership
 from console.projects import roles
 from console.projects import services as project_services
 from console.projects.permissions import ScopedMixin, projects_of
-from console.projects.serializers import MemberInputSerializer, MembershipSerializer, ProjectSerializer
+from console.projects.serializers import (
+    MemberInputSerializer,
+    MembershipSerializer,
+    ProjectSerializer,
+    ProjectSettingsSerializer,
+)
 
 
 class ProjectList(generics.ListCreateAPIView):
@@ -31,13 +36,21 @@ class ProjectList(generics.ListCreateAPIView):
         serializer.instance = project
 
 
-class ProjectDetail(ScopedMixin, generics.RetrieveAPIView):
-    serializer_class = ProjectSerializer
+class ProjectDetail(ScopedMixin, generics.RetrieveUpdateAPIView):
+    """A project; its owners change its name, description and whether changes that move devices need approval."""
+
+    serializer_class = ProjectSettingsSerializer
+    required_role = {"PUT": roles.MANAGE, "PATCH": roles.MANAGE}
 
     def get_object(self):
         project = self.access.project
         project.my_role = self.access.role
         return project
+
+    def perform_update(self, serializer):
+        serializer.instance = project_services.update_project_settings(
+            project=serializer.instance, **serializer.validated_data
+        )
 
 
 class MemberList(ScopedMixin, generics.ListCreateAPIView):

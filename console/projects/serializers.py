@@ -14,11 +14,24 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["slug", "name", "description", "created_at", "role"]
+        fields = ["slug", "name", "description", "require_approval", "created_at", "role"]
         read_only_fields = ["created_at", "role"]
 
     def get_role(self, project) -> str | None:
         return getattr(project, "my_role", None)
+
+
+class ProjectSettingsSerializer(ProjectSerializer):
+    """What an owner may change of a project; the slug is its address and stays."""
+
+    class Meta(ProjectSerializer.Meta):
+        read_only_fields = ["slug", "created_at", "role"]
+        extra_kwargs = {
+            "require_approval": {
+                "help_text": "true: rules and default versions change only through an approved rollout; direct "
+                "changes are refused"
+            }
+        }
 
 
 class MembershipSerializer(serializers.ModelSerializer):

@@ -53,3 +53,18 @@ def remove_member(*, membership: Membership) -> None:
     with transaction.atomic():
         _refuse_leaving_no_owner(membership.project, membership.user)
         Membership.objects.filter(pk=membership.pk).delete()
+
+
+SETTINGS_FIELDS = ("name", "description", "require_approval")
+
+
+def update_project_settings(*, project: Project, **changes) -> Project:
+    """An owner's change of the project's name, description or ``require_approval`` (see devices.rules.services)."""
+    unknown = set(changes) - set(SETTINGS_FIELDS)
+    if unknown:
+        raise Refused(f"cannot change {', '.join(sorted(unknown))} of a project here.")
+    with transaction.atomic():
+        for name, value in changes.items():
+            setattr(project, name, value)
+        project.save(update_fields=list(changes) or None)
+    return project

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max
 from django.shortcuts import redirect, render
@@ -69,4 +70,38 @@ def project_page(request, access, project):
             "can_change": access.may(roles.CHANGE),
             "members": project_obj.memberships.select_related("user").order_by("user__username"),
         },
+    )
+
+
+class SettingsForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    require_approval = forms.BooleanField(
+        required=False,
+        label="Require approval for any change that moves devices",
+        help_text="Rules and default versions then change only through a rollout that an approver signed off; "
+        "editing them directly is refused.",
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@scoped_page(PROJECT, required_role={"POST": roles.MANAGE})
+def settings_page(request, access, project):
+    project_obj = access.project
+    initial = {"name": project_obj.name, "description": project_obj.description}
+    form = SettingsForm(request.POST or None, initial={**initial, "require_approval": project_obj.require_approval})
+    if request.method == "POST" and form.is_valid():
+        project_services.update_project_settings(project=project_obj, **form.cleaned_data)
+        messages.info(request, "Project settings saved.")
+        return redirect("project-settings", project=project)
+    return render(
+        request,
+        "console/project_settings.html",
+        {
+            "project": project_obj,
+            "membership": access.membership,
+            "form": form,
+            "can_manage": access.may(roles.MANAGE),
+        },
+        status=400 if request.method == "POST" else 200,
     )

@@ -13,7 +13,7 @@ from console.projects.permissions import MODEL, ScopedMixin
 from devices.delivery.cache import load_model_plans
 from devices.fleet import services as fleet_services
 from devices.models import TargetingRule
-from devices.rules import preview
+from devices.rules import impact, preview
 from devices.rules import services as rules_services
 from devices.rules.serializers import DefaultVersionSerializer, PreviewSerializer, RuleSerializer
 
@@ -31,7 +31,9 @@ class RuleViewMixin(ScopedMixin):
 
 class RuleList(RuleViewMixin, generics.ListCreateAPIView):
     """A model's targeting rules in evaluation order (priority, then id); ``shadowed_by`` names a rule that
-    hides this one for every device."""
+    hides this one for every device. A rule serving a version some targeted device types cannot run is refused
+    (400, with ``warnings``) unless ``confirm`` is true; every change is refused (400) in a project that requires
+    approval for changes that move devices."""
 
     serializer_class = RuleSerializer
     queryset = TargetingRule.objects.select_related("version")
@@ -97,16 +99,20 @@ class DefaultVersionView(ScopedMixin, APIView):
     @extend_schema(
         request=DefaultVersionSerializer,
         responses={200: DefaultVersionSerializer},
-        description="The version devices get when no rule matches (null: nothing).",
+        description="The version devices get when no rule matches (null: nothing). A version some of those devices' "
+        "types cannot run is refused (400, with the warnings) unless confirm is true; refused (400) in a project "
+        "that requires approval for changes that move devices: propose a rollout instead.",
     )
     def put(self, request, project, model):
         model_obj = self.access.model
         data = DefaultVersionSerializer(data=request.data, context={"model": model_obj})
         data.is_valid(raise_exception=True)
-        rules_services.set_default_version(model=model_obj, version=data.validated_data["version"])
-        return Response({"version": data.validated_data["version"].number if data.validated_data["version"] else None})
+        version = data.validated_data["version"]
+        rules_services.set_default_version(model=model_obj, version=version)
+        warnings = impact.sentences(getattr(data, "blocked", []))
+        return Response({"version": version.number if version else None, "warnings": warnings})
 
     @extend_schema(responses={200: DefaultVersionSerializer})
     def get(self, request, project, model):
         version = self.access.model.default_version
-        return Response({"version": version.number if version else None})
+        return Response({"version": version.number if version else None, "warnings": []})

@@ -49,10 +49,14 @@ class RuleForm(forms.Form):
     bucket_by = forms.CharField(required=False, initial="device_id", help_text="device_id or attr:<name>")
     salt = forms.CharField(required=False, help_text="empty: rule:<id>, so rules pick different devices")
     description = forms.CharField(required=False, max_length=200)
+    confirm = forms.BooleanField(
+        required=False, label="Save anyway", help_text="the devices named above do not get this version"
+    )
 
-    def __init__(self, *args: Any, model, device_types: list[str], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, model, device_types: list[str], rule: TargetingRule | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.model = model
+        self.model, self.rule = model, rule
+        self.blocked: list[Any] = []  # devices.rules.impact.Blocked: shown before saving, with "Save anyway"
         # Copies of the choice fields declared above; ``self.fields`` types them as plain Field.
         version_field, device_types_field = self.fields["version"], self.fields["device_types"]
         assert isinstance(version_field, forms.ChoiceField) and isinstance(device_types_field, forms.ChoiceField)
@@ -103,16 +107,22 @@ class RuleForm(forms.Form):
                 "version": data["version"],
                 "description": data["description"],
                 "conditions": conditions,
+                "confirm": data["confirm"],
             },
             context={"model": self.model},
+            instance=self.rule,
         )
         if not serializer.is_valid():
+            self.blocked = getattr(serializer, "blocked", [])
             for field, messages in serializer.errors.items():
-                target = field if field in self.fields and field != "conditions" else None
+                if field == "warnings":
+                    continue  # the page lists self.blocked itself
+                target = field if field in self.fields and field not in ("conditions", "confirm") else None
                 for message in messages:
                     self.add_error(target, message)
         else:
             self.validated = serializer.validated_data
+            self.blocked = getattr(serializer, "blocked", [])  # confirmed: the page repeats them once saved
         return data
 
 

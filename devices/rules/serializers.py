@@ -7,9 +7,37 @@ from typing import Any, overload
 from rest_framework import serializers
 
 from console.models import ModelVersion
+from devices.core.targeting.rules import Rule
 from devices.core.targeting.validate import validate_rule
 from devices.delivery.serializers import DeviceConfigSerializer
 from devices.models import DeviceType, TargetingRule
+from devices.rules import impact
+
+CONFIRM_HELP = (
+    "true to save although the version cannot run on some targeted device types; without it such a change is "
+    "refused (400) with the warnings"
+)
+WARNINGS_HELP = (
+    "in the answer to a change: each targeted device type that cannot run the version, how many enrolled devices "
+    "that concerns and what they get instead"
+)
+
+
+class ImpactCheck:
+    """Validation shared by the rule and default-version serializers: a change whose version some targeted device
+    types cannot run is refused unless ``confirm`` is true; ``blocked`` keeps what was found for the answer."""
+
+    blocked: list[impact.Blocked]
+
+    def check_impact(self, version: ModelVersion | None, blocked: list[impact.Blocked], confirm: bool) -> None:
+        self.blocked = blocked
+        if blocked and not confirm:
+            raise serializers.ValidationError(
+                {
+                    "confirm": [impact.confirm_message(version.number if version else 0, blocked)],
+                    "warnings": impact.sentences(blocked),
+                }
+            )
 
 
 class VersionRefField(serializers.IntegerField):
@@ -42,7 +70,7 @@ def ready_version(model, number: int | None) -> ModelVersion | None:
     return version
 
 
-class RuleSerializer(serializers.ModelSerializer):
+class RuleSerializer(ImpactCheck, serializers.ModelSerializer):
     version = VersionRefField(min_value=1, help_text="number of a ready version of this model")
     conditions = serializers.JSONField(
         required=False,
@@ -52,15 +80,47 @@ class RuleSerializer(serializers.ModelSerializer):
         ),
     )
     shadowed_by = serializers.SerializerMethodField()
+    confirm = serializers.BooleanField(write_only=True, required=False, default=False, help_text=CONFIRM_HELP)
+    warnings = serializers.SerializerMethodField(help_text=WARNINGS_HELP)
 
     class Meta:
         model = TargetingRule
-        fields = ["id", "priority", "version", "conditions", "description", "shadowed_by", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "priority",
+            "version",
+            "conditions",
+            "description",
+            "shadowed_by",
+            "created_at",
+            "updated_at",
+            "confirm",
+            "warnings",
+        ]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {"priority": {"min_value": -1_000_000, "max_value": 1_000_000}}
 
     def get_shadowed_by(self, rule: TargetingRule) -> int | None:
         return self.context.get("shadowed", {}).get(rule.pk)
+
+    def get_warnings(self, rule: TargetingRule) -> list[str]:
+        # Only the answer to a change carries them; a list of rules computes none.
+        return impact.sentences(getattr(self, "blocked", None) or []) if self.instance is rule else []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        confirm = attrs.pop("confirm", False)
+        version = attrs.get("version", self.instance.version if self.instance else None)
+        conditions = attrs.get("conditions", self.instance.conditions if self.instance else {})
+        # Compared as the matcher reads them: the page writes empty lists where the API leaves keys out.
+        unchanged = (
+            self.instance is not None
+            and version == self.instance.version
+            and Rule.from_dict({"conditions": conditions}).conditions
+            == Rule.from_dict({"conditions": self.instance.conditions}).conditions
+        )
+        if version is not None and not unchanged:
+            self.check_impact(version, impact.for_target(self.context["model"], version, conditions), confirm)
+        return attrs
 
     def validate_version(self, number: int) -> ModelVersion:
         return ready_version(self.context["model"], number)
@@ -84,11 +144,20 @@ class RuleSerializer(serializers.ModelSerializer):
         return conditions
 
 
-class DefaultVersionSerializer(serializers.Serializer):
+class DefaultVersionSerializer(ImpactCheck, serializers.Serializer):
     version = serializers.IntegerField(min_value=1, allow_null=True, help_text="version number, or null for none")
+    confirm = serializers.BooleanField(write_only=True, required=False, default=False, help_text=CONFIRM_HELP)
+    warnings = serializers.ListField(child=serializers.CharField(), read_only=True, help_text=WARNINGS_HELP)
 
     def validate_version(self, number: int | None) -> ModelVersion | None:
         return ready_version(self.context["model"], number)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        model, version = self.context["model"], attrs["version"]
+        if version is not None and version.pk != model.default_version_id:
+            self.check_impact(version, impact.for_default(model, version), attrs.pop("confirm", False))
+        attrs.pop("confirm", None)
+        return attrs
 
 
 class PreviewSerializer(serializers.Serializer):

@@ -14,11 +14,17 @@ from devices.catalog.queries import device_type_slugs
 from devices.delivery.cache import load_model_plans
 from devices.fleet import services as fleet_services
 from devices.models import TargetingRule
-from devices.rules import preview
+from devices.rules import impact, preview
 from devices.rules import services as rules_services
 from devices.rules.forms import PreviewForm, RuleForm
-from devices.rules.serializers import PreviewSerializer
+from devices.rules.serializers import DefaultVersionSerializer, PreviewSerializer
 from devices.telemetry.rollups import FUNNEL_DAYS, funnel_by_version, recent_rollups
+
+
+def _warn(request, blocked: list[impact.Blocked]) -> None:
+    """After a confirmed save, say once more which devices the change does not reach."""
+    for sentence in impact.sentences(blocked):
+        messages.warning(request, f"Saved although {sentence}")
 
 
 def _rules_context(model) -> dict:
@@ -39,29 +45,53 @@ def rules_page(request, access, project, model):
     model_obj = access.model
     device_types = device_type_slugs(model_obj.project)
     form = RuleForm(model=model_obj, device_types=device_types)
+    default_blocked: list = []
+    default_choice = None
     if request.method == "POST":
         if request.POST.get("action") == "default":
             number = request.POST.get("default_version", "")
-            version = model_obj.versions.servable().filter(number=number).first() if number.isdigit() else None
-            if number and version is None:
+            choice = DefaultVersionSerializer(
+                data={
+                    "version": int(number) if number.isdigit() else None,
+                    "confirm": bool(request.POST.get("confirm")),
+                },
+                context={"model": model_obj},
+            )
+            if number and not number.isdigit():
                 messages.error(request, f"Version {number} is not a ready version of {model_obj.name}.")
+            elif not choice.is_valid():
+                default_blocked = getattr(choice, "blocked", [])
+                default_choice = number
+                for field, errors in choice.errors.items():
+                    if field != "warnings":
+                        messages.error(request, " ".join(str(e) for e in errors))
             else:
-                rules_services.set_default_version(model=model_obj, version=version)
-                return redirect("delivery-rules", project=project, model=model)
+                try:
+                    rules_services.set_default_version(model=model_obj, version=choice.validated_data["version"])
+                except rules_services.ApprovalRequired as exc:
+                    messages.error(request, str(exc))
+                else:
+                    _warn(request, getattr(choice, "blocked", []))
+                    return redirect("delivery-rules", project=project, model=model)
         else:
             form = RuleForm(request.POST, model=model_obj, device_types=device_types)
             if form.is_valid():
                 data = form.validated
-                rule = rules_services.create_rule(
-                    model=model_obj,
-                    version=data["version"],
-                    conditions=data["conditions"],
-                    priority=data["priority"],
-                    description=data.get("description", ""),
-                    user=request.user,
-                )
-                messages.info(request, f"Rule {rule.pk} saved.")
-                return redirect("delivery-rules", project=project, model=model)
+                try:
+                    rule = rules_services.create_rule(
+                        model=model_obj,
+                        version=data["version"],
+                        conditions=data["conditions"],
+                        priority=data["priority"],
+                        description=data.get("description", ""),
+                        user=request.user,
+                    )
+                except rules_services.ApprovalRequired as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    messages.info(request, f"Rule {rule.pk} saved.")
+                    _warn(request, form.blocked)
+                    return redirect("delivery-rules", project=project, model=model)
     preview_form, explanation = PreviewForm(device_types=device_types), None
     if "preview" in request.GET:
         preview_form = PreviewForm(request.GET, device_types=device_types)
@@ -86,6 +116,9 @@ def rules_page(request, access, project, model):
             "membership": access.membership,
             "form": form,
             "can_change": access.may(roles.CHANGE),
+            "require_approval": model_obj.project.require_approval,
+            "default_blocked": default_blocked,
+            "default_choice": default_choice,
             "preview_form": preview_form,
             "explanation": explanation,
             "ready_versions": model_obj.versions.servable(),
@@ -103,17 +136,21 @@ def rule_page(request, access, project, model, rule_id):
     model_obj = access.model
     rule = get_object_or_404(TargetingRule.objects.select_related("version"), model=model_obj, pk=rule_id)
     device_types = device_type_slugs(model_obj.project)
-    form = RuleForm(initial=RuleForm.initial_for(rule), model=model_obj, device_types=device_types)
+    form = RuleForm(initial=RuleForm.initial_for(rule), model=model_obj, device_types=device_types, rule=rule)
     if request.method == "POST":
-        if request.POST.get("action") == "delete":
-            rules_services.delete_rule(rule=rule)
-            messages.info(request, f"Rule {rule_id} deleted.")
-            return redirect("delivery-rules", project=project, model=model)
-        form = RuleForm(request.POST, model=model_obj, device_types=device_types)
-        if form.is_valid():
-            rules_services.update_rule(rule=rule, **form.validated)
-            messages.info(request, f"Rule {rule.pk} saved.")
-            return redirect("delivery-rules", project=project, model=model)
+        try:
+            if request.POST.get("action") == "delete":
+                rules_services.delete_rule(rule=rule)
+                messages.info(request, f"Rule {rule_id} deleted.")
+                return redirect("delivery-rules", project=project, model=model)
+            form = RuleForm(request.POST, model=model_obj, device_types=device_types, rule=rule)
+            if form.is_valid():
+                rules_services.update_rule(rule=rule, **form.validated)
+                messages.info(request, f"Rule {rule.pk} saved.")
+                _warn(request, form.blocked)
+                return redirect("delivery-rules", project=project, model=model)
+        except rules_services.ApprovalRequired as exc:
+            form.add_error(None, str(exc))
     return render(
         request,
         "devices/rule.html",
@@ -124,5 +161,6 @@ def rule_page(request, access, project, model, rule_id):
             "rule": rule,
             "form": form,
             "can_change": access.may(roles.CHANGE),
+            "require_approval": model_obj.project.require_approval,
         },
     )

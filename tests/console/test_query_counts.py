@@ -193,3 +193,45 @@ def test_model_page__pages_versions_and_datasets_separately(project, model, owne
     assert "?versions_page=2" in first.content.decode()
     assert 'href="/p/kiosk/m/digit-classifier/v/1/"' in second.content.decode()
     assert "datasets-pages" not in first.content.decode()  # one page of datasets: no links
+
+
+@pytest.fixture
+def rollouts(fleet, model, owner, teammate):
+    """``ROWS`` rollouts of ``model``, each approved once, over the enrolled fleet of ``fleet``."""
+    from devices.rollouts import services as rollout_services
+
+    made = []
+    for version in model.versions.order_by("number"):
+        rollout = rollout_services.propose_rollout(
+            model=model,
+            version=version,
+            user=teammate,
+            target={"regions": ["DE"]} if version.number % 2 else {"regions": ["FR"]},
+            stages=[{"percent": 10, "dwell_minutes": 60}, {"percent": 100, "dwell_minutes": 60}],
+        )
+        made.append(rollout)
+    return made
+
+
+# (what, URL, query budget) for a model's rollouts; the rollout and approval pages walk every targeted device.
+ROLLOUT_PAGES = [
+    ("rollouts", "/p/kiosk/m/{model}/rollouts/", 9),
+    ("rollout", "/p/kiosk/m/{model}/rollouts/{rollout}/", 13),
+    ("approval", "/p/kiosk/m/{model}/rollouts/{rollout}/approval/", 17),
+]
+
+
+def test_rollout_pages__read_a_bounded_number_of_queries(rollouts, fleet, owner, django_assert_max_num_queries):
+    client = _page(owner)
+    values = {**fleet, "rollout": rollouts[0].pk}
+    for name, url, budget in ROLLOUT_PAGES:
+        with django_assert_max_num_queries(budget, info=f"the {name} page"):
+            response = client.get(url.format(**values))
+        assert response.status_code == 200, name
+    assert len(client.get(ROLLOUT_PAGES[0][1].format(**values)).context["page"]) == ROWS
+
+
+def test_rollouts_api__reads_a_bounded_number_of_queries(rollouts, fleet, owner, django_assert_max_num_queries):
+    with django_assert_max_num_queries(7, info="the rollouts list"):
+        response = api_client_for(owner).get("/api/projects/kiosk/models/{model}/rollouts/".format(**fleet))
+    assert len(response.json()["results"]) == ROWS

@@ -106,10 +106,10 @@ def test_default_version__set_and_cleared(teammate, model, ready_v1):
     client = api_client_for(teammate)
     url = "/api/projects/kiosk/models/digit-classifier/default-version/"
 
-    assert client.put(url, {"version": 1}, format="json").json() == {"version": 1}
+    assert client.put(url, {"version": 1}, format="json").json() == {"version": 1, "warnings": []}
     model.refresh_from_db()
     assert model.default_version == ready_v1
-    assert client.put(url, {"version": None}, format="json").json() == {"version": None}
+    assert client.put(url, {"version": None}, format="json").json() == {"version": None, "warnings": []}
     assert client.put(url, {"version": 7}, format="json").status_code == 400
 
 

@@ -35,7 +35,7 @@ DEVICE_ROUTES = re.compile(r"^api/device/")
 # POSTs that change nothing (a preview): a viewer may send them.
 READ_ONLY_POSTS = {("api-rules-preview", "post")}
 # Approving is the approver's (and the owner's): a viewer and a developer get 403, an approver gets an answer.
-APPROVE_ONLY = {("api-rollout-approve", "post"), ("api-rollout-reject", "post")}
+APPROVE_ONLY = {("api-rollout-approve", "post"), ("api-rollout-reject", "post"), ("rollout-approval", "post")}
 # Managing a project is the owner's: these (route, method) pairs refuse a developer.
 MANAGE_ONLY = {
     ("api-members", "post"),
@@ -44,6 +44,9 @@ MANAGE_ONLY = {
     ("api-fleet", "put"),
     ("api-fleet", "patch"),
     ("fleet", "post"),
+    ("api-project", "put"),
+    ("api-project", "patch"),
+    ("project-settings", "post"),
 }
 
 
@@ -187,6 +190,7 @@ def test_matrix__covers_every_project_route():
     names = {param.values[1] for param in ROUTES}
     assert {"api-versions", "api-rules", "api-devices", "fleet", "version", "api-device-type"} <= names
     assert {"api-rollouts", "api-rollout", "api-rollout-approve", "api-rollout-rollback"} <= names
+    assert {"rollouts", "rollout-propose", "rollout", "rollout-csv", "rollout-approval", "project-settings"} <= names
 
 
 @pytest.mark.parametrize("role", [roles.VIEWER, roles.APPROVER])
