@@ -14,11 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Sum
+from django.utils import timezone
 
 from devices.core import rollout_plan
 from devices.core.targeting.match import rule_matches
 from devices.core.targeting.rules import Rule
 from devices.models import DailyRollup, Device, DeviceModelState, Rollout
+from devices.rollouts import health as reported
 
 # The page walks at most this many enrolled devices (the oldest first) to place them in stages; past it the
 # figures say they cover a sample.
@@ -177,71 +179,15 @@ def timeline(rollout: Rollout, now: datetime) -> list[dict[str, Any]]:
 TIMELINE_COLUMNS = ["stage", "percent", "dwell_minutes", "started_at", "earliest_start"]
 
 
-@dataclass
-class Check:
-    name: str
-    value: float | None  # None: nothing to judge yet
-    limit: float
-    basis: str  # what the value was computed from
-    judged: bool  # enough devices reported (min_devices_per_stage)
-
-    @property
-    def crossed(self) -> bool:
-        return self.judged and self.value is not None and self.value > self.limit
-
-
-def health(rollout: Rollout) -> list[Check]:
-    """Failure rates and latency regression of the version since the rollout started, against its thresholds,
-    from the daily rollups (whole days: a rollout started today counts today's events)."""
+def health(rollout: Rollout, now: datetime | None = None) -> list[rollout_plan.Measure]:
+    """The current stage's measures against the thresholds, exactly as the beat judges them (one rule:
+    ``rollout_plan.health`` over ``health.cumulative_figures`` since the stage opened)."""
     if rollout.started_at is None:
         return []
-    since = rollout.started_at.date()
-    window = DailyRollup.objects.filter(model_id=rollout.model_id, day__gte=since)
-    sums = ("download_started", "download_failed", "install_succeeded", "install_failed")
-    latency = {"latency_p50_weighted": Sum("latency_p50_weighted"), "latency_count": Sum("latency_count")}
-    new = window.filter(version_id=rollout.version_id).aggregate(**{n: Sum(n) for n in sums}, **latency)
-    old = (
-        window.filter(version_id=rollout.previous_version_id).aggregate(**latency)
-        if rollout.previous_version_id
-        else {}
-    )
-    minimum = rollout.min_devices_per_stage
-    started, dl_failed = new["download_started"] or 0, new["download_failed"] or 0
-    installs, inst_failed = (new["install_succeeded"] or 0) + (new["install_failed"] or 0), new["install_failed"] or 0
-    checks = [
-        Check(
-            "download failure rate",
-            dl_failed / started if started else None,
-            rollout.max_download_failure_rate,
-            f"{dl_failed} failed of {started} downloads started",
-            started >= minimum,
-        ),
-        Check(
-            "install failure rate",
-            inst_failed / installs if installs else None,
-            rollout.max_install_failure_rate,
-            f"{inst_failed} failed of {installs} installs",
-            installs >= minimum,
-        ),
-    ]
-    new_ms = new["latency_p50_weighted"] / new["latency_count"] if new.get("latency_count") else None
-    old_ms = old["latency_p50_weighted"] / old["latency_count"] if old.get("latency_count") else None
-    regression = new_ms / old_ms - 1 if new_ms is not None and old_ms else None
-    basis = (
-        f"median {new_ms:.2f} ms on devices vs {old_ms:.2f} ms for the version it replaces"
-        if regression is not None
-        else "no on-device latency reported for both versions yet"
-    )
-    checks.append(
-        Check(
-            "latency regression",
-            regression,
-            rollout.max_latency_regression,
-            basis,
-            (new.get("latency_count") or 0) >= minimum,
-        )
-    )
-    return checks
+    now = now or timezone.now()
+    entry = rollout.stage_history[-1] if rollout.stage_history else {}
+    figures = reported.cumulative_figures(rollout, now).since(rollout_plan.Figures.of(entry.get("baseline")))
+    return rollout_plan.health(figures, rollout.thresholds)
 
 
 def funnel(rollout: Rollout) -> dict[str, int]:

@@ -35,7 +35,12 @@ ACTIONS = {
     "start": (services.start_rollout, "Start"),
     "pause": (services.pause_rollout, "Pause"),
     "resume": (services.resume_rollout, "Resume"),
+    "retry": (services.retry_failed_devices, "Retry failed devices"),
     "rollback": (services.rollback_rollout, "Roll back"),
+}
+# The states each action is offered in: the lifecycle's moves, and retry, which moves no state.
+OFFERED_IN = {action: rollout_plan.TRANSITIONS[action][0] for action in ACTIONS if action != "retry"} | {
+    "retry": rollout_plan.RETRYABLE
 }
 
 
@@ -110,8 +115,7 @@ def propose_page(request, access, project, model):
 def _available_actions(rollout: Rollout) -> list[tuple[str, str]]:
     buttons = []
     for action, (_, label) in ACTIONS.items():
-        allowed, _ = rollout_plan.TRANSITIONS[action]
-        if rollout.state not in allowed:
+        if rollout.state not in OFFERED_IN[action]:
             continue
         if action == "rollback" and rollout.previous_version_id is None:
             continue  # nothing to return to: the service refuses, so no button
@@ -135,7 +139,11 @@ def rollout_page(request, access, project, model, rollout_id):
             except Refused as exc:
                 messages.error(request, str(exc))
             else:
-                messages.info(request, f"Rollout {rollout.pk} is now {changed.get_state_display().lower()}.")
+                if action == "retry":
+                    retried = len(changed.retry_devices or [])
+                    messages.info(request, f"Rollout {rollout.pk}: {retried} device(s) that failed may try again.")
+                else:
+                    messages.info(request, f"Rollout {rollout.pk} is now {changed.get_state_display().lower()}.")
         return redirect("rollout", project=project, model=model, rollout_id=rollout.pk)
     figures = progress.progress(rollout)
     timeline = progress.timeline(rollout, timezone.now())

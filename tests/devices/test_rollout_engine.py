@@ -298,3 +298,21 @@ def test_retry_of_a_halted_rollout__offers_the_version_again_to_the_failed_devic
     failed = checkin(device_client(reporter_token), reporter_config).json()["models"]["digit-classifier"]
     assert (failed["manifest"]["version_id"], failed["retry"]) == (versions[1].pk, 1)
     assert "retrying a device whose download or install failed" in failed["reason"]
+
+
+def test_retry_from_the_rollout_page__is_one_click_on_a_halted_rollout(
+    model, versions, teammate, approver, reporter, client
+):
+    whole = [{"percent": 100, "dwell_minutes": 60}]
+    rollout = running_rollout(model, versions[1], proposer=teammate, approver=approver, stages=whole)
+    device, _token, _config = reporter
+    report(device, versions[1], download_failed=25)
+    engine.step_rollouts(rollout.stage_started_at + timedelta(minutes=1))
+    client.force_login(teammate)
+    url = f"/p/kiosk/m/digit-classifier/rollouts/{rollout.pk}/"
+    assert 'value="retry"' in client.get(url).content.decode()
+
+    answer = client.post(url, {"action": "retry"}, follow=True)
+
+    assert "1 device(s) that failed may try again" in answer.content.decode()
+    assert _fresh(rollout).retry_devices == ["reporter"]

@@ -213,6 +213,7 @@ def test_rollout_page__health_against_thresholds_from_the_rollups(pending, appro
         device_type=gateway,
         region="DE",
         download_started=40,
+        download_completed=32,
         download_failed=8,
         install_succeeded=32,
     )
@@ -220,10 +221,11 @@ def test_rollout_page__health_against_thresholds_from_the_rollups(pending, appro
     page = browser(teammate).get(_url(pending))
     checks = {c.name: c for c in page.context["health"]}
 
-    assert checks["download failure rate"].value == pytest.approx(0.2)
-    assert checks["download failure rate"].crossed
-    assert not checks["install failure rate"].crossed
-    assert "8 failed of 40 downloads started" in page.content.decode()
+    assert checks["download_failure_rate"].value == pytest.approx(0.2)
+    assert checks["download_failure_rate"].crossed
+    assert not checks["install_failure_rate"].crossed
+    # The page says what the beat would: the same rule and the same sentence as a halt reason.
+    assert "download failures 20% (8 of 40) &gt; 5%" in page.content.decode()
 
 
 def test_rollout_page__stages_over_time_chart_table_and_csv(pending, approver, teammate):
