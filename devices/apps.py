@@ -14,10 +14,18 @@ class DevicesConfig(AppConfig):
     @staticmethod
     def track_changes() -> None:
         """The audit log (console.audit) records every change to device types, rules, fleet settings, rollouts and
-        their approvals."""
+        their approvals, experiments and their arms."""
         from console import audit
 
-        from .models import DeviceType, FleetSettings, Rollout, RolloutApproval, TargetingRule
+        from .models import (
+            DeviceType,
+            Experiment,
+            ExperimentArm,
+            FleetSettings,
+            Rollout,
+            RolloutApproval,
+            TargetingRule,
+        )
 
         audit.track(DeviceType, kind="device-type", exclude_fields=["created_at"])
         audit.track(
@@ -33,3 +41,5 @@ class DevicesConfig(AppConfig):
         )
         audit.track(Rollout, kind="rollout", exclude_fields=["created_at", "updated_at"])
         audit.track(RolloutApproval, kind="approval", project_path="rollout__project_id")
+        audit.track(Experiment, kind="experiment", exclude_fields=["created_at", "salt"])
+        audit.track(ExperimentArm, kind="experiment-arm", project_path="experiment__project_id")

@@ -184,6 +184,10 @@ class Agent:
         """Count one labelled outcome for the installed version; reported as ``accuracy`` in inference stats."""
         self.inference.record_accuracy(model_name, correct)
 
+    def report_feedback(self, model_name: str, prediction: int | str, label: int | str) -> None:
+        """Report the true label of a prediction the installed version made (a ``feedback`` event)."""
+        self.inference.report_feedback(model_name, prediction, label)
+
     # -- status and helpers for the app
 
     def status(self) -> dict[str, Any]:

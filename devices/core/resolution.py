@@ -3,9 +3,10 @@
 Pure: plain dataclasses in, an ``Outcome`` out; ``devices.delivery.cache`` loads the plans from the database and
 ``devices.delivery.checkin`` stores and answers the outcome. Resolution has two steps:
 
-1. Decide. ``DECIDERS`` are asked in order and the first that names a version wins. Today: targeting rules
-   (``devices.core.targeting``, first match by priority), then the model's default version. Experiment arms and
-   rollout stages go *before* the rules: add a decider with the same signature to the front of the tuple.
+1. Decide. ``DECIDERS`` are asked in order and the first that names a version wins: the arm of a running
+   experiment (``devices.core.experiment_assign``; a device whose type cannot run every arm is not enrolled, so
+   an arm never ends in a fallback), targeting rules (``devices.core.targeting``, first match by priority),
+   then the model's default version. Rollout stages go before the rules, after experiments.
 2. Make it runnable. A version the device type cannot run (its compatibility row says no, or it was never
    checked for that type, or it is not ``ready``) is never served. Instead the closest ready descendant in
    its lineage that the type can run (fewest derivation steps, then the smallest file, then the oldest) is
@@ -18,11 +19,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from devices.core import experiment_assign
 from devices.core.targeting.match import rule_matches
 from devices.core.targeting.rules import Conditions, Rule, ordered_rules
 
 # How a version was picked (DeviceModelState.resolution stores these).
 RULE = "rule"
+EXPERIMENT = "experiment"
 DEFAULT = "default"
 COMPATIBLE_VARIANT = "compatible_variant"
 KEPT_INSTALLED = "kept_installed"
@@ -65,6 +68,8 @@ class ModelPlan:
     _candidates: dict[tuple[str, str], tuple[Rule, ...]] = field(default_factory=dict, repr=False)
     # version id -> signed manifest (built once by devices.manifests).
     signed_manifests: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
+    # Running experiments of the model (devices.core.experiment_assign), asked before rollouts and rules.
+    experiments: Sequence[experiment_assign.ExperimentPlan] = ()
 
     def __post_init__(self) -> None:
         self.rules = tuple(ordered_rules(self.rules))
@@ -127,6 +132,20 @@ class Outcome:
 Decider = Callable[[ModelPlan, DeviceFacts], Decision | None]
 
 
+def decide_by_experiment(plan: ModelPlan, device: DeviceFacts) -> Decision | None:
+    """The arm of a running experiment the device is enrolled in; never one its type cannot run."""
+    if not plan.experiments:
+        return None
+    found = experiment_assign.serving_assignment(
+        plan.experiments,
+        device.targeting_config(),
+        lambda version_id: why_not_runnable(plan.versions.get(version_id), device) is None,
+    )
+    if found is None or found.arm is None:
+        return None
+    return Decision(found.arm.version_id, EXPERIMENT, found.reason, found.arm.id)
+
+
 def decide_by_rules(plan: ModelPlan, device: DeviceFacts) -> Decision | None:
     config = device.targeting_config()
     for rule in plan.rules_for(device.device_type, device.region.upper()):
@@ -142,7 +161,7 @@ def decide_by_default(plan: ModelPlan, device: DeviceFacts) -> Decision | None:
     return Decision(plan.default_version_id, DEFAULT, "no rule matches; the model's default version")
 
 
-DECIDERS: tuple[Decider, ...] = (decide_by_rules, decide_by_default)
+DECIDERS: tuple[Decider, ...] = (decide_by_experiment, decide_by_rules, decide_by_default)
 
 
 def resolve_model(
@@ -160,7 +179,7 @@ def resolve_model(
     problem = why_not_runnable(version, device)
     if problem is None:
         # The protocol calls the default version a fallback; a matching rule is an assignment.
-        status = ASSIGNED if decision.resolution == RULE else FALLBACK
+        status = ASSIGNED if decision.resolution in (RULE, EXPERIMENT) else FALLBACK
         return Outcome(status, decision.resolution, decision.reason, decision.version_id, decision)
     picked = f"{decision.reason} picks version {version.number if version else decision.version_id}"
     variant = closest_runnable_descendant(plan, decision.version_id, device)
