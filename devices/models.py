@@ -543,7 +543,7 @@ class Experiment(models.Model):
 
 class ExperimentArmQuerySet(DeliveryInputQuerySet):
     project_path = "experiment__project_id"
-    delivery_fields = frozenset({"experiment", "version", "weight_bp", "position", "stopped_at"})
+    delivery_fields = frozenset({"experiment", "name", "version", "weight_bp", "position", "stopped_at"})
 
 
 class ExperimentArm(models.Model):
