@@ -343,6 +343,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-jobs": {"task": "jobs.tasks.reap_stale_jobs", "schedule": timedelta(seconds=60)},
+    "experiment-guardrails": {
+        "task": "devices.experiments.tasks.enforce_all_guardrails",
+        "schedule": timedelta(minutes=5),
+    },
 }
 # A running job writes a heartbeat; one silent for this long lost its worker.
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 600)

@@ -8,6 +8,7 @@ class DevicesConfig(AppConfig):
 
     def ready(self) -> None:
         from . import signals  # noqa: F401 - connects the plan-invalidation receivers
+        from .experiments import tasks  # noqa: F401 - registers the guardrail task (autodiscovery sees devices.tasks only)
 
         self.track_changes()
 
