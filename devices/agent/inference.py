@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -82,11 +82,20 @@ class Sessions:
 
 
 class Inference:
-    def __init__(self, store: ModelStore, outbox: EventOutbox, sessions: Sessions, *, rollback: Rollback) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        outbox: EventOutbox,
+        sessions: Sessions,
+        *,
+        rollback: Rollback,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.store = store
         self.outbox = outbox
         self.sessions = sessions
         self._rollback = rollback
+        self._clock = clock
         self._lock = threading.Lock()
         self._latencies: dict[tuple[str, Any], list[float]] = {}
         self._outcomes: dict[tuple[str, Any], list[int]] = {}  # [correct, total]
@@ -108,7 +117,7 @@ class Inference:
                 raise AgentError(f"{model_name!r} cannot be loaded and there is no previous version") from exc
             record = restored
             session = self.sessions.of(record)
-        started = time.perf_counter()
+        started = self._clock()
         try:
             outputs = session.run(None, dict(feeds))
         except Exception:
@@ -117,7 +126,7 @@ class Inference:
                     self._errors.get((model_name, record["version_id"]), 0) + 1
                 )
             raise
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        elapsed_ms = (self._clock() - started) * 1000
         with self._lock:
             latencies = self._latencies.setdefault((model_name, record["version_id"]), [])
             if len(latencies) < MAX_LATENCIES:
