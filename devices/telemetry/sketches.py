@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 from ddsketch import DDSketch
 from ddsketch.pb.ddsketch_pb2 import DDSketch as SketchMessage
 from ddsketch.pb.proto import DDSketchProto
@@ -38,11 +39,38 @@ def add(blob: bytes | memoryview | None, values: Iterable[float]) -> bytes:
 
 
 def merged(blobs: Iterable[bytes | memoryview | None]) -> DDSketch:
-    total = new_sketch()
+    """The sum of the serialized sketches: their bins added as arrays (thousands of rows merge in milliseconds),
+    then one sketch built from the total."""
+    parts: list[tuple[int, np.ndarray]] = []
+    zero = 0.0
+    mapping = None
+    slow = new_sketch()
     for blob in blobs:
-        if blob:
-            total.merge(load(blob))
-    return total
+        if not blob:
+            continue
+        message = SketchMessage.FromString(bytes(blob))
+        if message.negativeValues.contiguousBinCounts or message.negativeValues.binCounts:
+            slow.merge(DDSketchProto.from_proto(message))  # latencies are never negative; keep it right anyway
+            continue
+        mapping = mapping or message.mapping
+        zero += message.zeroCount
+        bins = message.positiveValues.contiguousBinCounts
+        if len(bins):
+            parts.append((message.positiveValues.contiguousBinIndexOffset, np.asarray(bins, dtype=float)))
+    if mapping is None:
+        return slow
+    total = SketchMessage(mapping=mapping, zeroCount=zero)
+    if parts:
+        low = min(start for start, _ in parts)
+        counts = np.zeros(max(start + len(bins) for start, bins in parts) - low)
+        for start, bins in parts:
+            counts[start - low : start - low + len(bins)] += bins
+        total.positiveValues.contiguousBinCounts.extend(counts.tolist())
+        total.positiveValues.contiguousBinIndexOffset = low
+    sketch = DDSketchProto.from_proto(total)
+    if slow.count:
+        sketch.merge(slow)
+    return sketch
 
 
 def quantiles(sketch: DDSketch, qs: Sequence[float]) -> list[float | None]:
