@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -224,7 +225,7 @@ def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPl
 
 def running_experiments(model_ids: list[int]) -> dict[int, list[ExperimentPlan]]:
     """The running experiments of these models, arms control first (one query)."""
-    grouped: dict[int, dict[int, tuple[dict, list[ArmPlan]]]] = defaultdict(dict)
+    grouped: dict[int, dict[int, tuple[Any, list[ArmPlan]]]] = defaultdict(dict)
     for arm in (
         ExperimentArm.objects.filter(experiment__model_id__in=model_ids, experiment__state="running")
         .values(

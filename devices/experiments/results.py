@@ -85,16 +85,15 @@ def experiment_results(experiment: Experiment, *, device_type: str = "", region:
         enrollments = enrollments.filter(region=region.upper())
         filters["region"] = region.upper()
     daily: dict[int, list[tuple[date, dict[str, float]]]] = defaultdict(list)
-    for row in (
-        rollups.values("arm_id", "day")
-        .annotate(**{name: Sum(name) for name in METRIC_FIELDS})
-        .order_by("arm_id", "day")
-    ):
+    sums: Any = rollups.values("arm_id", "day").annotate(**{name: Sum(name) for name in METRIC_FIELDS})
+    for row in sums.order_by("arm_id", "day"):
         daily[row["arm_id"]].append((row["day"], {name: row[name] or 0 for name in METRIC_FIELDS}))
-    blobs: dict[int, list[bytes]] = defaultdict(list)
+    blobs: dict[int, list[bytes | memoryview]] = defaultdict(list)
     for arm_id, blob in rollups.exclude(latency_n=0).values_list("arm_id", "latency_sketch"):
         blobs[arm_id].append(blob)
-    devices = dict(enrollments.values_list("arm_id").annotate(n=Count("id")).values_list("arm_id", "n"))
+    devices: dict[int | None, int] = dict(
+        enrollments.values_list("arm_id").annotate(n=Count("id")).values_list("arm_id", "n")
+    )
 
     metric_names = [experiment.primary_metric, *experiment.guardrail_metrics]
     totals = {arm.pk: _cumulate(daily.get(arm.pk, []))[-1][1] if daily.get(arm.pk) else {} for arm in arms}
@@ -110,7 +109,7 @@ def experiment_results(experiment: Experiment, *, device_type: str = "", region:
         _compare(METRICS[name], arm_results, totals, experiment.sequential)
 
     srm = None
-    if len(arms) >= 2 and sum(devices.get(arm.pk, 0) for arm in arms):
+    if len(arms) >= 2 and any(devices.get(arm.pk) for arm in arms):
         srm = st.sample_ratio_mismatch([devices.get(arm.pk, 0) for arm in arms], [arm.weight_bp for arm in arms])
     more, power_sentence = _power(experiment, arm_results)
     scope = " and ".join(filter(None, [device_type and f"on {device_type}", region and f"in {region.upper()}"]))
