@@ -325,3 +325,18 @@ def test_promote__the_control__is_refused(owner, versions):
     assert response.status_code == 400
     assert "is the control" in response.json()["detail"]
     assert Rollout.objects.count() == 0
+
+
+def test_audit_log__records_creation_start_and_arms_with_the_actor_and_project(owner, project, versions):
+    from auditlog.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    client = api_client_for(owner)
+    experiment_id = create(client).json()["id"]
+    client.post(f"{BASE}{experiment_id}/start/")
+    entries = LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Experiment)).order_by("pk")
+    assert [e.action for e in entries] == [LogEntry.Action.CREATE, LogEntry.Action.UPDATE]
+    assert entries.last().changes_dict["state"] == ["draft", "running"]
+    assert all(e.actor == owner and e.additional_data["project_id"] == project.pk for e in entries)
+    arms = LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(ExperimentArm))
+    assert arms.count() == 2
