@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from django.db import transaction
+
 from devices.delivery.cache import running_experiments
 from devices.models import DailyRollup, DeviceEvent, ExperimentEnrollment, ExperimentRollup
 from devices.telemetry import sketches
@@ -62,7 +64,12 @@ class BulkCounter:
         return self
 
     def write(self) -> None:
-        """Write the groups: one bulk insert per table; rows that exist already are added to, as ingestion would."""
+        """Write the groups, in one transaction: one bulk insert per table; rows that exist already are added to
+        (under their row lock), as ingestion would."""
+        with transaction.atomic():
+            self._write()
+
+    def _write(self) -> None:
         ExperimentEnrollment.objects.bulk_create(self.enrollments, ignore_conflicts=True, batch_size=BATCH)
         _write(
             DailyRollup,
