@@ -17,22 +17,76 @@ from devices.experiments import services
 from devices.experiments.charts import figures_json
 from devices.experiments.metrics import METRICS
 from devices.experiments.results import experiment_results
-from devices.experiments.serializers import ResultsFilterSerializer
+from devices.experiments.serializers import ExperimentSerializer, ResultsFilterSerializer
 from devices.models import Experiment
 
 PAGE_SIZE = 50
 SERIES_COLUMNS = ["metric", "day", "arm", "value", "low", "high", "units", "diff", "diff_low", "diff_high"]
 
 
+def _arms_from_text(text: str) -> list[dict]:
+    """ "1:10, 2:10" -> version 1 at 10 %, version 2 at 10 % (the first is control)."""
+    arms = []
+    for part in filter(None, (p.strip() for p in text.replace("\n", ",").split(","))):
+        number, _, weight = part.partition(":")
+        try:
+            arms.append({"version": int(number.strip().lstrip("v")), "weight_percent": float(weight)})
+        except ValueError:
+            raise Refused(f"arm {part!r}: write version:weight, e.g. 1:10, 2:10 (the first is control).") from None
+    return arms
+
+
+def _create_from_form(request, model):
+    data = request.POST
+    body = {
+        "name": data.get("name", "").strip(),
+        "traffic_percent": data.get("traffic_percent") or 0,
+        "arms": _arms_from_text(data.get("arms", "")),
+        "primary_metric": data.get("primary_metric", ""),
+        "guardrail_metrics": data.getlist("guardrail_metrics"),
+        "sequential": data.get("sequential") == "on",
+        "target": {
+            key: value
+            for key, value in {
+                "device_types": data.getlist("device_types"),
+                "regions": [r.strip().upper() for r in data.get("regions", "").split(",") if r.strip()],
+            }.items()
+            if value
+        },
+    }
+    serializer = ExperimentSerializer(data=body, context={"model": model})
+    if not serializer.is_valid():
+        raise Refused(" ".join(f"{field}: {errors}" for field, errors in serializer.errors.items()))
+    return services.create_experiment(model=model, user=request.user, **serializer.validated_data)
+
+
+@require_http_methods(["GET", "POST"])
 @scoped_page(MODEL)
 def experiments_page(request, access, project, model):
+    if request.method == "POST":
+        try:
+            experiment = _create_from_form(request, access.model)
+        except Refused as exc:
+            messages.error(request, str(exc))
+            return redirect("experiments", project=project, model=model)
+        messages.success(request, f"Experiment {experiment.name} created as a draft: start it when ready.")
+        return redirect("experiment", project=project, model=model, experiment_id=experiment.pk)
     experiments = (
         Experiment.objects.filter(model=access.model).prefetch_related("arms__version").order_by("-created_at")
     )[:PAGE_SIZE]
     return render(
         request,
         "devices/experiments.html",
-        {"project": access.project, "model": access.model, "experiments": experiments, "page_size": PAGE_SIZE},
+        {
+            "project": access.project,
+            "model": access.model,
+            "experiments": experiments,
+            "page_size": PAGE_SIZE,
+            "can_change": access.may(roles.CHANGE),
+            "metrics": METRICS,
+            "device_types": device_type_slugs(access.project),
+            "ready_versions": access.model.versions.servable().order_by("number"),
+        },
     )
 
 
