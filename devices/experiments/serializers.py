@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from console.models import ModelVersion
 from devices.experiments.metrics import METRICS
-from devices.experiments.services import ArmSpec, target_errors
+from devices.experiments.services import MAX_ARMS, ArmSpec, target_errors
 from devices.models import DeviceType, Experiment, ExperimentArm
 
 
@@ -27,8 +27,10 @@ class ArmSerializer(serializers.ModelSerializer):
 
 
 class ArmInputSerializer(serializers.Serializer):
-    version = serializers.IntegerField(min_value=1, required=False, help_text="the version's number")
-    version_id = serializers.IntegerField(min_value=1, required=False, help_text="or its id")
+    version = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, required=False, help_text="the version's number"
+    )
+    version_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False, help_text="or its id")
     weight_percent = serializers.FloatField(min_value=0, max_value=100, help_text="share of the targeted devices")
     name = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
     control = serializers.BooleanField(required=False, allow_null=True, default=None)
@@ -42,7 +44,13 @@ class ArmInputSerializer(serializers.Serializer):
 class ExperimentSerializer(serializers.ModelSerializer):
     """An experiment as created (POST) and as read."""
 
-    arms = ArmInputSerializer(many=True, write_only=True, help_text="two or more; the first is control")
+    # drf-stubs leave out max_length, which many=True hands to the ListSerializer it builds.
+    arms = ArmInputSerializer(  # type: ignore[call-arg]
+        many=True, write_only=True, max_length=MAX_ARMS, help_text="two or more; the first is control"
+    )
+    planned_sample_size = serializers.IntegerField(
+        min_value=1, max_value=10**9, required=False, allow_null=True, help_text="devices per arm you plan for"
+    )
     arm_list = ArmSerializer(source="arms", many=True, read_only=True)
     traffic_percent = serializers.FloatField(min_value=0, max_value=100, help_text="share of the targeted devices")
     target = serializers.JSONField(
@@ -120,7 +128,7 @@ class ResultsFilterSerializer(serializers.Serializer):
 
 
 class PromoteSerializer(serializers.Serializer):
-    arm = serializers.IntegerField(min_value=1, help_text="id of the winning arm")
+    arm = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="id of the winning arm")
 
 
 class StopSerializer(serializers.Serializer):

@@ -100,7 +100,10 @@ def _check_arms(model: Model, target: dict[str, Any], traffic_bp: int, arms: Seq
             raise Refused(
                 f"version {version.number} {what} ({version.state}); only a ready (checked) version can be an arm."
             )
-    weights = [percent_to_basis_points(arm.weight_percent) for arm in ordered]
+    try:
+        weights = [percent_to_basis_points(arm.weight_percent) for arm in ordered]
+    except ValueError as exc:
+        raise Refused(f"an arm's weight: {exc}.") from exc
     if any(weight <= 0 for weight in weights):
         raise Refused("every arm needs a weight above 0 %.")
     if sum(weights) != traffic_bp:
@@ -144,7 +147,7 @@ def create_experiment(
     problems = target_errors(target)
     if problems:
         raise Refused(" ".join(problems))
-    if not 0 < traffic_percent <= 100:
+    if not isinstance(traffic_percent, int | float) or not 0 < traffic_percent <= 100:
         raise Refused(f"traffic share {traffic_percent:g} % must be above 0 and at most 100 %.")
     traffic_bp = percent_to_basis_points(traffic_percent)
     if primary_metric not in METRICS:
