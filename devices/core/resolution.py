@@ -132,8 +132,13 @@ class Outcome:
 Decider = Callable[[ModelPlan, DeviceFacts], Decision | None]
 
 
-def decide_by_experiment(plan: ModelPlan, device: DeviceFacts) -> Decision | None:
-    """The arm of a running experiment the device is enrolled in; never one its type cannot run."""
+def decide_by_experiment(
+    plan: ModelPlan, device: DeviceFacts, installed_version_id: int | None = None
+) -> Decision | None:
+    """The arm of a running experiment the device is enrolled in; never one its type cannot run.
+
+    ``installed_version_id`` is not read: an arm is sticky by bucket, whatever the device runs (it takes the
+    argument so it fits a decider signature that passes it)."""
     if not plan.experiments:
         return None
     found = experiment_assign.serving_assignment(
