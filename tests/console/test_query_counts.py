@@ -180,7 +180,7 @@ PAGES = [
     ("fleet", "/p/kiosk/fleet/", 16),
     ("device", "/p/kiosk/fleet/{device}/", 10),
     ("rules", "/p/kiosk/m/{model}/delivery/", 14),
-    ("experiments", "/p/kiosk/m/{model}/experiments/", 8),
+    ("experiments", "/p/kiosk/m/{model}/experiments/", 12),
     ("experiment", "/p/kiosk/m/{model}/experiments/{experiment}/", 12),
 ]
 
