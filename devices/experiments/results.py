@@ -112,6 +112,11 @@ def experiment_results(experiment: Experiment, *, device_type: str = "", region:
     if len(arms) >= 2 and any(devices.get(arm.pk) for arm in arms):
         srm = st.sample_ratio_mismatch([devices.get(arm.pk, 0) for arm in arms], [arm.weight_bp for arm in arms])
     more, power_sentence = _power(experiment, arm_results)
+    if experiment.planned_sample_size:
+        reached = min(result.devices for result in arm_results) / experiment.planned_sample_size
+        power_sentence += f" Planned {experiment.planned_sample_size:,} devices per arm: {reached:.0%} reached" + (
+            "." if experiment.sequential or reached >= 1 else "; a fixed-horizon verdict waits for all of them."
+        )
     scope = " and ".join(filter(None, [device_type and f"on {device_type}", region and f"in {region.upper()}"]))
     results = Results(
         experiment=experiment,

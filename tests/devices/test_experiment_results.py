@@ -122,12 +122,20 @@ def test_filters__narrow_the_results_to_a_device_type_and_the_csv_holds_every_ch
 ):
     control, challenger = arms
     experiment = running_experiment(
-        model, owner, control, challenger, target={"device_types": ["x86-gateway", "jetson-orin-nano"]}
+        model,
+        owner,
+        control,
+        challenger,
+        target={"device_types": ["x86-gateway", "jetson-orin-nano"]},
+        planned_sample_size=50,
     )
     gateways = enroll_devices(enrollment_key, 10, prefix="gw")
     _fill(experiment, model, gateways, {control.pk: _latency(20), challenger.pk: _latency(17)}, days=4)
 
     everyone = experiment_results(experiment)
+    assert everyone.power_sentence.endswith(
+        f"Planned 50 devices per arm: {min(a.devices for a in everyone.arms) / 50:.0%} reached."
+    )
     only_jetson = experiment_results(experiment, device_type="jetson-orin-nano")
     assert sum(a.devices for a in everyone.arms) == 10
     assert sum(a.devices for a in only_jetson.arms) == 0
