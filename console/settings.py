@@ -351,6 +351,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "devices.rollouts.tasks.step_rollouts",
         "schedule": timedelta(seconds=ROLLOUT_BEAT_INTERVAL_S),
     },
+    "experiment-guardrails": {
+        "task": "devices.experiments.tasks.enforce_all_guardrails",
+        "schedule": timedelta(minutes=5),
+    },
 }
 # A running job writes a heartbeat; one silent for this long lost its worker.
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 600)

@@ -8,16 +8,25 @@ class DevicesConfig(AppConfig):
 
     def ready(self) -> None:
         from . import signals  # noqa: F401 - connects the plan-invalidation receivers
+        from .experiments import tasks  # noqa: F401 - registers the guardrail task (autodiscovery sees devices.tasks only)
 
         self.track_changes()
 
     @staticmethod
     def track_changes() -> None:
         """The audit log (console.audit) records every change to device types, rules, fleet settings, rollouts and
-        their approvals."""
+        their approvals, experiments and their arms."""
         from console import audit
 
-        from .models import DeviceType, FleetSettings, Rollout, RolloutApproval, TargetingRule
+        from .models import (
+            DeviceType,
+            Experiment,
+            ExperimentArm,
+            FleetSettings,
+            Rollout,
+            RolloutApproval,
+            TargetingRule,
+        )
 
         audit.track(DeviceType, kind="device-type", exclude_fields=["created_at"])
         audit.track(
@@ -38,3 +47,5 @@ class DevicesConfig(AppConfig):
             exclude_fields=["created_at", "updated_at", "stage_history", "offered_percent", "retry_devices"],
         )
         audit.track(RolloutApproval, kind="approval", project_path="rollout__project_id")
+        audit.track(Experiment, kind="experiment", exclude_fields=["created_at", "salt"])
+        audit.track(ExperimentArm, kind="experiment-arm", project_path="experiment__project_id")

@@ -223,6 +223,7 @@ class Resolution(models.TextChoices):
 
     ROLLOUT = resolution.ROLLOUT, "Rollout"
     RULE = resolution.RULE, "Targeting rule"
+    EXPERIMENT = resolution.EXPERIMENT, "Experiment arm"
     DEFAULT = resolution.DEFAULT, "Model default version"
     COMPATIBLE_VARIANT = resolution.COMPATIBLE_VARIANT, "Fell back to a compatible variant"
     KEPT_INSTALLED = resolution.KEPT_INSTALLED, "Nothing compatible: kept the installed version"
@@ -292,6 +293,7 @@ class DeviceEvent(models.Model):
         INSTALL_FAILED = "install_failed", "Install failed"
         ROLLBACK = "rollback", "Rollback"
         INFERENCE_STATS = "inference_stats", "Inference stats"
+        FEEDBACK = "feedback", "Labeled feedback"
         # Recorded by the server, never sent by a device.
         ENROLLED = "enrolled", "Enrolled"
         CONFIG_CHANGED = "config_changed", "Configuration changed"
@@ -343,6 +345,14 @@ class DailyRollup(models.Model):
     latency_p90_weighted = models.FloatField(default=0)
     accuracy_weighted = models.FloatField(default=0)
     accuracy_count = models.BigIntegerField(default=0)
+    # Sufficient statistics for experiments and dashboards (devices.telemetry.rollups.METRIC_FIELDS).
+    inference_errors = models.BigIntegerField(default=0)
+    latency_n = models.BigIntegerField(default=0, help_text="inference_stats reports with a latency")
+    latency_sum = models.FloatField(default=0)
+    latency_sum_sq = models.FloatField(default=0)
+    latency_sketch = models.BinaryField(default=b"", help_text="a DDSketch (protobuf) of the reports' latencies")
+    feedback_count = models.BigIntegerField(default=0)
+    feedback_correct = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["day", "version"]
@@ -520,3 +530,159 @@ class RolloutApproval(models.Model):
     @property
     def is_current(self) -> bool:
         return self.fingerprint == self.rollout.fingerprint
+
+
+# -- experiments -------------------------------------------------------------------------------------------
+
+
+class ExperimentQuerySet(DeliveryInputQuerySet):
+    # A running experiment decides what its devices are served (devices.core.experiment_assign).
+    delivery_fields = frozenset({"model", "target", "salt", "state"})
+
+    def running(self) -> ExperimentQuerySet:
+        return self.filter(state=Experiment.State.RUNNING)
+
+
+class Experiment(models.Model):
+    """An A/B(/n) split of a model's targeted devices between versions, sticky per device under its own salt.
+
+    Arms are ``ExperimentArm`` rows (the first by position is control); their weights are basis points of the
+    targeted devices and add up to ``traffic_bp``. Results come from ``ExperimentRollup`` rows only.
+    """
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+
+    class Metric(models.TextChoices):
+        LATENCY = "latency", "Inference latency (ms)"
+        ACCURACY = "accuracy", "Accuracy (labeled feedback)"
+        DOWNLOAD_FAILURE_RATE = "download_failure_rate", "Download failure rate"
+        INSTALL_FAILURE_RATE = "install_failure_rate", "Install failure rate"
+        INFERENCE_ERROR_RATE = "inference_error_rate", "Inference error rate"
+
+    project = models.ForeignKey("console.Project", on_delete=models.CASCADE, related_name="experiments")
+    model = models.ForeignKey("console.Model", on_delete=models.CASCADE, related_name="experiments")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    target = models.JSONField(default=dict, blank=True, help_text="device_types, regions, app_version, attributes")
+    traffic_bp = models.PositiveIntegerField(help_text="share of the targeted devices in the experiment, basis points")
+    primary_metric = models.CharField(max_length=32, choices=Metric.choices)
+    guardrail_metrics = models.JSONField(default=list, blank=True)
+    planned_sample_size = models.PositiveIntegerField(null=True, blank=True, help_text="devices per arm")
+    sequential = models.BooleanField(default=True, help_text="always-valid intervals: safe to look every day")
+    salt = models.CharField(max_length=64, editable=False)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.TextField(blank=True)
+    promoted_rollout = models.ForeignKey(
+        "devices.Rollout", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = ExperimentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["model", "state"], name="experiment_model_state")]
+
+    def __str__(self) -> str:
+        return f"experiment {self.name} of {self.model}"
+
+    @property
+    def traffic_percent(self) -> float:
+        return self.traffic_bp / 100
+
+
+class ExperimentArmQuerySet(DeliveryInputQuerySet):
+    project_path = "experiment__project_id"
+    delivery_fields = frozenset({"experiment", "name", "version", "weight_bp", "position", "stopped_at"})
+
+
+class ExperimentArm(models.Model):
+    """One arm: a version and its weight; a guardrail (or a person) may stop serving it, saying why."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="arms")
+    name = models.CharField(max_length=40)
+    version = models.ForeignKey("console.ModelVersion", on_delete=models.PROTECT, related_name="experiment_arms")
+    weight_bp = models.PositiveIntegerField()
+    position = models.PositiveSmallIntegerField(help_text="0 is control")
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.TextField(blank=True)
+
+    objects = ExperimentArmQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["experiment", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "position"], name="one_arm_per_position"),
+            models.UniqueConstraint(fields=["experiment", "version"], name="one_arm_per_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"arm {self.name} of {self.experiment}"
+
+    @property
+    def is_control(self) -> bool:
+        return self.position == 0
+
+
+class ExperimentEnrollment(models.Model):
+    """A device's place in an experiment, written when it first reports while the experiment runs.
+
+    ``arm`` is empty for an ineligible device (its type cannot run every arm): counted, never compared.
+    """
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="enrollments")
+    arm = models.ForeignKey(ExperimentArm, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+")
+    device_type = models.ForeignKey(DeviceType, on_delete=models.CASCADE, related_name="+")
+    region = models.CharField(max_length=2, blank=True)
+    enrolled_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "device"], name="one_enrollment_per_device")]
+        indexes = [models.Index(fields=["experiment", "arm"], name="enrollment_experiment_arm")]
+
+    def __str__(self) -> str:
+        return f"{self.device} in {self.experiment}"
+
+
+class ExperimentRollup(models.Model):
+    """An arm's events per day, device type and region: the same sufficient statistics as DailyRollup, counted
+    only for an enrolled device reporting about its arm's version while the experiment runs."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="rollups")
+    arm = models.ForeignKey(ExperimentArm, on_delete=models.CASCADE, related_name="rollups")
+    day = models.DateField()
+    device_type = models.ForeignKey(DeviceType, on_delete=models.CASCADE, related_name="+")
+    region = models.CharField(max_length=2, blank=True)
+    download_started = models.PositiveIntegerField(default=0)
+    download_completed = models.PositiveIntegerField(default=0)
+    download_failed = models.PositiveIntegerField(default=0)
+    install_succeeded = models.PositiveIntegerField(default=0)
+    install_failed = models.PositiveIntegerField(default=0)
+    rollback = models.PositiveIntegerField(default=0)
+    inference_count = models.BigIntegerField(default=0)
+    inference_errors = models.BigIntegerField(default=0)
+    latency_n = models.BigIntegerField(default=0)
+    latency_sum = models.FloatField(default=0)
+    latency_sum_sq = models.FloatField(default=0)
+    latency_sketch = models.BinaryField(default=b"")
+    feedback_count = models.BigIntegerField(default=0)
+    feedback_correct = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["day", "arm"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["arm", "day", "device_type", "region"], name="one_experiment_rollup_per_key"
+            )
+        ]
+        indexes = [models.Index(fields=["experiment", "day"], name="experiment_rollup_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.arm} {self.device_type} {self.region}"

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.urls import path
 
 from devices.delivery import api as delivery_api
+from devices.experiments import api as experiments_api
+from devices.experiments import views as experiments_views
 from devices.fleet import api as fleet_api
 from devices.fleet import views as fleet_views
 from devices.rollouts import api as rollouts_api
@@ -39,6 +41,21 @@ urlpatterns = [
         path(MODEL_API + f"rollouts/<int:rollout_id>/{action}/", view.as_view(), name=f"api-rollout-{action}")
         for action, view in rollouts_api.ACTIONS.items()
     ),
+    path(MODEL_API + "experiments/", experiments_api.ExperimentList.as_view(), name="api-experiments"),
+    path(
+        MODEL_API + "experiments/<int:experiment_id>/",
+        experiments_api.ExperimentDetail.as_view(),
+        name="api-experiment",
+    ),
+    path(
+        MODEL_API + "experiments/<int:experiment_id>/results/",
+        experiments_api.ExperimentResults.as_view(),
+        name="api-experiment-results",
+    ),
+    *(
+        path(MODEL_API + f"experiments/<int:experiment_id>/{action}/", view.as_view(), name=f"api-experiment-{action}")
+        for action, view in experiments_api.ACTIONS.items()
+    ),
     path(MODEL_API + "rollups/", telemetry_api.RollupList.as_view(), name="api-rollups"),
     # Pages.
     path("p/<slug:project>/fleet/", fleet_views.fleet_page, name="fleet"),
@@ -50,4 +67,15 @@ urlpatterns = [
     path(MODEL_PAGE + "rollouts/<int:rollout_id>/", rollouts_views.rollout_page, name="rollout"),
     path(MODEL_PAGE + "rollouts/<int:rollout_id>/stages.csv", rollouts_views.rollout_timeline_csv, name="rollout-csv"),
     path(MODEL_PAGE + "rollouts/<int:rollout_id>/approval/", rollouts_views.approval_page, name="rollout-approval"),
+    path("p/<slug:project>/m/<slug:model>/experiments/", experiments_views.experiments_page, name="experiments"),
+    path(
+        "p/<slug:project>/m/<slug:model>/experiments/<int:experiment_id>/",
+        experiments_views.experiment_page,
+        name="experiment",
+    ),
+    path(
+        "p/<slug:project>/m/<slug:model>/experiments/<int:experiment_id>/data.csv",
+        experiments_views.experiment_csv,
+        name="experiment-csv",
+    ),
 ]

@@ -26,8 +26,9 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,10 @@ class Agent:
         verify_load: bool = True,
         keep_unused: int = 4,
         session_threads: int = 0,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        """``session_threads``: onnxruntime intra-op threads per session, 0 for its default (one per core)."""
+        """``session_threads``: onnxruntime intra-op threads per session, 0 for its default (one per core).
+        ``clock``: what inference latencies are timed with (seconds); injected by simulations and tests."""
         self.state_dir = ensure_private_dir(Path(state_dir).expanduser())
         self.transport = transport or Transport()
         self.store = ModelStore(self.state_dir, keep_unused=keep_unused)
@@ -78,7 +81,7 @@ class Agent:
             retry_delay_s=retry_delay_s,
             verify_load=verify_load,
         )
-        self.inference = Inference(self.store, self.outbox, sessions, rollback=self.delivery.rollback)
+        self.inference = Inference(self.store, self.outbox, sessions, rollback=self.delivery.rollback, clock=clock)
         self._checkin_lock = threading.Lock()  # one check-in at a time
 
     # -- enrollment and configuration
@@ -183,6 +186,10 @@ class Agent:
     def record_accuracy(self, model_name: str, correct: bool) -> None:
         """Count one labelled outcome for the installed version; reported as ``accuracy`` in inference stats."""
         self.inference.record_accuracy(model_name, correct)
+
+    def report_feedback(self, model_name: str, prediction: int | str, label: int | str) -> None:
+        """Report the true label of a prediction the installed version made (a ``feedback`` event)."""
+        self.inference.report_feedback(model_name, prediction, label)
 
     # -- status and helpers for the app
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -82,14 +82,24 @@ class Sessions:
 
 
 class Inference:
-    def __init__(self, store: ModelStore, outbox: EventOutbox, sessions: Sessions, *, rollback: Rollback) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        outbox: EventOutbox,
+        sessions: Sessions,
+        *,
+        rollback: Rollback,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.store = store
         self.outbox = outbox
         self.sessions = sessions
         self._rollback = rollback
+        self._clock = clock
         self._lock = threading.Lock()
         self._latencies: dict[tuple[str, Any], list[float]] = {}
         self._outcomes: dict[tuple[str, Any], list[int]] = {}  # [correct, total]
+        self._errors: dict[tuple[str, Any], int] = {}
 
     def run(self, model_name: str, feeds: Mapping[str, np.ndarray]) -> list[Any]:
         """Run the installed version of ``model_name`` on ``feeds``; returns onnxruntime's outputs.
@@ -107,9 +117,16 @@ class Inference:
                 raise AgentError(f"{model_name!r} cannot be loaded and there is no previous version") from exc
             record = restored
             session = self.sessions.of(record)
-        started = time.perf_counter()
-        outputs = session.run(None, dict(feeds))
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        started = self._clock()
+        try:
+            outputs = session.run(None, dict(feeds))
+        except Exception:
+            with self._lock:  # an inference error is a rate experiments compare: count it, then let the app see it
+                self._errors[(model_name, record["version_id"])] = (
+                    self._errors.get((model_name, record["version_id"]), 0) + 1
+                )
+            raise
+        elapsed_ms = (self._clock() - started) * 1000
         with self._lock:
             latencies = self._latencies.setdefault((model_name, record["version_id"]), [])
             if len(latencies) < MAX_LATENCIES:
@@ -131,17 +148,41 @@ class Inference:
             counts[0] += int(bool(correct))
             counts[1] += 1
 
+    def report_feedback(self, model_name: str, prediction: int | str, label: int | str) -> None:
+        """Queue a ``feedback`` event: the prediction the installed version made and the true label, learnt later.
+
+        Both a class index (int) or both a class name (str): the server refuses anything else.
+        """
+        for value in (prediction, label):
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise AgentError("prediction and label must be class indexes (int) or class names (str)")
+        if type(prediction) is not type(label):
+            raise AgentError("prediction and label must be of the same type")
+        record = self._running(model_name)
+        self.outbox.add(
+            "feedback",
+            model=model_name,
+            version_id=record["version_id"],
+            stats={"prediction": prediction, "label": label},
+        )
+
     def queue_stats(self) -> None:
         """Turn the runs since the last call into ``inference_stats`` events (sent with the next check-in)."""
         with self._lock:
             latencies, self._latencies = self._latencies, {}
             outcomes, self._outcomes = self._outcomes, {}
+            errors, self._errors = self._errors, {}
+        for key in errors.keys() - latencies.keys():
+            latencies[key] = []
         for (model, version_id), values in latencies.items():
-            stats: dict[str, Any] = {
-                "count": len(values),
-                "latency_ms_p50": round(float(np.percentile(values, 50)), 3),
-                "latency_ms_p90": round(float(np.percentile(values, 90)), 3),
-            }
+            failed = errors.get((model, version_id), 0)
+            stats: dict[str, Any] = {"count": len(values) + failed}
+            if failed:
+                stats["errors"] = failed
+            if values:
+                stats["latency_ms_mean"] = round(float(np.mean(values)), 3)
+                stats["latency_ms_p50"] = round(float(np.percentile(values, 50)), 3)
+                stats["latency_ms_p90"] = round(float(np.percentile(values, 90)), 3)
             correct, total = outcomes.pop((model, version_id), (0, 0))
             if total:
                 stats["accuracy"] = round(correct / total, 4)

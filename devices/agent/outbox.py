@@ -24,6 +24,7 @@ EVENT_TYPES = (
     "install_failed",
     "rollback",
     "inference_stats",
+    "feedback",
 )
 
 

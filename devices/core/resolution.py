@@ -3,11 +3,13 @@
 Pure: plain dataclasses in, an ``Outcome`` out; ``devices.delivery.cache`` loads the plans from the database and
 ``devices.delivery.checkin`` stores and answers the outcome. Resolution has two steps:
 
-1. Decide. ``DECIDERS`` are asked in order and the first that names a version wins: the model's rollouts
+1. Decide. ``DECIDERS`` are asked in order and the first that names a version wins: the arm of a running
+   experiment (``decide_by_experiment``, ``devices.core.experiment_assign``; a device whose type cannot run
+   every arm is not enrolled, so an arm never ends in a fallback), then the model's rollouts
    (``decide_by_rollouts``: a running rollout's stage, a paused or halted one keeping its version where it is
    installed, a rolled-back one sending those devices back), then targeting rules (``devices.core.targeting``,
-   first match by priority), then the model's default version. Experiment arms go before the rules too: add a
-   decider with the same signature (plan, device, installed version id) to the tuple.
+   first match by priority), then the model's default version. A decider takes (plan, device, installed
+   version id).
 2. Make it runnable. A version the device type cannot run (its compatibility row says no, or it was never
    checked for that type, or it is not ``ready``) is never served. Instead the closest ready descendant in
    its lineage that the type can run (fewest derivation steps, then the smallest file, then the oldest) is
@@ -20,13 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from devices.core import rollout_plan
+from devices.core import experiment_assign, rollout_plan
 from devices.core.targeting.match import rule_matches
 from devices.core.targeting.rules import Conditions, Rule, ordered_rules
 
 # How a version was picked (DeviceModelState.resolution stores these).
 ROLLOUT = "rollout"
 RULE = "rule"
+EXPERIMENT = "experiment"
 DEFAULT = "default"
 COMPATIBLE_VARIANT = "compatible_variant"
 KEPT_INSTALLED = "kept_installed"
@@ -87,6 +90,8 @@ class ModelPlan:
     _candidates: dict[tuple[str, str], tuple[Rule, ...]] = field(default_factory=dict, repr=False)
     # version id -> signed manifest (built once by devices.manifests).
     signed_manifests: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
+    # Running experiments of the model (devices.core.experiment_assign), asked before rollouts and rules.
+    experiments: Sequence[experiment_assign.ExperimentPlan] = ()
 
     def __post_init__(self) -> None:
         self.rules = tuple(ordered_rules(self.rules))
@@ -148,6 +153,25 @@ class Outcome:
 
 
 Decider = Callable[[ModelPlan, DeviceFacts, int | None], Decision | None]
+
+
+def decide_by_experiment(
+    plan: ModelPlan, device: DeviceFacts, installed_version_id: int | None = None
+) -> Decision | None:
+    """The arm of a running experiment the device is enrolled in; never one its type cannot run.
+
+    ``installed_version_id`` is not read: an arm is sticky by bucket, whatever the device runs (it takes the
+    argument so it fits a decider signature that passes it)."""
+    if not plan.experiments:
+        return None
+    found = experiment_assign.serving_assignment(
+        plan.experiments,
+        device.targeting_config(),
+        lambda version_id: why_not_runnable(plan.versions.get(version_id), device) is None,
+    )
+    if found is None or found.arm is None:
+        return None
+    return Decision(found.arm.version_id, EXPERIMENT, found.reason, found.arm.id)
 
 
 def decide_by_rollouts(plan: ModelPlan, device: DeviceFacts, installed_version_id: int | None) -> Decision | None:
@@ -226,7 +250,7 @@ def decide_by_default(plan: ModelPlan, device: DeviceFacts, installed_version_id
     return Decision(plan.default_version_id, DEFAULT, "no rule matches; the model's default version")
 
 
-DECIDERS: tuple[Decider, ...] = (decide_by_rollouts, decide_by_rules, decide_by_default)
+DECIDERS: tuple[Decider, ...] = (decide_by_experiment, decide_by_rollouts, decide_by_rules, decide_by_default)
 
 
 def resolve_model(
@@ -245,8 +269,8 @@ def resolve_model(
     version = plan.versions.get(decision.version_id)
     problem = why_not_runnable(version, device)
     if problem is None:
-        # The protocol calls the default version a fallback; a matching rule or a rollout is an assignment.
-        status = ASSIGNED if decision.resolution in (RULE, ROLLOUT) else FALLBACK
+        # The protocol calls the default version a fallback; an experiment arm, a rollout or a rule is an assignment.
+        status = ASSIGNED if decision.resolution in (RULE, ROLLOUT, EXPERIMENT) else FALLBACK
         return Outcome(status, decision.resolution, decision.reason, decision.version_id, decision)
     picked = f"{decision.reason} picks version {version.number if version else decision.version_id}"
     variant = closest_runnable_descendant(plan, decision.version_id, device)

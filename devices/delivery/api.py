@@ -18,6 +18,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
+from console.errors import Refused
 from console.parsers import BoundedJSONParser, loads_bounded
 from devices.constants import MAX_EVENTS_REQUEST_BYTES, MAX_REQUEST_BYTES
 from devices.core.signing import check_download_token
@@ -60,6 +61,8 @@ def _flatten(errors, path: str = "") -> list[str]:
 
 def device_exception_handler(exc, context):
     """The protocol's error shape: ``{"detail": "<human text>"}`` (field errors kept under ``errors``)."""
+    if isinstance(exc, Refused):  # a service's refusal (say, feedback for a version never served) is a 400
+        exc = exceptions.ValidationError({"detail": str(exc)})
     response = exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.ValidationError):
         response.data = {"detail": "; ".join(_flatten(response.data)), "errors": response.data}

@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -31,9 +32,10 @@ from django.utils import timezone
 from console.models import CompatibilityResult, Model, ModelVersion, Project, is_servable
 from devices import conf
 from devices.core import rollout_plan
+from devices.core.experiment_assign import ArmPlan, ExperimentPlan
 from devices.core.resolution import ModelPlan, RolloutFacts, VersionFacts
 from devices.core.targeting.rules import Rule
-from devices.models import FleetSettings, Rollout, TargetingRule, VoidedToken
+from devices.models import ExperimentArm, FleetSettings, Rollout, TargetingRule, VoidedToken
 from jobs.tooling.runtimes import published_runtimes
 
 _MAX_CACHED_PLANS = 10_000
@@ -150,7 +152,7 @@ ROLLED_BACK_DECIDES_FOR = timedelta(days=30)
 
 
 def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPlan]:
-    """Five queries whatever the number of models, rules, versions and rollouts."""
+    """Six queries whatever the number of models, rules, versions, rollouts and experiments."""
     models = list(
         Model.objects.filter(project_id=project_id, name__in=list(names)).values("id", "name", "default_version_id")
     )
@@ -180,6 +182,7 @@ def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPl
         else:
             reasons = check["reasons"] or ["the compatibility check failed"]
             blocked[check["version_id"]][check["device_type_id"]] = str(reasons[0])
+    experiments = running_experiments(model_ids)
     versions: dict[int, dict[int, VersionFacts]] = defaultdict(dict)
     children: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     for version in (
@@ -221,6 +224,7 @@ def load_model_plans(project_id: int, names: Iterable[str]) -> dict[str, ModelPl
             versions=versions.get(row["id"], {}),
             children={parent: tuple(kids) for parent, kids in children.get(row["id"], {}).items()},
             rollouts=tuple(rollouts_by_model.get(row["id"], ())),
+            experiments=experiments.get(row["id"], ()),
         )
         for row in models
     }
@@ -268,6 +272,37 @@ def _rollouts(model_ids: list[int]) -> dict[int, list[RolloutFacts]]:
             )
         )
     return by_model
+
+
+def running_experiments(model_ids: list[int]) -> dict[int, list[ExperimentPlan]]:
+    """The running experiments of these models, arms control first (one query)."""
+    grouped: dict[int, dict[int, tuple[Any, list[ArmPlan]]]] = defaultdict(dict)
+    for arm in (
+        ExperimentArm.objects.filter(experiment__model_id__in=model_ids, experiment__state="running")
+        .values(
+            "id",
+            "name",
+            "version_id",
+            "weight_bp",
+            "stopped_at",
+            "experiment_id",
+            "experiment__model_id",
+            "experiment__salt",
+            "experiment__target",
+        )
+        .order_by("experiment_id", "position")
+    ):
+        experiment = grouped[arm["experiment__model_id"]].setdefault(arm["experiment_id"], (arm, []))
+        experiment[1].append(
+            ArmPlan(arm["id"], arm["name"], arm["version_id"], arm["weight_bp"], arm["stopped_at"] is None)
+        )
+    return {
+        model_id: [
+            ExperimentPlan(experiment_id, first["experiment__salt"], first["experiment__target"] or {}, tuple(arms))
+            for experiment_id, (first, arms) in by_experiment.items()
+        ]
+        for model_id, by_experiment in grouped.items()
+    }
 
 
 def runtime_needs(opset_imports: dict | None) -> dict:

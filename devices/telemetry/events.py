@@ -9,9 +9,10 @@ from typing import Any, NamedTuple
 from django.db import transaction
 from django.utils import timezone
 
+from console.errors import Refused
 from console.models import Model, ModelVersion
-from devices.models import Device, DeviceEvent
-from devices.telemetry import rollups
+from devices.models import Device, DeviceEvent, DeviceModelState
+from devices.telemetry import experiment_rollups, rollups
 
 # A device event must be dated within this window around the server's clock, or it is neither stored nor
 # counted: a device whose clock was reset (1970) or runs far ahead would put its figures into days they say
@@ -46,6 +47,42 @@ def in_window(at: datetime, now: datetime) -> bool:
     return now - EVENT_MAX_AGE <= at <= now + EVENT_MAX_AHEAD
 
 
+# What shows a device was served a version: it was told to run it, or it said it downloaded, installed or ran it.
+SERVED_EVENTS = (
+    DeviceEvent.Type.DOWNLOAD_COMPLETED,
+    DeviceEvent.Type.INSTALL_SUCCEEDED,
+    DeviceEvent.Type.INFERENCE_STATS,
+)
+
+
+def refuse_feedback_never_served(device, events: list[dict[str, Any]]) -> None:
+    """Refuse the batch when a feedback event is about a version this device was never served.
+
+    A label for a prediction the device could not have made would count for an arm it is not in.
+    """
+    asked = {event["version_id"] for event in events if event["type"] == DeviceEvent.Type.FEEDBACK}
+    if not asked:
+        return
+    served = {event["version_id"] for event in events if event["type"] in SERVED_EVENTS}
+    for desired, installed in DeviceModelState.objects.filter(device_id=device.pk).values_list(
+        "desired_version_id", "installed_version_id"
+    ):
+        served.update((desired, installed))
+    served.update(
+        DeviceEvent.objects.filter(
+            device_id=device.pk, version_id__in=asked - served, type__in=SERVED_EVENTS
+        ).values_list("version_id", flat=True)
+    )
+    never = sorted(asked - served)
+    if never:
+        first = next(e for e in events if e["type"] == DeviceEvent.Type.FEEDBACK and e["version_id"] in never)
+        raise Refused(
+            f"feedback event {first['id']} is about version {first['version_id']}, which this device was never "
+            f"served (versions never served: {', '.join(map(str, never))}); report feedback only for the version "
+            "that made the prediction. Nothing in this batch was stored."
+        )
+
+
 def record_events(*, device, events: list[dict[str, Any]], now: datetime | None = None) -> BatchOutcome:
     """Store a batch of device events (of a Device or a DeviceRecord) and count them into the daily rollups.
 
@@ -67,6 +104,7 @@ def record_events(*, device, events: list[dict[str, Any]], now: datetime | None 
             if event["id"] not in known:
                 known.add(event["id"])
                 fresh.append(event)
+        refuse_feedback_never_served(device, fresh)
         models = dict(
             Model.objects.filter(project_id=device.project_id, name__in={e["model"] for e in fresh}).values_list(
                 "name", "id"
@@ -99,4 +137,5 @@ def record_events(*, device, events: list[dict[str, Any]], now: datetime | None 
             )
         DeviceEvent.objects.bulk_create(rows)
         rollups.count_events(device, rows)
+        experiment_rollups.count_events(device, rows)
     return BatchOutcome(len(fresh), len(dated) - len(fresh), len(events) - len(dated))

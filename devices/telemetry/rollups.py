@@ -3,6 +3,11 @@
 ``record_events`` calls ``count_events`` in the same transaction that stores the events, after dropping the
 ids already seen, so a rollup row always equals what its events say and a resent batch is never counted
 twice. The device's current type and region are used. Dashboards read these rows only.
+
+Besides counts, each row keeps sufficient statistics (``METRIC_FIELDS``: sums and sums of squares of report
+latencies, labeled feedback and how much of it was right, inference errors) and a latency sketch
+(``devices.telemetry.sketches``), from which means, rates, intervals and quantiles are computed without raw
+events. ``devices.telemetry.experiment_rollups`` keeps the same per experiment arm (``record_events`` calls both).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from devices.models import DailyRollup, Device, DeviceEvent
+from devices.telemetry import sketches
 
 FUNNEL_DAYS = 14  # what the fleet and delivery pages chart
 
@@ -39,51 +45,120 @@ FUNNEL = [
 ]
 
 
-def _increments(events: Iterable[DeviceEvent]) -> dict[tuple, dict[str, float]]:
-    groups: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+# The sufficient statistics every rollup row (DailyRollup, ExperimentRollup) keeps, besides its latency sketch.
+METRIC_FIELDS = [
+    *FUNNEL,
+    "inference_count",
+    "inference_errors",
+    "latency_n",
+    "latency_sum",
+    "latency_sum_sq",
+    "feedback_count",
+    "feedback_correct",
+]
+_FLOAT_FIELDS = {"latency_sum", "latency_sum_sq", "latency_p50_weighted", "latency_p90_weighted", "accuracy_weighted"}
+
+
+def latency_of(stats: dict[str, Any]) -> float | None:
+    """The latency one inference_stats report contributes: its mean (or, from older agents, its median).
+
+    One report is one observation: the unit the latency mean, its test and its sketch are made of.
+    """
+    if not stats.get("count"):
+        return None
+    value = stats.get("latency_ms_mean", stats.get("latency_ms_p50"))
+    return float(value) if value is not None else None
+
+
+def event_increments(event: DeviceEvent) -> tuple[dict[str, float], float | None]:
+    """What one event adds to its rollup row, and the latency it adds to the row's sketch."""
+    counts: dict[str, float] = defaultdict(float)
+    latency = None
+    if event.type in COUNTED_TYPES:
+        counts[COUNTED_TYPES[event.type]] += 1
+    elif event.type == DeviceEvent.Type.FEEDBACK:
+        counts["feedback_count"] += 1
+        counts["feedback_correct"] += int(event.stats.get("prediction") == event.stats.get("label"))
+    elif event.type == DeviceEvent.Type.INFERENCE_STATS:
+        count = event.stats.get("count", 0)
+        counts["inference_count"] += count
+        counts["inference_errors"] += event.stats.get("errors", 0)
+        latency = latency_of(event.stats)
+        if latency is not None:
+            counts["latency_n"] += 1
+            counts["latency_sum"] += latency
+            counts["latency_sum_sq"] += latency * latency
+        if "latency_ms_p50" in event.stats and count:
+            counts["latency_count"] += count
+            counts["latency_p50_weighted"] += event.stats["latency_ms_p50"] * count
+            counts["latency_p90_weighted"] += event.stats.get("latency_ms_p90", event.stats["latency_ms_p50"]) * count
+        if "accuracy" in event.stats and count:
+            counts["accuracy_count"] += count
+            counts["accuracy_weighted"] += event.stats["accuracy"] * count
+    return counts, latency
+
+
+class Group:
+    """The increments of the events of one rollup row."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, float] = defaultdict(float)
+        self.latencies: list[float] = []
+
+    def add(self, event: DeviceEvent) -> None:
+        counts, latency = event_increments(event)
+        for name, value in counts.items():
+            self.counts[name] += value
+        if latency is not None:
+            self.latencies.append(latency)
+
+    def fields(self, model) -> dict[str, float | int]:
+        names = {f.name for f in model._meta.concrete_fields}
+        return {name: _typed(name, value) for name, value in self.counts.items() if name in names}
+
+
+def daily_groups(device, events: Iterable[DeviceEvent]) -> dict[tuple, Group]:
+    """(day, model id, version id, device type id, region) -> the group of ``events`` counted in that row."""
+    groups: dict[tuple, Group] = defaultdict(Group)
     for event in events:
         if event.version_id is None or event.model_id is None:
             continue  # not about a version of this project: kept in the history, counted nowhere
-        counts = groups[(event.at.date(), event.model_id, event.version_id)]
-        if event.type in COUNTED_TYPES:
-            counts[COUNTED_TYPES[event.type]] += 1
-        elif event.type == DeviceEvent.Type.INFERENCE_STATS:
-            count = event.stats.get("count", 0)
-            counts["inference_count"] += count
-            if "latency_ms_p50" in event.stats and count:
-                counts["latency_count"] += count
-                counts["latency_p50_weighted"] += event.stats["latency_ms_p50"] * count
-                counts["latency_p90_weighted"] += (
-                    event.stats.get("latency_ms_p90", event.stats["latency_ms_p50"]) * count
-                )
-            if "accuracy" in event.stats and count:
-                counts["accuracy_count"] += count
-                counts["accuracy_weighted"] += event.stats["accuracy"] * count
+        groups[(event.at.date(), event.model_id, event.version_id, device.device_type_id, device.region)].add(event)
     return groups
 
 
 def count_events(device: Device, events: Iterable[DeviceEvent]) -> None:
     """Add ``events`` (new ones only) to their rollup rows; call inside the transaction that stores them."""
     # Sorted, so concurrent batches lock rollup rows in the same order.
-    for (day, model_id, version_id), counts in sorted(_increments(events).items()):
-        key = {"day": day, "version_id": version_id, "device_type_id": device.device_type_id, "region": device.region}
-        updates: dict[str, Any] = {name: F(name) + _typed(name, value) for name, value in counts.items()}
-        if DailyRollup.objects.filter(**key).update(**updates):
-            continue
-        try:
-            with transaction.atomic():
-                DailyRollup.objects.create(
-                    project_id=device.project_id,
-                    model_id=model_id,
-                    **key,
-                    **{name: _typed(name, value) for name, value in counts.items()},
-                )
-        except IntegrityError:  # a concurrent batch created the row first
-            DailyRollup.objects.filter(**key).update(**updates)
+    for (day, model_id, version_id, type_id, region), group in sorted(daily_groups(device, events).items()):
+        key = {"day": day, "version_id": version_id, "device_type_id": type_id, "region": region}
+        add_to_row(DailyRollup, key, {"project_id": device.project_id, "model_id": model_id}, group)
+
+
+def add_to_row(model, key: dict[str, Any], extra: dict[str, Any], group: Group) -> None:
+    """Add ``group`` to the ``model`` row at ``key`` (created with ``extra`` when missing).
+
+    Counts are added in SQL (F expressions); the latency sketch is merged under the row's lock, since two
+    sketches only add up in Python.
+    """
+    fields = group.fields(model)
+    rows = model.objects.filter(**key)
+    updates: dict[str, Any] = {name: F(name) + value for name, value in fields.items()}
+    if group.latencies:
+        current = rows.select_for_update().values_list("latency_sketch", flat=True).first()
+        if current is not None:
+            updates["latency_sketch"] = sketches.add(current, group.latencies)
+    if updates and rows.update(**updates):
+        return
+    try:
+        with transaction.atomic():
+            model.objects.create(**key, **extra, **fields, latency_sketch=sketches.add(None, group.latencies))
+    except IntegrityError:  # a concurrent batch created the row first: add to it
+        add_to_row(model, key, extra, group)
 
 
 def _typed(name: str, value: float) -> float | int:
-    return value if name.endswith("_weighted") else int(value)
+    return value if name.endswith("_weighted") or name in _FLOAT_FIELDS else int(value)
 
 
 def funnel_by_version(rollups) -> list[dict[str, Any]]:

@@ -21,7 +21,22 @@ DEVICE_EVENT_TYPES = [
     DeviceEvent.Type.INSTALL_FAILED,
     DeviceEvent.Type.ROLLBACK,
     DeviceEvent.Type.INFERENCE_STATS,
+    DeviceEvent.Type.FEEDBACK,
 ]
+MAX_LABEL_CHARS = 200
+STATS_KEYS = ("count", "errors", "latency_ms_mean", "latency_ms_p50", "latency_ms_p90", "accuracy")
+
+
+def label_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be a class label: an integer class index or a class name, nothing else."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        kind = "a boolean" if isinstance(value, bool) else f"a {type(value).__name__}"
+        if value is None:
+            kind = "missing"
+        return f"stats.{name} is {kind}; it must be a class index (integer) or a class name (string)."
+    if isinstance(value, str) and not 0 < len(value) <= MAX_LABEL_CHARS:
+        return f"stats.{name} must be a class name of 1..{MAX_LABEL_CHARS} characters."
+    return None
 
 
 class EventSerializer(serializers.Serializer):
@@ -44,12 +59,42 @@ class EventSerializer(serializers.Serializer):
         count = value.get("count", 0)
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 10**9:
             raise serializers.ValidationError("stats.count must be an integer 0..1e9.")
-        for name in ("latency_ms_p50", "latency_ms_p90"):
+        errors = value.get("errors", 0)
+        if isinstance(errors, bool) or not isinstance(errors, int) or not 0 <= errors <= count:
+            raise serializers.ValidationError("stats.errors must be an integer 0..stats.count (runs that failed).")
+        for name in ("latency_ms_mean", "latency_ms_p50", "latency_ms_p90"):
             if name in value and not (_is_number(value[name]) and value[name] >= 0):
                 raise serializers.ValidationError(f"stats.{name} must be a number >= 0.")
         if "accuracy" in value and not (_is_number(value["accuracy"]) and 0 <= value["accuracy"] <= 1):
             raise serializers.ValidationError("stats.accuracy must be a number in 0..1.")
-        return {key: value[key] for key in ("count", "latency_ms_p50", "latency_ms_p90", "accuracy") if key in value}
+        kept = {key: value[key] for key in STATS_KEYS if key in value}
+        # A feedback event's prediction and label, checked with its type in validate().
+        kept.update({key: value[key] for key in ("prediction", "label") if key in value})
+        return kept
+
+    def validate(self, attrs: dict) -> dict:
+        stats = attrs["stats"]
+        if attrs["type"] != DeviceEvent.Type.FEEDBACK:
+            stats.pop("prediction", None)
+            stats.pop("label", None)
+            return attrs
+        if not attrs["model"] or attrs["version_id"] is None:
+            raise serializers.ValidationError(
+                {"version_id": "feedback names the model and the version that made the prediction."}
+            )
+        for name in ("prediction", "label"):
+            problem = label_problem(name, stats.get(name))
+            if problem:
+                raise serializers.ValidationError({"stats": problem})
+        if type(stats["prediction"]) is not type(stats["label"]):
+            raise serializers.ValidationError(
+                {
+                    "stats": f"stats.label is a {type(stats['label']).__name__} but stats.prediction is a "
+                    f"{type(stats['prediction']).__name__}: report both as class indexes or both as class names."
+                }
+            )
+        attrs["stats"] = {"prediction": stats["prediction"], "label": stats["label"]}
+        return attrs
 
 
 class EventBatchSerializer(serializers.Serializer):

@@ -251,7 +251,7 @@ def _array_problems(spec: TensorSpec, array: np.ndarray, axis: int | None = 0) -
         if axis is not None:
             dims[axis] = "rows"
         expected = "(" + ", ".join(dims) + ")"
-        laid_out = rows_first(spec, axis).shape if axis is not None else spec.shape
+        laid_out = (rows_first(spec, axis).shape if axis is not None else None) or spec.shape
         shown = np.moveaxis(array, 0, axis).shape if axis and array.ndim == len(spec.shape) else array.shape
         if array.ndim != len(spec.shape):
             problems.append(f"'{spec.name}' has shape {shown}; the input expects {expected}")

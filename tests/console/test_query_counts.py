@@ -17,7 +17,7 @@ from console.models import CompatibilityResult, Dataset, ModelVersion
 from console.projects import roles
 from console.projects import services as project_services
 from devices.fleet import services as fleet_services
-from devices.models import DailyRollup, DeviceEvent, DeviceType
+from devices.models import DailyRollup, DeviceEvent, DeviceType, Experiment, ExperimentArm, ExperimentRollup
 from devices.rules import services as rules_services
 from jobs.models import Job
 from tests.conftest import api_client_for
@@ -120,7 +120,48 @@ def fleet(project, model, owner, django_user_model):
         )
         for index in range(ROWS)
     )
-    return {"model": model.name, "number": ROWS, "device": device.device_id}
+    experiments = []
+    for index in range(ROWS):
+        experiment = Experiment.objects.create(
+            project=project,
+            model=model,
+            name=f"ab-{index}",
+            traffic_bp=10_000,
+            primary_metric="latency",
+            guardrail_metrics=["accuracy", "install_failure_rate"],
+            salt=f"s{index}",
+        )
+        experiments.append(experiment)
+        for position in range(2):
+            arm = ExperimentArm.objects.create(
+                experiment=experiment,
+                name=f"v{position + 1}",
+                version=versions[position],
+                weight_bp=5000,
+                position=position,
+            )
+            if index == 0:
+                ExperimentRollup.objects.bulk_create(
+                    ExperimentRollup(
+                        experiment=experiment,
+                        arm=arm,
+                        day=now.date() - timezone.timedelta(days=day),
+                        device_type=builtin[0],
+                        region="DE",
+                        latency_n=10,
+                        latency_sum=100.0,
+                        latency_sum_sq=1100.0,
+                        feedback_count=10,
+                        feedback_correct=8,
+                    )
+                    for day in range(ROWS)
+                )
+    return {
+        "model": model.name,
+        "number": ROWS,
+        "device": device.device_id,
+        "experiment": experiments[0].pk,
+    }
 
 
 def _page(user) -> Client:
@@ -139,6 +180,8 @@ PAGES = [
     ("fleet", "/p/kiosk/fleet/", 16),
     ("device", "/p/kiosk/fleet/{device}/", 10),
     ("rules", "/p/kiosk/m/{model}/delivery/", 14),
+    ("experiments", "/p/kiosk/m/{model}/experiments/", 12),
+    ("experiment", "/p/kiosk/m/{model}/experiments/{experiment}/", 12),
 ]
 
 
@@ -163,6 +206,7 @@ APIS = [
     ("device events", "/api/projects/kiosk/devices/{device}/events/", 6, ROWS + 1),
     ("rules", "/api/projects/kiosk/models/{model}/rules/", 6, ROWS),
     ("rollups", "/api/projects/kiosk/models/{model}/rollups/", 5, ROWS),
+    ("experiments", "/api/projects/kiosk/models/{model}/experiments/", 6, ROWS),
 ]
 
 

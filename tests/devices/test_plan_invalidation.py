@@ -17,7 +17,16 @@ from django.test.utils import CaptureQueriesContext
 from console.models import CompatibilityResult, Model, ModelVersion
 from devices.delivery import cache
 from devices.fleet import services as fleet_services
-from devices.models import Device, DeviceModelState, DeviceType, FleetSettings, Rollout, TargetingRule
+from devices.models import (
+    Device,
+    DeviceModelState,
+    DeviceType,
+    Experiment,
+    ExperimentArm,
+    FleetSettings,
+    Rollout,
+    TargetingRule,
+)
 from devices.rules import services as rules_services
 from devices.signals import delivery_input_models
 from tests.devices.fleet_helpers import checkin, ready_version
@@ -116,6 +125,24 @@ CHANGES: dict[type, Change] = {
             project=c["project"], model=c["model"], version=c["version"], stages=[], salt="s", state="running"
         ),
     ),
+    Experiment: Change(
+        lambda c: Experiment.objects.filter(pk=c["experiment"].pk),
+        {"state": "stopped"},
+        lambda c: Experiment(
+            project=c["project"], model=c["model"], name="bulk", traffic_bp=100, primary_metric="latency", salt="s"
+        ),
+    ),
+    ExperimentArm: Change(
+        lambda c: ExperimentArm.objects.filter(experiment=c["experiment"]),
+        {"weight_bp": 50},
+        lambda c: ExperimentArm(
+            experiment=c["armless_experiment"],
+            name="b",
+            version=c["version"],
+            weight_bp=1,
+            position=0,
+        ),
+    ),
     # A project has one FleetSettings row, made with a fresh generation: a new row has nothing to invalidate.
     FleetSettings: Change(
         lambda c: FleetSettings.objects.filter(project=c["project"]), {"checkin_interval_s": 60}, None
@@ -127,7 +154,16 @@ CHANGES: dict[type, Change] = {
 def context(enrollment_key, project, model, ready_v1) -> dict[str, Any]:
     own_type = _own_type(project, "own-box")
     own_type.save()
+    experiment = Experiment.objects.create(
+        project=project, model=model, name="e", traffic_bp=100, primary_metric="latency", salt="s", state="running"
+    )
+    ExperimentArm.objects.create(experiment=experiment, name="a", version=ready_v1, weight_bp=100, position=0)
+    armless = Experiment.objects.create(
+        project=project, model=model, name="f", traffic_bp=1, primary_metric="latency", salt="t", state="running"
+    )
     return {
+        "experiment": experiment,
+        "armless_experiment": armless,
         "project": project,
         "model": model,
         "version": ready_v1,
@@ -191,6 +227,7 @@ def test_queryset_delete__starts_a_new_plan_generation(context, model_class):
     if model_class in (Model, ModelVersion):
         TargetingRule.objects.all().delete()  # a rule protects the version it serves
         Rollout.objects.all().delete()  # and so does a rollout
+        ExperimentArm.objects.all().delete()  # so does an experiment's arm
     before = generation(context["project"])
 
     CHANGES[model_class].rows(context).delete()

@@ -51,8 +51,25 @@ def fuzz_world(project, model, owner, viewer):
         user=owner,
         stages=[{"percent": 10, "dwell_minutes": 60}, {"percent": 100, "dwell_minutes": 60}],
     )
+    from devices.experiments import services as experiment_services
+
+    experiment = experiment_services.create_experiment(
+        model=model,
+        user=owner,
+        name="ab",
+        arms=[
+            experiment_services.ArmSpec(version, 50),
+            experiment_services.ArmSpec(ready_version(model, seed=9), 50),
+        ],
+        traffic_percent=100,
+        primary_metric="latency",
+        guardrail_metrics=["accuracy"],
+        target={"device_types": ["x86-gateway"]},
+    )
+    experiment_services.start_experiment(experiment=experiment, user=owner)
     return {
         "path": {
+            "experiment_id": experiment.pk,
             "project": project.slug,
             "model": model.name,
             "number": version.number,

@@ -98,7 +98,22 @@ def world(project, model, owner, teammate, other_project):
         stages=[{"percent": 10, "dwell_minutes": 60}, {"percent": 100, "dwell_minutes": 60}],
     )
     rollout_services.submit_rollout(rollout=rollout, user=teammate)
+    from devices.experiments import services as experiment_services
+
+    experiment = experiment_services.create_experiment(
+        model=model,
+        user=teammate,
+        name="ab",
+        arms=[
+            experiment_services.ArmSpec(version, 50),
+            experiment_services.ArmSpec(ready_version(model, seed=9), 50),
+        ],
+        traffic_percent=100,
+        primary_metric="latency",
+        target={"device_types": ["x86-gateway"]},
+    )
     return {
+        "experiment_id": experiment.pk,
         "project": project.slug,
         "model": model.name,
         "number": version.number,
@@ -191,6 +206,7 @@ def test_matrix__covers_every_project_route():
     assert {"api-versions", "api-rules", "api-devices", "fleet", "version", "api-device-type"} <= names
     assert {"api-rollouts", "api-rollout", "api-rollout-approve", "api-rollout-rollback"} <= names
     assert {"rollouts", "rollout-propose", "rollout", "rollout-csv", "rollout-approval", "project-settings"} <= names
+    assert {"api-experiments", "api-experiment-results", "api-experiment-promote", "experiment"} <= names
 
 
 @pytest.mark.parametrize("role", [roles.VIEWER, roles.APPROVER])
