@@ -10,6 +10,7 @@ from console.audit import views as audit_views
 from console.catalog import api as catalog_api
 from console.catalog import views as catalog_views
 from console.jobkinds import api as jobkinds_api
+from console.jobkinds import views as jobkinds_views
 from console.projects import api as projects_api
 from console.projects import views as project_views
 from devices.catalog import api as device_types_api
@@ -55,6 +56,7 @@ api_patterns = [
     path("projects/<slug:project>/jobs/", jobkinds_api.JobList.as_view(), name="api-jobs"),
     path("projects/<slug:project>/jobs/<int:job_id>/", jobkinds_api.JobDetail.as_view(), name="api-job"),
     path("projects/<slug:project>/jobs/<int:job_id>/cancel/", jobkinds_api.JobCancel.as_view(), name="api-job-cancel"),
+    path("projects/<slug:project>/jobs/<int:job_id>/retry/", jobkinds_api.JobRetry.as_view(), name="api-job-retry"),
     path("projects/<slug:project>/device-types/", device_types_api.DeviceTypeList.as_view(), name="api-device-types"),
     path(
         "projects/<slug:project>/device-types/<slug:slug>/",
@@ -79,6 +81,7 @@ urlpatterns = [
     path("p/<slug:project>/", project_views.project_page, name="project"),
     path("p/<slug:project>/audit/", audit_views.audit_page, name="audit"),
     path("p/<slug:project>/audit.csv", audit_views.audit_csv, name="audit-csv"),
+    path("p/<slug:project>/jobs/", jobkinds_views.jobs_page, name="jobs"),
     path("p/<slug:project>/device-types/", device_type_views.device_types_page, name="device-types"),
     path("p/<slug:project>/m/<slug:model>/", catalog_views.model_page, name="model"),
     path("p/<slug:project>/m/<slug:model>/v/<int:number>/", catalog_views.version_page, name="version"),

@@ -65,6 +65,34 @@
     { displayModeBar: false, responsive: true });
 })();
 
+// The choices last queued from each form on this page stay selected across the reloads that follow the job,
+// and the first reload says what was queued.
+function choicesKey(form) { return "choices:" + window.location.pathname + "#" + form.id; }
+document.querySelectorAll("form.job-form").forEach(function (form) {
+  const choices = JSON.parse(window.sessionStorage.getItem(choicesKey(form)) || "{}");
+  Object.entries(choices).forEach(function ([key, value]) {
+    const field = form.elements.namedItem(key);
+    if (!field) return;
+    if (field.type === "checkbox") field.checked = true;
+    else field.value = value;
+  });
+});
+(function () {
+  const saved = window.sessionStorage.getItem("queued");
+  if (!saved) return;
+  window.sessionStorage.removeItem("queued");
+  const queued = JSON.parse(saved);
+  const form = document.getElementById(queued.form);
+  if (!form) return;
+  const message = form.querySelector(".message");
+  message.textContent = queued.message + " ";
+  const link = document.createElement("a");
+  link.href = form.getAttribute("data-jobs-url");  // not form.dataset: a control named "dataset" shadows it
+  link.textContent = "All jobs";
+  message.appendChild(link);
+  message.className = "message queued";
+})();
+
 // Queue optimization jobs through the API, then reload to follow the job live.
 // (getAttribute, not form.dataset: a form's control named "dataset" shadows that property.)
 document.querySelectorAll("form.job-form").forEach(function (form) {
@@ -92,7 +120,17 @@ document.querySelectorAll("form.job-form").forEach(function (form) {
       body: JSON.stringify(body) })
       .then((r) => r.json().then((json) => ({ status: r.status, json })))
       .then(({ status, json }) => {
-        if (status === 202) { window.location.reload(); return; }
+        if (status === 202) {
+          // The page reloads to follow the job live: say what was queued there, and keep the choices made.
+          const choices = {};
+          new FormData(form).forEach(function (value, key) { if (key !== "csrfmiddlewaretoken") choices[key] = value; });
+          const what = json.params && json.params.transform ? " (" + json.params.transform + ")" : "";
+          window.sessionStorage.setItem(choicesKey(form), JSON.stringify(choices));
+          window.sessionStorage.setItem("queued", JSON.stringify({ form: form.id,
+            message: "Queued " + json.kind + " job #" + json.id + what + "." }));
+          window.location.reload();
+          return;
+        }
         const problems = Object.entries(json).map(([k, v]) => (k === "detail" ? v : k + ": " + v)).join(" ");
         message.textContent = problems || "Could not queue the job.";
         message.className = "message error";

@@ -26,6 +26,7 @@ def test_every_page__asks_only_the_console_and_logs_no_error(browser_page, live_
         f"/p/{project.slug}/fleet/",
         f"/p/{project.slug}/device-types/",
         f"/p/{project.slug}/audit/",
+        f"/p/{project.slug}/jobs/",
         "/api/docs/",
     ]
     timings = {}

@@ -139,6 +139,7 @@ PAGES = [
     ("fleet", "/p/kiosk/fleet/", 16),
     ("device", "/p/kiosk/fleet/{device}/", 10),
     ("rules", "/p/kiosk/m/{model}/delivery/", 14),
+    ("jobs", "/p/kiosk/jobs/", 8),
 ]
 
 
