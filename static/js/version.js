@@ -51,11 +51,20 @@
   const data = JSON.parse(chart.dataset.variants || "{}");
   const points = data.points || [];
   if (!points.length) { chart.hidden = true; return; }
+  function labelSides(points) {  // by size order, so neighbours on the x axis get different sides
+    const sides = ["top center", "bottom center", "middle right", "middle left"];
+    const bySize = points.map((p, i) => i).sort((a, b) => points[a].size - points[b].size);
+    const out = [];
+    bySize.forEach((index, rank) => { out[index] = sides[rank % sides.length]; });
+    return out;
+  }
   const symbols = { parent: "diamond", version: "circle", candidate: "circle-open", chosen: "star", "not runnable": "x" };
   const withAccuracy = points.filter((p) => p.accuracy !== null && p.accuracy !== undefined);
   const trace = {
     type: "scatter", mode: "markers+text", x: points.map((p) => p.size / 1024), y: points.map((p) => p.latency),
-    text: points.map((p) => p.label), textposition: "top center", hovertemplate: "%{text}<br>%{x:.1f} KB, %{y:.3f} ms<extra></extra>",
+    // Neighbouring variants often sit close together: alternate the label's side so labels do not overlap.
+    text: points.map((p) => p.label), cliponaxis: false, textfont: { size: 11 },
+    textposition: labelSides(points), hovertemplate: "%{text}<br>%{x:.1f} KB, %{y:.3f} ms<extra></extra>",
     marker: { size: points.map((p) => (p.kind === "chosen" ? 18 : 11)), symbol: points.map((p) => symbols[p.kind] || "circle"),
       color: withAccuracy.length ? points.map((p) => (p.accuracy === null || p.accuracy === undefined ? 0 : 100 * p.accuracy)) : "#3b6ea5",
       colorscale: "Viridis", showscale: withAccuracy.length > 0, colorbar: { title: { text: "accuracy %" } } },
