@@ -59,12 +59,19 @@ def _render(request, access, template: str, built: dict, errors: dict, **extra):
 
 
 def _choices(project) -> dict:
-    devices = Device.objects.filter(project=project)
-    return {
-        "device_types": sorted(set(devices.values_list("device_type__slug", flat=True).distinct())),
-        "regions": sorted(r for r in devices.values_list("region", flat=True).distinct() if r),
-        "app_versions": sorted(devices.values_list("app_version", flat=True).distinct()),
-    }
+    """The filter form's options, from one query over the distinct configurations of the project's devices."""
+    combos = (
+        Device.objects.filter(project=project)
+        .values_list("device_type__slug", "region", "app_version")
+        .distinct()
+        .order_by()
+    )
+    types, regions, apps = set(), set(), set()
+    for device_type, region, app_version in combos:
+        types.add(device_type)
+        regions.add(region)
+        apps.add(app_version)
+    return {"device_types": sorted(types), "regions": sorted(r for r in regions if r), "app_versions": sorted(apps)}
 
 
 @scoped_page(PROJECT)
