@@ -121,3 +121,27 @@ def test_median_from_buckets__interpolates_inside_the_middle_bucket():
     assert median_from_buckets([0, 0, 0, 0]) is None
     assert median_from_buckets([2, 2]) == 60  # half of 4 reached at the end of the first bucket (up to 60 s)
     assert median_from_buckets([0, 4]) == 180  # the middle of 60..300 s
+
+
+def test_bulk_rows__equal_what_ingestion_keeps(offered, ready_v1):
+    """The bench's fast fill (bulk_rows over stored events) leaves the rows that batch-by-batch counting left."""
+    from devices.telemetry.delivery_counts import bulk_rows
+
+    first, second = offered
+    offer_at = DeviceEvent.objects.get(device=first, type="assignment_changed").at
+    for minutes, device in ((3, first), (90, second), (2000, first)):
+        at = offer_at + timedelta(minutes=minutes)
+        report(
+            device,
+            at,
+            {"type": "download_failed", "version_id": ready_v1.pk, "at": at, "reason": "signature does not verify"},
+            {"type": "install_succeeded", "version_id": ready_v1.pk, "at": at},
+            {"type": "inference_stats", "version_id": ready_v1.pk, "at": at, "stats": {"count": 7, "accuracy": 0.5}},
+        )
+    kept = rows()
+    events = {device: list(device.events.filter(version__isnull=False)) for device in (first, second)}
+
+    DeliveryRollup.objects.all().delete()
+    DeliveryRollup.objects.bulk_create(bulk_rows(first.project_id, events))
+
+    assert rows() == kept
