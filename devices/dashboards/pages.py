@@ -95,8 +95,9 @@ def _funnel_over_time(rollups, filters) -> Chart:
 
 def _failure_reasons(rollups) -> Chart:
     sums = rollups.aggregate(**{reason: Sum(f"failed_{reason}") for reason in REASONS})
-    rows = [[LABELS[reason], sums[reason] or 0] for reason in REASONS]
-    failed = sum(row[1] for row in rows)
+    counts = [int(sums[reason] or 0) for reason in REASONS]
+    rows: list[list[Any]] = [[LABELS[reason], count] for reason, count in zip(REASONS, counts, strict=True)]
+    failed = sum(counts)
     return Chart(
         id="failure_reasons",
         title="Failed downloads and installs by reason",
@@ -299,7 +300,8 @@ def model_comparison(model, filters: dict[str, Any]) -> dict[str, Any]:
         )
     }
     types = sorted({slug for _, slug in on_device})
-    rows, ratios = [], {slug: [] for slug in types}
+    rows: list[list[Any]] = []
+    ratios: dict[str, list[float | None]] = {slug: [] for slug in types}
     for version in versions:
         server_latency, server_accuracy, download = _server_figures(version)
         for slug in types:

@@ -20,7 +20,8 @@ from devices.core.failure_reasons import delay_bucket, failure_reason
 from devices.models import DELAY_COLUMNS, DeliveryRollup, Device, DeviceEvent
 
 T = DeviceEvent.Type
-STEPS = {
+# Keyed by the stored value (a TextChoices member is the str it stands for), as rollups.COUNTED_TYPES is.
+STEPS: dict[str, str] = {
     T.ASSIGNMENT_CHANGED: "offered",
     T.DOWNLOAD_STARTED: "download_started",
     T.DOWNLOAD_COMPLETED: "download_completed",
