@@ -6,8 +6,9 @@ It creates a dedicated PostgreSQL database (dropped at the end; DATABASE_URL nam
 seeds a project with 3 models of 4 versions, the 4 built-in device types, 20 regions, 5 app versions and
 ``--devices`` devices (10k), then:
 
-- **ingestion** (``events_per_s``): batches of 100 events (as the agent sends them) POSTed to the device events
-  endpoint through Django's full request path, each batch stored and counted into the rollups in its request;
+- **ingestion** (``events_per_s``): batches of 100 events (as the agent sends them, each device about its model's
+  two newest versions) POSTed to the device events endpoint through Django's full request path (in this process,
+  no HTTP server), each batch stored and counted into the rollups in its request;
 - **fill**: ``--events`` (1M) events over 90 days stored in bulk, and their rollup rows written at once by
   ``devices.telemetry.delivery_counts.bulk_rows``, proven equal to batch-by-batch ingestion by
   ``tests/devices/test_delivery_counts.py``;
@@ -192,8 +193,11 @@ def ingest(project, tokens: dict[str, str], versions, total: int, rng: random.Ra
     while sent < total:
         device_id, raw = devices[batch_index % len(devices)]
         batch = []
+        # A device runs one model: its reports name that model's two newest versions (the installed one and the
+        # one it is moving to), as a fleet's batches do.
+        home = (batch_index % len(devices)) % MODELS * VERSIONS_PER_MODEL
         for _ in range(min(BATCH, total - sent)):
-            index = rng.randrange(len(versions))
+            index = home + VERSIONS_PER_MODEL - 1 - rng.randrange(2)
             kind = rng.choices(*zip(*MIX[1:], strict=True))[0]
             batch.append({
                 "id": uuid.uuid4().hex, "type": kind, "model": names[index], "version_id": versions[index].pk,

@@ -13,8 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import connection, transaction
 
 from devices.core.failure_reasons import delay_bucket, failure_reason
 from devices.models import DELAY_COLUMNS, DeliveryRollup, Device, DeviceEvent
@@ -81,22 +80,35 @@ def count_delivery(device, events: list[DeviceEvent]) -> None:
     add(device, increments(events, _offers(device.pk, installs)))
 
 
+COUNTS = [
+    f.column
+    for f in DeliveryRollup._meta.concrete_fields
+    if f.name not in ("id", "project", "day", "model", "version", "device_type", "region", "app_version")
+]
+KEY = ["day", "version_id", "device_type_id", "region", "app_version"]
+
+
 def add(device, groups: dict[tuple, dict[str, float]]) -> None:
-    dims = {"device_type_id": device.device_type_id, "region": device.region, "app_version": device.app_version}
-    for (day, model_id, version_id), counts in sorted(groups.items()):  # sorted: concurrent batches lock in order
-        key = {"day": day, "version_id": version_id, **dims}
-        if DeliveryRollup.objects.filter(**key).update(**{n: F(n) + _typed(n, v) for n, v in counts.items()}):
-            continue
-        try:
-            with transaction.atomic():
-                DeliveryRollup.objects.create(
-                    project_id=device.project_id,
-                    model_id=model_id,
-                    **key,
-                    **{n: _typed(n, v) for n, v in counts.items()},
-                )
-        except IntegrityError:  # a concurrent batch created the row first
-            DeliveryRollup.objects.filter(**key).update(**{n: F(n) + _typed(n, v) for n, v in counts.items()})
+    """Add each group's counts to its row, creating the rows missing, in one statement (an upsert that adds:
+    ``INSERT ... ON CONFLICT DO UPDATE SET n = n + EXCLUDED.n``); rows in key order, so concurrent batches lock
+    them in the same order."""
+    if not groups:
+        return
+    table = DeliveryRollup._meta.db_table
+    columns = ["project_id", "model_id", *KEY, *COUNTS]
+    values: list[Any] = []
+    for (day, model_id, version_id), counts in sorted(groups.items()):
+        values += [device.project_id, model_id, day, version_id, device.device_type_id, device.region]
+        values += [device.app_version, *[_typed(name, counts.get(name, 0)) for name in COUNTS]]
+    q = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    sql = (
+        f"INSERT INTO {q(table)} AS r ({', '.join(map(q, columns))}) VALUES {', '.join([row] * len(groups))} "
+        f"ON CONFLICT ({', '.join(map(q, KEY))}) DO UPDATE SET "
+        + ", ".join(f"{q(c)} = r.{q(c)} + EXCLUDED.{q(c)}" for c in COUNTS)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
 
 
 def _typed(name: str, value: float) -> Any:
