@@ -27,6 +27,9 @@ def test_every_page__asks_only_the_console_and_logs_no_error(browser_page, live_
         f"/p/{project.slug}/device-types/",
         f"/p/{project.slug}/audit/",
         f"/p/{project.slug}/jobs/",
+        f"/p/{project.slug}/overview/",
+        f"/p/{project.slug}/downloads/",
+        f"/p/{project.slug}/m/{model.name}/dashboard/",
         "/api/docs/",
     ]
     timings = {}
