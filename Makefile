@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint worker beat bench bench-checkin setup services migrate
 
 $(STAMP): pyproject.toml
+	@echo "Installing the console and its dependencies into $(VENV): a few minutes the first time, then only when pyproject.toml changes."
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -17,6 +18,8 @@ setup: $(STAMP)
 migrate: setup
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py createcachetable
+	@# hashed, gzipped static files that browsers may cache for a year (console/staticfiles.py)
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
 # Start the console with demo data: web on http://127.0.0.1:8000 plus a Celery worker; Ctrl-C stops both.
 # A laptop demo asks for what it needs, by name: demo users, debug pages, loopback hosts only (settings refuse

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
-import plotly
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -113,7 +112,7 @@ CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(","
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "console.adminsite.ConsoleAdminConfig",  # django.contrib.admin with a plain "not allowed" for non-staff
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -220,12 +219,18 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-# Serve straight from the app folders whether or not collectstatic ran, DEBUG or not: the files are few and
-# small, and a console with DEBUG off (the default) must still have its CSS and scripts.
+# collectstatic (run by `make run` and by the test session) writes hashed, gzipped copies that whitenoise serves
+# with a one-year cache lifetime (console/staticfiles.py). Until it has run, files are still served straight from
+# the app folders, DEBUG or not, so a console with DEBUG off (the default) always has its CSS and scripts.
 WHITENOISE_USE_FINDERS = True
-# plotly.js comes from the plotly wheel itself, so charts never need a CDN.
-_PLOTLY_DIR = Path(plotly.__file__).parent / "package_data"
-STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", _PLOTLY_DIR)]
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "console.staticfiles.PlotlyFinder",  # plotly.js from the plotly wheel itself: charts never need a CDN
+]
+# Files browsers ask for at the site's root (/favicon.ico).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 # Model and dataset files: a local folder by default; S3 or any S3-compatible store (MinIO, Ceph, R2) when
 # AWS_STORAGE_BUCKET_NAME is set. Credentials are boto3's own chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
@@ -233,7 +238,7 @@ STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", _PLOTLY_DIR)]
 MEDIA_ROOT = Path(env_str("STORAGE_ROOT", str(VAR_DIR / "media")))
 STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "console.staticfiles.ConsoleStaticStorage"},
 }
 if env_str("AWS_STORAGE_BUCKET_NAME"):
     STORAGES["default"] = {

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from console import health
 from console.audit import api as audit_api
@@ -9,6 +10,7 @@ from console.audit import views as audit_views
 from console.catalog import api as catalog_api
 from console.catalog import views as catalog_views
 from console.jobkinds import api as jobkinds_api
+from console.jobkinds import views as jobkinds_views
 from console.projects import api as projects_api
 from console.projects import views as project_views
 from devices.catalog import api as device_types_api
@@ -54,6 +56,7 @@ api_patterns = [
     path("projects/<slug:project>/jobs/", jobkinds_api.JobList.as_view(), name="api-jobs"),
     path("projects/<slug:project>/jobs/<int:job_id>/", jobkinds_api.JobDetail.as_view(), name="api-job"),
     path("projects/<slug:project>/jobs/<int:job_id>/cancel/", jobkinds_api.JobCancel.as_view(), name="api-job-cancel"),
+    path("projects/<slug:project>/jobs/<int:job_id>/retry/", jobkinds_api.JobRetry.as_view(), name="api-job-retry"),
     path("projects/<slug:project>/device-types/", device_types_api.DeviceTypeList.as_view(), name="api-device-types"),
     path(
         "projects/<slug:project>/device-types/<slug:slug>/",
@@ -62,7 +65,9 @@ api_patterns = [
     ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # Redoc's bundle fetches Redocly's logo from their CDN, with no setting to stop it, and asks Google Fonts: the
+    # console asks no other host, so its one docs page is Swagger UI, served from here (old links still work).
+    path("redoc/", RedirectView.as_view(pattern_name="api-docs", permanent=True), name="api-redoc"),
 ]
 
 urlpatterns = [
@@ -77,6 +82,7 @@ urlpatterns = [
     path("p/<slug:project>/settings/", project_views.settings_page, name="project-settings"),
     path("p/<slug:project>/audit/", audit_views.audit_page, name="audit"),
     path("p/<slug:project>/audit.csv", audit_views.audit_csv, name="audit-csv"),
+    path("p/<slug:project>/jobs/", jobkinds_views.jobs_page, name="jobs"),
     path("p/<slug:project>/device-types/", device_type_views.device_types_page, name="device-types"),
     path("p/<slug:project>/m/<slug:model>/", catalog_views.model_page, name="model"),
     path("p/<slug:project>/m/<slug:model>/v/<int:number>/", catalog_views.version_page, name="version"),

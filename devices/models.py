@@ -686,3 +686,80 @@ class ExperimentRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.arm} {self.device_type} {self.region}"
+
+
+# -- dashboards ----------------------------------------------------------------------------------------------
+
+
+class DeliveryRollup(models.Model):
+    """What dashboards read: device events counted per day, version, device type, region and app version, with
+    failures by reason and offer -> install delays by bucket (``devices.core.failure_reasons``). Updated as events
+    arrive (``devices.telemetry.delivery_counts``); rebuilt from events by ``manage.py rebuild_rollups``.
+
+    Beside ``DailyRollup`` because dashboards filter by app version and break failures down by reason, which
+    that table's key and columns do not hold. ``offered`` counts assignments of the version at check-in."""
+
+    project = models.ForeignKey("console.Project", on_delete=models.CASCADE, related_name="delivery_rollups")
+    day = models.DateField()
+    model = models.ForeignKey("console.Model", on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey("console.ModelVersion", on_delete=models.CASCADE, related_name="delivery_rollups")
+    device_type = models.ForeignKey(DeviceType, on_delete=models.CASCADE, related_name="+")
+    region = models.CharField(max_length=2, blank=True)
+    app_version = models.CharField(max_length=64, blank=True)
+    offered = models.PositiveIntegerField(default=0)
+    download_started = models.PositiveIntegerField(default=0)
+    download_completed = models.PositiveIntegerField(default=0)
+    download_failed = models.PositiveIntegerField(default=0)
+    install_succeeded = models.PositiveIntegerField(default=0)
+    install_failed = models.PositiveIntegerField(default=0)
+    rollback = models.PositiveIntegerField(default=0)
+    # download and install failures together, by reason
+    failed_network = models.PositiveIntegerField(default=0)
+    failed_checksum = models.PositiveIntegerField(default=0)
+    failed_signature = models.PositiveIntegerField(default=0)
+    failed_disk_space = models.PositiveIntegerField(default=0)
+    failed_cancelled = models.PositiveIntegerField(default=0)
+    failed_other = models.PositiveIntegerField(default=0)
+    # Installs by time since the version was offered to the device, one column per bucket of DELAY_BOUNDS_S (summed
+    # in SQL); ``DELAY_COLUMNS`` lists them in order.
+    installed_within_1m = models.PositiveIntegerField(default=0)
+    installed_within_5m = models.PositiveIntegerField(default=0)
+    installed_within_15m = models.PositiveIntegerField(default=0)
+    installed_within_1h = models.PositiveIntegerField(default=0)
+    installed_within_4h = models.PositiveIntegerField(default=0)
+    installed_within_12h = models.PositiveIntegerField(default=0)
+    installed_within_1d = models.PositiveIntegerField(default=0)
+    installed_within_3d = models.PositiveIntegerField(default=0)
+    installed_within_7d = models.PositiveIntegerField(default=0)
+    installed_later = models.PositiveIntegerField(default=0)
+    inference_count = models.BigIntegerField(default=0)
+    latency_count = models.BigIntegerField(default=0)
+    latency_p50_weighted = models.FloatField(default=0)
+    accuracy_count = models.BigIntegerField(default=0)
+    accuracy_weighted = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "version", "device_type", "region", "app_version"],
+                name="one_delivery_rollup_per_key",
+            )
+        ]
+        indexes = [models.Index(fields=["project", "day"], name="delivery_rollup_project_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.version_id} {self.device_type_id} {self.region} {self.app_version}"
+
+
+DELAY_COLUMNS = (
+    "installed_within_1m",
+    "installed_within_5m",
+    "installed_within_15m",
+    "installed_within_1h",
+    "installed_within_4h",
+    "installed_within_12h",
+    "installed_within_1d",
+    "installed_within_3d",
+    "installed_within_7d",
+    "installed_later",
+)

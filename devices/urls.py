@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from devices.dashboards import views as dashboard_views
 from devices.delivery import api as delivery_api
 from devices.experiments import api as experiments_api
 from devices.experiments import views as experiments_views
@@ -58,6 +59,9 @@ urlpatterns = [
     ),
     path(MODEL_API + "rollups/", telemetry_api.RollupList.as_view(), name="api-rollups"),
     # Pages.
+    path("p/<slug:project>/overview/", dashboard_views.overview_page, name="overview"),
+    path("p/<slug:project>/downloads/", dashboard_views.downloads_page, name="downloads"),
+    path("p/<slug:project>/m/<slug:model>/dashboard/", dashboard_views.model_dashboard_page, name="model-dashboard"),
     path("p/<slug:project>/fleet/", fleet_views.fleet_page, name="fleet"),
     path("p/<slug:project>/fleet/<str:device_id>/", fleet_views.device_page, name="device"),
     path("p/<slug:project>/m/<slug:model>/delivery/", rules_views.rules_page, name="delivery-rules"),

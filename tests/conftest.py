@@ -67,6 +67,40 @@ def django_db_setup(django_db_setup, django_db_blocker):
         call_command("createcachetable", verbosity=0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def collected_static():
+    """Pages link hashed, compressed static files as in production, so collect them once per session."""
+    from django.conf import settings
+    from django.contrib.staticfiles import finders
+    from django.core.management import call_command
+
+    # Skipped when nothing changed since the last run: hashing and compressing take several seconds.
+    manifest = Path(settings.STATIC_ROOT) / "staticfiles.json"
+    newest = max(
+        Path(storage.path(path)).stat().st_mtime
+        for finder in finders.get_finders()
+        for path, storage in finder.list([])
+    )
+    if not manifest.exists() or manifest.stat().st_mtime < newest:
+        call_command("collectstatic", interactive=False, verbosity=0)
+
+
+@pytest.fixture(scope="session")
+def live_server(request, collected_static):
+    """pytest-django's live server, with static files served by whitenoise as in production (hashed, gzipped,
+    cached) instead of Django's development handler, which knows no hashed name."""
+    import os
+
+    from pytest_django.live_server_helper import LiveServer
+
+    addr = request.config.getvalue("liveserver") or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    server = LiveServer(addr, start=False)
+    server.thread.static_handler = lambda application: application  # WhiteNoiseMiddleware answers /static/
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def fresh_local_counters():
     """Per-process throttle counts (the ``local`` cache) start from zero in every test."""

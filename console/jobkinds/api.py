@@ -59,6 +59,24 @@ class JobCancel(ScopedMixin, generics.GenericAPIView):
         return Response(JobSerializer(job).data)
 
 
+class JobRetry(ScopedMixin, generics.GenericAPIView):
+    serializer_class = JobSerializer  # what it answers; it reads no body
+    queryset = Job.objects.all()
+    lookup_url_kwarg = "job_id"
+
+    @extend_schema(
+        request=None,
+        responses={
+            202: JobSerializer,
+            400: OpenApiResponse(description="The job did not fail nor was cancelled, or was already retried."),
+        },
+    )
+    def post(self, request, project, job_id):
+        """Queue a failed or cancelled job again as a new job with the same version and parameters."""
+        job = jobkind_services.retry_job(job=self.get_object(), user=request.user)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
 class TransformList(APIView):
     """The transforms a version can be put through, with their default parameters."""
 

@@ -32,6 +32,7 @@ from devices.delivery import cache, presence
 from devices.delivery.auth import DeviceRecord, DeviceTokenAuthentication, TicketHolder, device_for_token
 from devices.fleet import keys
 from devices.models import Device, DeviceEvent, DeviceModelState, FleetSettings
+from devices.telemetry import delivery_counts
 from devices.telemetry.events import server_event
 
 NEED_CONFIG = {
@@ -336,6 +337,7 @@ def _remember_states(device: DeviceRecord, rows: list[dict[str, Any]], now: date
         if changed:
             DeviceModelState.objects.bulk_update(changed, [*rows[0].keys(), "resolved_at"])
         DeviceEvent.objects.bulk_create(history)
+        delivery_counts.count_delivery(device, history)  # assignments are the dashboards' offers
         Device.objects.filter(pk=device.pk).update(delivery_digest=digest)
 
 

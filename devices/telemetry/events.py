@@ -12,7 +12,7 @@ from django.utils import timezone
 from console.errors import Refused
 from console.models import Model, ModelVersion
 from devices.models import Device, DeviceEvent, DeviceModelState
-from devices.telemetry import experiment_rollups, rollups
+from devices.telemetry import delivery_counts, experiment_rollups, rollups
 
 # A device event must be dated within this window around the server's clock, or it is neither stored nor
 # counted: a device whose clock was reset (1970) or runs far ahead would put its figures into days they say
@@ -138,4 +138,5 @@ def record_events(*, device, events: list[dict[str, Any]], now: datetime | None 
         DeviceEvent.objects.bulk_create(rows)
         rollups.count_events(device, rows)
         experiment_rollups.count_events(device, rows)
+        delivery_counts.count_delivery(device, rows)
     return BatchOutcome(len(fresh), len(dated) - len(fresh), len(events) - len(dated))

@@ -51,11 +51,20 @@
   const data = JSON.parse(chart.dataset.variants || "{}");
   const points = data.points || [];
   if (!points.length) { chart.hidden = true; return; }
+  function labelSides(points) {  // by size order, so neighbours on the x axis get different sides
+    const sides = ["top center", "bottom center", "middle right", "middle left"];
+    const bySize = points.map((p, i) => i).sort((a, b) => points[a].size - points[b].size);
+    const out = [];
+    bySize.forEach((index, rank) => { out[index] = sides[rank % sides.length]; });
+    return out;
+  }
   const symbols = { parent: "diamond", version: "circle", candidate: "circle-open", chosen: "star", "not runnable": "x" };
   const withAccuracy = points.filter((p) => p.accuracy !== null && p.accuracy !== undefined);
   const trace = {
     type: "scatter", mode: "markers+text", x: points.map((p) => p.size / 1024), y: points.map((p) => p.latency),
-    text: points.map((p) => p.label), textposition: "top center", hovertemplate: "%{text}<br>%{x:.1f} KB, %{y:.3f} ms<extra></extra>",
+    // Neighbouring variants often sit close together: alternate the label's side so labels do not overlap.
+    text: points.map((p) => p.label), cliponaxis: false, textfont: { size: 11 },
+    textposition: labelSides(points), hovertemplate: "%{text}<br>%{x:.1f} KB, %{y:.3f} ms<extra></extra>",
     marker: { size: points.map((p) => (p.kind === "chosen" ? 18 : 11)), symbol: points.map((p) => symbols[p.kind] || "circle"),
       color: withAccuracy.length ? points.map((p) => (p.accuracy === null || p.accuracy === undefined ? 0 : 100 * p.accuracy)) : "#3b6ea5",
       colorscale: "Viridis", showscale: withAccuracy.length > 0, colorbar: { title: { text: "accuracy %" } } },
@@ -63,6 +72,34 @@
   Plotly.newPlot(chart, [trace], { height: 380, margin: { l: 60, r: 20, t: 10, b: 50 },
     xaxis: { title: { text: "file size (KB)" } }, yaxis: { title: { text: "median latency, 1 thread (ms)" } } },
     { displayModeBar: false, responsive: true });
+})();
+
+// The choices last queued from each form on this page stay selected across the reloads that follow the job,
+// and the first reload says what was queued.
+function choicesKey(form) { return "choices:" + window.location.pathname + "#" + form.id; }
+document.querySelectorAll("form.job-form").forEach(function (form) {
+  const choices = JSON.parse(window.sessionStorage.getItem(choicesKey(form)) || "{}");
+  Object.entries(choices).forEach(function ([key, value]) {
+    const field = form.elements.namedItem(key);
+    if (!field) return;
+    if (field.type === "checkbox") field.checked = true;
+    else field.value = value;
+  });
+});
+(function () {
+  const saved = window.sessionStorage.getItem("queued");
+  if (!saved) return;
+  window.sessionStorage.removeItem("queued");
+  const queued = JSON.parse(saved);
+  const form = document.getElementById(queued.form);
+  if (!form) return;
+  const message = form.querySelector(".message");
+  message.textContent = queued.message + " ";
+  const link = document.createElement("a");
+  link.href = form.getAttribute("data-jobs-url");  // not form.dataset: a control named "dataset" shadows it
+  link.textContent = "All jobs";
+  message.appendChild(link);
+  message.className = "message queued";
 })();
 
 // Queue optimization jobs through the API, then reload to follow the job live.
@@ -92,7 +129,17 @@ document.querySelectorAll("form.job-form").forEach(function (form) {
       body: JSON.stringify(body) })
       .then((r) => r.json().then((json) => ({ status: r.status, json })))
       .then(({ status, json }) => {
-        if (status === 202) { window.location.reload(); return; }
+        if (status === 202) {
+          // The page reloads to follow the job live: say what was queued there, and keep the choices made.
+          const choices = {};
+          new FormData(form).forEach(function (value, key) { if (key !== "csrfmiddlewaretoken") choices[key] = value; });
+          const what = json.params && json.params.transform ? " (" + json.params.transform + ")" : "";
+          window.sessionStorage.setItem(choicesKey(form), JSON.stringify(choices));
+          window.sessionStorage.setItem("queued", JSON.stringify({ form: form.id,
+            message: "Queued " + json.kind + " job #" + json.id + what + "." }));
+          window.location.reload();
+          return;
+        }
         const problems = Object.entries(json).map(([k, v]) => (k === "detail" ? v : k + ": " + v)).join(" ");
         message.textContent = problems || "Could not queue the job.";
         message.className = "message error";

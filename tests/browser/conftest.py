@@ -46,3 +46,31 @@ def browser_page():
             from django.db import connections
 
             connections.close_all()
+
+
+class PageWatch:
+    """What a page asked for and complained about: every request's origin and the JavaScript console's errors."""
+
+    def __init__(self, page, own_origin: str):
+        self.own_origin = own_origin
+        self.foreign: list[str] = []
+        self.errors: list[str] = []
+        page.on("request", self._request)
+        page.on("response", lambda r: r.status >= 400 and self.errors.append(f"{r.status} {r.url}"))
+        page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def _request(self, request) -> None:
+        url = request.url
+        if not (url.startswith(self.own_origin + "/") or url.startswith(("data:", "blob:", "about:"))):
+            self.foreign.append(url)
+
+
+def sign_in(page, base_url: str, user, next_path: str = "/") -> None:
+    from tests.conftest import PASSWORD
+
+    page.goto(f"{base_url}/login/?next={next_path}")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("load")

@@ -17,7 +17,15 @@ from console.models import CompatibilityResult, Dataset, ModelVersion
 from console.projects import roles
 from console.projects import services as project_services
 from devices.fleet import services as fleet_services
-from devices.models import DailyRollup, DeviceEvent, DeviceType, Experiment, ExperimentArm, ExperimentRollup
+from devices.models import (
+    DailyRollup,
+    DeliveryRollup,
+    DeviceEvent,
+    DeviceType,
+    Experiment,
+    ExperimentArm,
+    ExperimentRollup,
+)
 from devices.rules import services as rules_services
 from jobs.models import Job
 from tests.conftest import api_client_for
@@ -120,6 +128,25 @@ def fleet(project, model, owner, django_user_model):
         )
         for index in range(ROWS)
     )
+    DeliveryRollup.objects.bulk_create(
+        DeliveryRollup(
+            project=project,
+            day=now.date(),
+            model=model,
+            version=versions[index],
+            device_type=builtin[index % len(builtin)],
+            region="DE" if index % 2 else "FR",
+            app_version=f"2.{index}.0",
+            offered=index + 1,
+            download_started=index,
+            download_failed=index % 3,
+            failed_network=index % 3,
+            installed_within_1h=index,
+            latency_count=10,
+            latency_p50_weighted=30.0,
+        )
+        for index in range(ROWS)
+    )
     experiments = []
     for index in range(ROWS):
         experiment = Experiment.objects.create(
@@ -182,6 +209,10 @@ PAGES = [
     ("rules", "/p/kiosk/m/{model}/delivery/", 14),
     ("experiments", "/p/kiosk/m/{model}/experiments/", 12),
     ("experiment", "/p/kiosk/m/{model}/experiments/{experiment}/", 12),
+    ("jobs", "/p/kiosk/jobs/", 8),
+    ("overview", "/p/kiosk/overview/", 17),
+    ("download status", "/p/kiosk/downloads/", 10),
+    ("versions compared", "/p/kiosk/m/{model}/dashboard/", 13),
 ]
 
 

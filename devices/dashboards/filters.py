@@ -1,0 +1,52 @@
+"""The filters every dashboard takes from its URL: time range, device type, region, app version."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from rest_framework import serializers
+
+RANGES = (1, 7, 14, 30, 90)  # days, today included
+DEFAULT_DAYS = 14
+
+
+class DashboardFilterSerializer(serializers.Serializer):
+    days = serializers.ChoiceField(choices=RANGES, default=DEFAULT_DAYS, help_text="the last N days, today included")
+    device_type = serializers.SlugField(max_length=63, required=False, help_text="a device type's slug")
+    region = serializers.RegexField(r"^[A-Z]{2}$", required=False, help_text="ISO 3166 alpha-2, upper case")
+    app_version = serializers.CharField(max_length=64, required=False)
+
+    def to_internal_value(self, data):
+        # Empty fields of the filter form mean "any".
+        data = {key: value for key, value in data.items() if value not in ("", None)}
+        return super().to_internal_value(data)
+
+
+def first_day(filters: dict[str, Any], today: date | None = None) -> date:
+    return (today or timezone.now().date()) - timedelta(days=int(filters.get("days", DEFAULT_DAYS)) - 1)
+
+
+def rollups_in(rollups: QuerySet, filters: dict[str, Any]) -> QuerySet:
+    """Rollup rows (DeliveryRollup) inside the filters."""
+    rollups = rollups.filter(day__gte=first_day(filters))
+    if "device_type" in filters:
+        rollups = rollups.filter(device_type__slug=filters["device_type"])
+    if "region" in filters:
+        rollups = rollups.filter(region=filters["region"])
+    if "app_version" in filters:
+        rollups = rollups.filter(app_version=filters["app_version"])
+    return rollups
+
+
+def devices_in(devices: QuerySet, filters: dict[str, Any], prefix: str = "") -> QuerySet:
+    """Devices (or rows reaching a device through ``prefix``, e.g. ``device__``) inside the filters."""
+    if "device_type" in filters:
+        devices = devices.filter(**{f"{prefix}device_type__slug": filters["device_type"]})
+    if "region" in filters:
+        devices = devices.filter(**{f"{prefix}region": filters["region"]})
+    if "app_version" in filters:
+        devices = devices.filter(**{f"{prefix}app_version": filters["app_version"]})
+    return devices

@@ -1,0 +1,392 @@
+"""What each dashboard shows, read from rollups (DeliveryRollup) and current device state, never raw events.
+
+Each builder returns the page's charts (``charts.Chart``: figure, table, CSV) and the rest of its context. The CSV
+view calls the same builder, so a CSV always holds exactly the numbers its chart plots.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, F, Q, Sum
+from django.utils import timezone
+
+from console.models import CompatibilityResult, ModelVersion
+from devices.core.failure_reasons import LABELS, REASONS, median_from_buckets
+from devices.dashboards.charts import Chart, bars, lines
+from devices.dashboards.filters import devices_in, first_day, rollups_in
+from devices.models import DELAY_COLUMNS, RUNNING, DeliveryRollup, Device, DeviceModelState, DeviceType, Rollout
+from jobs.models import Job
+
+FUNNEL = [
+    ("offered", "offered"),
+    ("download_started", "download started"),
+    ("download_completed", "downloaded"),
+    ("failed", "failed"),
+    ("install_succeeded", "installed"),
+]
+FAILING_RATE = 0.05  # a version whose downloads or installs fail this often is highlighted
+ENROLL_HINT = (
+    "No device has reported yet: issue an enrollment key on the Fleet page, then enroll one with "
+    "`model-agent enroll --url <console> --key <key> ...` or simulate a fleet with `python -m devices.agent.simulate`."
+)
+FAILURES = Sum("download_failed") + Sum("install_failed")
+
+
+def _funnel_sums() -> dict[str, Any]:
+    return {
+        "offered": Sum("offered"),
+        "download_started": Sum("download_started"),
+        "download_completed": Sum("download_completed"),
+        "failed": FAILURES,
+        "install_succeeded": Sum("install_succeeded"),
+    }
+
+
+# -- project overview -------------------------------------------------------------------------------------------
+
+
+def overview(project, filters: dict[str, Any]) -> dict[str, Any]:
+    rollups = rollups_in(DeliveryRollup.objects.filter(project=project), filters)
+    now = timezone.now()
+    devices = devices_in(Device.objects.filter(project=project, revoked_at=None), filters)
+    counts = devices.aggregate(
+        enrolled=Count("pk"),
+        active_24h=Count("pk", filter=Q(last_seen_at__gte=now - timedelta(hours=24))),
+        active_7d=Count("pk", filter=Q(last_seen_at__gte=now - timedelta(days=7))),
+    )
+    charts = [
+        _funnel_over_time(rollups, filters),
+        _failure_reasons(rollups),
+        _failing_versions(rollups),
+        _devices_by_version(project, filters),
+        _devices_by(devices, "device_type__slug", "devices_by_type", "Devices by device type", "device type"),
+        _devices_by(devices, "region", "devices_by_region", "Devices by region", "region"),
+    ]
+    jobs = Job.objects.filter(project=project).aggregate(
+        running=Count("pk", filter=Q(state__in=[Job.State.QUEUED, Job.State.RUNNING])),
+        failed=Count("pk", filter=Q(state=Job.State.FAILED)),
+    )
+    rollouts = (
+        Rollout.objects.filter(project=project)
+        .exclude(state__in=[Rollout.State.COMPLETED, Rollout.State.ROLLED_BACK, Rollout.State.REJECTED])
+        .select_related("model", "version")
+        .order_by("-created_at")[:20]
+    )
+    return {"charts": charts, "devices": counts, "jobs": jobs, "rollouts": list(rollouts)}
+
+
+def _funnel_over_time(rollups, filters) -> Chart:
+    by_day = {row["day"]: row for row in rollups.values("day").annotate(**_funnel_sums()).order_by("day")}
+    start = first_day(filters)
+    days = [start + timedelta(days=n) for n in range(int(filters.get("days", 14)))]
+    rows = [[day.isoformat(), *[(by_day.get(day) or {}).get(key) or 0 for key, _ in FUNNEL]] for day in days]
+    series = {label: [row[1 + index] for row in rows] for index, (_, label) in enumerate(FUNNEL)}
+    return Chart(
+        id="funnel",
+        title="Download and install funnel per day",
+        columns=["day", *[label for _, label in FUNNEL]],
+        rows=rows,
+        figure=lines([row[0] for row in rows], series, "devices' events") if by_day else None,
+        empty=ENROLL_HINT,
+    )
+
+
+def _failure_reasons(rollups) -> Chart:
+    sums = rollups.aggregate(**{reason: Sum(f"failed_{reason}") for reason in REASONS})
+    counts = [int(sums[reason] or 0) for reason in REASONS]
+    rows: list[list[Any]] = [[LABELS[reason], count] for reason, count in zip(REASONS, counts, strict=True)]
+    failed = sum(counts)
+    return Chart(
+        id="failure_reasons",
+        title="Failed downloads and installs by reason",
+        columns=["reason", "failures"],
+        rows=rows,
+        figure=bars([row[0] for row in rows], {"failures": [row[1] for row in rows]}, "failures") if failed else None,
+        empty="No download or install failed in this range.",
+    )
+
+
+def _failing_versions(rollups) -> Chart:
+    per_version = (
+        rollups.values("model__name", "version__number")
+        .annotate(
+            started=Sum("download_started"),
+            download_failed=Sum("download_failed"),
+            installs=Sum("install_succeeded") + Sum("install_failed"),
+            install_failed=Sum("install_failed"),
+        )
+        .order_by("model__name", "version__number")
+    )
+    rows, highlight = [], set()
+    for index, row in enumerate(per_version):
+        download_rate = row["download_failed"] / row["started"] if row["started"] else 0.0
+        install_rate = row["install_failed"] / row["installs"] if row["installs"] else 0.0
+        if max(download_rate, install_rate) >= FAILING_RATE:
+            highlight.add(index)
+        rows.append(
+            [
+                f"{row['model__name']} v{row['version__number']}",
+                row["started"],
+                row["download_failed"],
+                round(100 * download_rate, 1),
+                row["installs"],
+                row["install_failed"],
+                round(100 * install_rate, 1),
+            ]
+        )
+    labels = [row[0] for row in rows]
+    figure = bars(
+        labels, {"download failure %": [row[3] for row in rows], "install failure %": [row[6] for row in rows]}, "%"
+    )
+    return Chart(
+        id="failing_versions",
+        title="Download and install failure rate per version",
+        columns=[
+            "version",
+            "downloads started",
+            "downloads failed",
+            "download failure %",
+            "installs",
+            "installs failed",
+            "install failure %",
+        ],
+        rows=rows,
+        figure=figure if rows else None,
+        empty=ENROLL_HINT,
+        note=f"Versions failing {FAILING_RATE:.0%} or more of their downloads or installs are marked failing.",
+        highlight=highlight,
+    )
+
+
+def _devices_by_version(project, filters) -> Chart:
+    states = devices_in(
+        DeviceModelState.objects.filter(device__project=project, device__revoked_at=None, installed_state=RUNNING),
+        filters,
+        prefix="device__",
+    )
+    per_version = (
+        states.values(name=F("model__name"), number=F("installed_version__number"))
+        .annotate(devices=Count("pk"))
+        .order_by("name", "number")
+    )
+    rows = [
+        [f"{row['name']} v{row['number']}" if row["number"] else f"{row['name']} (unknown file)", row["devices"]]
+        for row in per_version
+    ]
+    return Chart(
+        id="devices_by_version",
+        title="Devices by installed version",
+        columns=["version", "devices"],
+        rows=rows,
+        figure=bars([r[0] for r in rows], {"devices": [r[1] for r in rows]}, "devices") if rows else None,
+        empty="No device runs a version yet: set a default version or a rule on a model's Delivery page.",
+    )
+
+
+def _devices_by(devices, field: str, chart_id: str, title: str, label: str) -> Chart:
+    rows = [
+        [row[field] or "unknown", row["devices"]]
+        for row in devices.values(field).annotate(devices=Count("pk")).order_by(field)
+    ]
+    return Chart(
+        id=chart_id,
+        title=title,
+        columns=[label, "devices"],
+        rows=rows,
+        figure=bars([r[0] for r in rows], {"devices": [r[1] for r in rows]}, "devices") if rows else None,
+        empty=ENROLL_HINT,
+    )
+
+
+# -- download status --------------------------------------------------------------------------------------------
+
+
+def download_status(project, filters: dict[str, Any], stuck_hours: int) -> dict[str, Any]:
+    rollups = rollups_in(DeliveryRollup.objects.filter(project=project), filters)
+    grouped = (
+        rollups.values("model__name", "version__number", "device_type__slug")
+        .annotate(
+            offered=Sum("offered"),
+            downloaded=Sum("download_completed"),
+            installed=Sum("install_succeeded"),
+            **{f"failed_{reason}": Sum(f"failed_{reason}") for reason in REASONS},
+            **{column: Sum(column) for column in DELAY_COLUMNS},
+        )
+        .order_by("model__name", "version__number", "device_type__slug")
+    )
+    rows = []
+    for row in grouped:
+        median = median_from_buckets([row[column] for column in DELAY_COLUMNS])
+        rows.append(
+            [
+                f"{row['model__name']} v{row['version__number']}",
+                row["device_type__slug"],
+                row["offered"],
+                row["downloaded"],
+                *[row[f"failed_{reason}"] for reason in REASONS],
+                row["installed"],
+                None if median is None else round(median / 60, 1),
+            ]
+        )
+    labels = [f"{row[0]} · {row[1]}" for row in rows]
+    failed = [sum(row[4 : 4 + len(REASONS)]) for row in rows]
+    chart = Chart(
+        id="download_status",
+        title="Offered, downloaded, failed and installed per version and device type",
+        columns=[
+            "version",
+            "device type",
+            "offered",
+            "downloaded",
+            *[f"failed: {LABELS[r]}" for r in REASONS],
+            "installed",
+            "median offer to install (min)",
+        ],
+        rows=rows,
+        figure=bars(
+            labels,
+            {
+                "offered": [r[2] for r in rows],
+                "downloaded": [r[3] for r in rows],
+                "failed": failed,
+                "installed": [r[4 + len(REASONS)] for r in rows],
+            },
+            "devices' events",
+        )
+        if rows
+        else None,
+        empty=ENROLL_HINT,
+    )
+    return {"charts": [chart], "stuck": stuck_devices(project, filters, stuck_hours)}
+
+
+def stuck_devices(project, filters: dict[str, Any], hours: int, limit: int = 50) -> list[DeviceModelState]:
+    """Devices whose installed version has not matched what they were offered for ``hours`` or more."""
+    since = timezone.now() - timedelta(hours=hours)
+    states = devices_in(
+        DeviceModelState.objects.filter(
+            device__project=project, device__revoked_at=None, desired_version__isnull=False, resolved_at__lte=since
+        ).exclude(installed_version=F("desired_version"), installed_state=RUNNING),
+        filters,
+        prefix="device__",
+    )
+    return list(
+        states.select_related("device", "model", "desired_version", "installed_version").order_by("resolved_at")[:limit]
+    )
+
+
+# -- model comparison -------------------------------------------------------------------------------------------
+
+
+def _server_figures(version: ModelVersion) -> tuple[float | None, float | None, int | None]:
+    benchmark = (version.metrics or {}).get("benchmark") or {}
+    latency = (benchmark.get("latency_1_thread") or {}).get("median_ms")
+    accuracy = (benchmark.get("evaluation") or {}).get("accuracy")
+    return latency, accuracy, benchmark.get("download_bytes")
+
+
+def model_comparison(model, filters: dict[str, Any]) -> dict[str, Any]:
+    versions = list(model.versions.select_related("parent").order_by("number"))
+    rollups = rollups_in(DeliveryRollup.objects.filter(model=model), filters)
+    on_device = {
+        (row["version_id"], row["device_type__slug"]): row
+        for row in rollups.values("version_id", "device_type__slug").annotate(
+            latency_count=Sum("latency_count"),
+            latency=Sum("latency_p50_weighted"),
+            accuracy_count=Sum("accuracy_count"),
+            accuracy=Sum("accuracy_weighted"),
+        )
+    }
+    types = sorted({slug for _, slug in on_device})
+    rows: list[list[Any]] = []
+    ratios: dict[str, list[float | None]] = {slug: [] for slug in types}
+    for version in versions:
+        server_latency, server_accuracy, download = _server_figures(version)
+        for slug in types:
+            row = on_device.get((version.pk, slug))
+            latency = row["latency"] / row["latency_count"] if row and row["latency_count"] else None
+            accuracy = row["accuracy"] / row["accuracy_count"] if row and row["accuracy_count"] else None
+            ratio = latency / server_latency if latency is not None and server_latency else None
+            ratios[slug].append(None if ratio is None else round(ratio, 2))
+            if row:
+                rows.append(
+                    [
+                        f"v{version.number}",
+                        slug,
+                        version.size_bytes,
+                        download,
+                        _r(server_latency),
+                        _r(server_accuracy),
+                        _r(latency),
+                        _r(accuracy),
+                        None if ratio is None else round(ratio, 2),
+                    ]
+                )
+        if not types or not any((version.pk, slug) in on_device for slug in types):
+            rows.append(
+                [
+                    f"v{version.number}",
+                    "",
+                    version.size_bytes,
+                    download,
+                    _r(server_latency),
+                    _r(server_accuracy),
+                    None,
+                    None,
+                    None,
+                ]
+            )
+    has_ratio = any(value is not None for values in ratios.values() for value in values)
+    ratio_chart = Chart(
+        id="latency_ratio",
+        title="On-device latency ÷ server benchmark, per device type",
+        columns=[
+            "version",
+            "device type",
+            "file size (bytes)",
+            "download size (bytes)",
+            "server latency (ms)",
+            "server accuracy",
+            "on-device latency p50 (ms)",
+            "on-device accuracy",
+            "on-device ÷ server latency",
+        ],
+        rows=rows,
+        figure=bars([f"v{v.number}" for v in versions], {slug: ratios[slug] for slug in types}, "× server latency")
+        if has_ratio
+        else None,
+        empty="No ratio yet: it needs a server benchmark (optimize a version) and inference reports from devices "
+        "running that version.",
+        note="Above 1: devices run the version slower than the server's benchmark said.",
+    )
+    compatibility = {
+        (row.version_id, row.device_type_id): row for row in CompatibilityResult.objects.filter(version__model=model)
+    }
+    device_types = list(DeviceType.objects.visible_to(model.project_id).order_by("name"))
+    matrix = [{"version": v, "cells": [compatibility.get((v.pk, t.pk)) for t in device_types]} for v in versions]
+    return {
+        "charts": [ratio_chart],
+        "lineage": lineage(versions),
+        "device_types": device_types,
+        "matrix": matrix,
+    }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def lineage(versions: list[ModelVersion]) -> list[dict[str, Any]]:
+    """The versions as a forest: roots first, each with its children and the transform on the edge."""
+    children: dict[int | None, list[ModelVersion]] = {}
+    numbers = {v.pk for v in versions}
+    for version in versions:
+        parent = version.parent_id if version.parent_id in numbers else None
+        children.setdefault(parent, []).append(version)
+
+    def node(version: ModelVersion) -> dict[str, Any]:
+        return {"version": version, "children": [node(c) for c in children.get(version.pk, [])]}
+
+    return [node(root) for root in children.get(None, [])]

@@ -1,0 +1,103 @@
+"""Dashboard pages: project overview, download status, and a model's versions compared.
+
+Filters come from the URL (``filters.DashboardFilterSerializer``) and apply to every chart of the page. The same
+URL with ``csv=<chart id>`` answers that chart's numbers as CSV, from the same builder as the page.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
+
+from console.projects.permissions import MODEL, PROJECT, scoped_page
+from devices.dashboards import pages
+from devices.dashboards.filters import RANGES, DashboardFilterSerializer
+from devices.models import Device
+
+STUCK_HOURS = (1, 6, 24, 72, 168)
+DEFAULT_STUCK_HOURS = 24
+
+
+def _filters(request):
+    serializer = DashboardFilterSerializer(data=request.GET)
+    if serializer.is_valid():
+        return serializer.validated_data, {}
+    return DashboardFilterSerializer(data={}).run_validation({}), serializer.errors
+
+
+def _render(request, access, template: str, built: dict, errors: dict, **extra):
+    wanted = request.GET.get("csv")
+    if wanted is not None:
+        chart = next((c for c in built["charts"] if c.id == wanted), None)
+        if chart is None:
+            known = ", ".join(c.id for c in built["charts"])
+            return HttpResponseBadRequest(f"No chart {wanted!r} on this page; choose one of: {known}.")
+        if errors:
+            return HttpResponseBadRequest(f"Fix the filters first: {dict(errors)}")
+        response = HttpResponse(chart.csv(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{access.project.slug}-{chart.id}.csv"'
+        return response
+    query = request.GET.copy()
+    query.pop("csv", None)
+    project = access.project
+    return render(
+        request,
+        template,
+        {
+            "project": project,
+            "membership": access.membership,
+            "filters": request.GET,
+            "filter_errors": errors,
+            "query": query.urlencode(),
+            "ranges": RANGES,
+            "choices": _choices(project),
+            **built,
+            **extra,
+        },
+    )
+
+
+def _choices(project) -> dict:
+    """The filter form's options, from one query over the distinct configurations of the project's devices."""
+    combos = (
+        Device.objects.filter(project=project)
+        .values_list("device_type__slug", "region", "app_version")
+        .distinct()
+        .order_by()
+    )
+    types, regions, apps = set(), set(), set()
+    for device_type, region, app_version in combos:
+        types.add(device_type)
+        regions.add(region)
+        apps.add(app_version)
+    return {"device_types": sorted(types), "regions": sorted(r for r in regions if r), "app_versions": sorted(apps)}
+
+
+@scoped_page(PROJECT)
+@require_safe
+def overview_page(request, access, project):
+    filters, errors = _filters(request)
+    return _render(request, access, "devices/overview.html", pages.overview(access.project, filters), errors)
+
+
+@scoped_page(PROJECT)
+@require_safe
+def downloads_page(request, access, project):
+    filters, errors = _filters(request)
+    raw = request.GET.get("stuck_hours") or str(DEFAULT_STUCK_HOURS)
+    hours = int(raw) if raw.isdigit() and int(raw) in STUCK_HOURS else DEFAULT_STUCK_HOURS
+    if str(hours) != raw:
+        errors = {**errors, "stuck_hours": [f"Choose one of {', '.join(map(str, STUCK_HOURS))} hours."]}
+    built = pages.download_status(access.project, filters, hours)
+    return _render(
+        request, access, "devices/downloads.html", built, errors, stuck_hours=hours, stuck_choices=STUCK_HOURS
+    )
+
+
+@scoped_page(MODEL)
+@require_safe
+def model_dashboard_page(request, access, project, model):
+    filters, errors = _filters(request)
+    built = pages.model_comparison(access.model, filters)
+    return _render(request, access, "devices/model_dashboard.html", built, errors, model=access.model)

@@ -1,0 +1,47 @@
+"""Every page works offline: no request to any host but the console's own, and no JavaScript error."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.conftest import ARTIFACTS, PageWatch, sign_in
+from tests.devices.fleet_helpers import ready_version
+
+pytestmark = [pytest.mark.browser]
+
+
+def test_every_page__asks_only_the_console_and_logs_no_error(browser_page, live_server, project, model, owner):
+    version = ready_version(model)
+    child = ready_version(model, seed=1, parent=version, transform="convert_opset")
+    page = browser_page
+    watch = PageWatch(page, live_server.url)
+    sign_in(page, live_server.url, owner)
+    pages = [
+        "/",
+        f"/p/{project.slug}/",
+        f"/p/{project.slug}/m/{model.name}/",
+        f"/p/{project.slug}/m/{model.name}/v/{version.number}/",
+        f"/p/{project.slug}/m/{model.name}/v/{child.number}/",
+        f"/p/{project.slug}/m/{model.name}/delivery/",
+        f"/p/{project.slug}/fleet/",
+        f"/p/{project.slug}/device-types/",
+        f"/p/{project.slug}/audit/",
+        f"/p/{project.slug}/jobs/",
+        f"/p/{project.slug}/overview/",
+        f"/p/{project.slug}/downloads/",
+        f"/p/{project.slug}/m/{model.name}/dashboard/",
+        "/api/docs/",
+    ]
+    timings = {}
+    for path in pages:
+        response = page.goto(live_server.url + path, wait_until="networkidle")
+        assert response.status == 200, path
+        timings[path] = page.evaluate(
+            "[performance.getEntriesByName('first-contentful-paint')[0]?.startTime,"
+            " performance.getEntriesByType('navigation')[0].loadEventEnd]"
+        )
+        page.screenshot(path=str(ARTIFACTS / f"offline{path.replace('/', '_') or '_home'}.png"), full_page=True)
+
+    assert watch.foreign == []
+    assert watch.errors == []
+    print("first paint / load event (ms, loopback):", timings)
