@@ -73,7 +73,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(url: str, timeout_s: float = 30.0) -> None:
+def wait_for(url: str, timeout_s: float = 120.0) -> None:  # 4 workers boot Django and onnxruntime on a busy 2-core box
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
