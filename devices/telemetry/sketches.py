@@ -71,23 +71,27 @@ def add(blob: bytes | memoryview | None, values: Iterable[float]) -> bytes:
 
 
 def merged(blobs: Iterable[bytes | memoryview | None]) -> DDSketch:
-    """The sum of the stored sketches: their bins added as arrays, then one sketch built from the total."""
-    parts = [_parts(blob) for blob in blobs if blob]
-    parts = [part for part in parts if len(part[3]) or part[2]]
-    if not parts:
+    """The sum of the stored sketches: every row's bins placed by index and added in one ``numpy.bincount``
+    (a Python loop over thousands of rows cost more than the rest of a results page)."""
+    stored = [bytes(blob) for blob in blobs if blob]
+    if not stored:
         return new_sketch()
-    mapping = parts[0][0]
-    if any(part[0] != mapping for part in parts):
+    headers = [_HEADER.unpack_from(blob) for blob in stored]
+    mappings = {header[:3] for header in headers}
+    if len(mappings) > 1:
         raise ValueError("sketches of different accuracies cannot be merged")
-    with_bins = [(first, bins) for _, first, _, bins in parts if len(bins)]
-    zero = sum(part[2] for part in parts)
-    if not with_bins:
+    mapping = next(iter(mappings))
+    zero = sum(header[4] for header in headers)
+    lengths = np.fromiter(((len(blob) - _HEADER.size) // 8 for blob in stored), dtype=np.int64, count=len(stored))
+    if not lengths.sum():
         return _sketch(mapping, 0, zero, np.zeros(0))
-    low = min(first for first, _ in with_bins)
-    total = np.zeros(max(first + len(bins) for first, bins in with_bins) - low)
-    for first, bins in with_bins:
-        total[first - low : first - low + len(bins)] += bins
-    return _sketch(mapping, low, zero, total)
+    firsts = np.fromiter((header[3] for header in headers), dtype=np.int64, count=len(stored))
+    low = int(firsts[lengths > 0].min())
+    bins = np.frombuffer(b"".join(memoryview(blob)[_HEADER.size :] for blob in stored), dtype="<f8")
+    # Bin j of a row whose first index is f sits at f + j - low in the total.
+    starts = np.cumsum(lengths) - lengths
+    positions = np.arange(len(bins)) + np.repeat(firsts - low - starts, lengths)
+    return _sketch(mapping, low, zero, np.bincount(positions, weights=bins))
 
 
 def quantiles(sketch: DDSketch, qs: Sequence[float]) -> list[float | None]:
