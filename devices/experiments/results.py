@@ -98,7 +98,8 @@ def experiment_results(experiment: Experiment, *, device_type: str = "", region:
     )
 
     metric_names = [experiment.primary_metric, *experiment.guardrail_metrics]
-    totals = {arm.pk: _cumulate(daily.get(arm.pk, []))[-1][1] if daily.get(arm.pk) else {} for arm in arms}
+    cumulated = {arm.pk: _cumulate(daily.get(arm.pk, [])) for arm in arms}
+    totals = {pk: days[-1][1] if days else {} for pk, days in cumulated.items()}
     arm_results = []
     for arm in arms:
         by_metric = {name: _own(METRICS[name], totals[arm.pk], experiment.sequential) for name in metric_names}
@@ -125,7 +126,7 @@ def experiment_results(experiment: Experiment, *, device_type: str = "", region:
         arms=arm_results,
         ineligible=devices.get(None, 0),
         srm=srm,
-        series={name: _series(METRICS[name], arms, daily, experiment.sequential) for name in metric_names},
+        series={name: _series(METRICS[name], arms, cumulated, experiment.sequential) for name in metric_names},
         sentences=[],
         stopped_arms=[f"{arm.name}: {arm.stop_reason}" for arm in arms if arm.stopped_at],
         more_devices_per_arm=more,
@@ -160,7 +161,10 @@ def _cumulate(days: list[tuple[date, dict[str, float]]]) -> list[tuple[date, dic
 
 def _own(metric: Metric, sums: dict[str, float], sequential: bool) -> MetricResult:
     """An arm's own value with its interval (fixed, or always-valid when the experiment is sequential)."""
-    stats = metric.stats(sums)
+    return _own_stats(metric, metric.stats(sums), sequential)
+
+
+def _own_stats(metric: Metric, stats: st.MeanStats | st.Proportion, sequential: bool) -> MetricResult:
     sd = None
     if isinstance(stats, st.MeanStats):
         value, variance, units = stats.mean, stats.variance_of_estimate, stats.n
@@ -193,13 +197,19 @@ def _compare(metric: Metric, arm_results: list[ArmResult], totals: dict[int, dic
         own.significant = own.comparison.significant() and (sequential or p_adjusted < st.ALPHA)
 
 
-def _series(metric: Metric, arms: list[ExperimentArm], daily: dict, sequential: bool) -> list[dict[str, Any]]:
+def _series(
+    metric: Metric,
+    arms: list[ExperimentArm],
+    cumulated: dict[int, list[tuple[date, dict[str, float]]]],
+    sequential: bool,
+) -> list[dict[str, Any]]:
     """Per day and arm, the cumulated value and its band, and the difference to control: what the charts draw."""
     rows = []
-    control_by_day = dict(_cumulate(daily.get(arms[0].pk, [])))
+    control_by_day = {day: metric.stats(sums) for day, sums in cumulated[arms[0].pk]}
     for arm in arms:
-        for day, sums in _cumulate(daily.get(arm.pk, [])):
-            own = _own(metric, sums, sequential)
+        for day, sums in cumulated[arm.pk]:
+            a = metric.stats(sums)
+            own = _own_stats(metric, a, sequential)
             row: dict[str, Any] = {
                 "day": day.isoformat(),
                 "arm": arm.name,
@@ -211,9 +221,8 @@ def _series(metric: Metric, arms: list[ExperimentArm], daily: dict, sequential: 
                 "diff_low": None,
                 "diff_high": None,
             }
-            control = control_by_day.get(day)
-            if arm.position and control is not None:
-                c, a = metric.stats(control), metric.stats(sums)
+            c = control_by_day.get(day)
+            if arm.position and c is not None:
                 comparison = (
                     st.welch_test(c, a, sequential=sequential)  # type: ignore[arg-type]
                     if metric.kind == MEAN
