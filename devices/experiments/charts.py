@@ -7,9 +7,10 @@ page (about 60 ms a figure); the spec is the same, and the browser test reads it
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
-from django.utils.html import format_html_join
+from django.utils.safestring import SafeString, mark_safe
 
 from devices.experiments.metrics import MEAN, METRICS
 from devices.experiments.results import Results
@@ -93,11 +94,12 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def table_rows(rows: list[dict[str, Any]]):
-    """The table view of a chart: one escaped <tr> per day and arm (built here: a template loop over every cell
-    cost more than the statistics)."""
-    return format_html_join(
-        "\n",
-        "<tr>" + "<td>{}</td>" * len(TABLE_COLUMNS) + "</tr>",
-        ([_cell(row[c]) for c in TABLE_COLUMNS] for row in rows),
+def table_rows(rows: list[dict[str, Any]]) -> SafeString:
+    """The table view of a chart: one escaped <tr> per day and arm (built here with one escape per cell: a
+    template loop, or ``format_html`` per row, cost more than the statistics)."""
+    return mark_safe(  # every cell is escaped just below
+        "\n".join(
+            "<tr>" + "".join(f"<td>{escape(_cell(row[column]))}</td>" for column in TABLE_COLUMNS) + "</tr>"
+            for row in rows
+        )
     )

@@ -20,6 +20,7 @@ from ddsketch.pb.proto import DDSketchProto
 
 RELATIVE_ACCURACY = 0.01  # 1 %: a p99 of 200 ms is read as 198..202 ms
 _HEADER = struct.Struct("<ddiid")  # gamma, index offset, interpolation, first bin index, zero count
+_HEADER_WORDS = _HEADER.size // 8  # 4: the bins that follow are aligned as float64
 
 
 def new_sketch() -> DDSketch:
@@ -71,22 +72,34 @@ def add(blob: bytes | memoryview | None, values: Iterable[float]) -> bytes:
 
 
 def merged(blobs: Iterable[bytes | memoryview | None]) -> DDSketch:
-    """The sum of the stored sketches: their bins added as arrays, then one sketch built from the total."""
-    parts = [_parts(blob) for blob in blobs if blob]
-    parts = [part for part in parts if len(part[3]) or part[2]]
-    if not parts:
+    """The sum of the stored sketches, read as one float64 array: every row's header and bins are found by
+    arithmetic on the rows' lengths and the bins added in one ``numpy.bincount`` (a Python loop over thousands
+    of rows cost more than the rest of a results page)."""
+    stored = [blob for blob in blobs if blob]
+    if not stored:
         return new_sketch()
-    mapping = parts[0][0]
-    if any(part[0] != mapping for part in parts):
+    words = np.frombuffer(b"".join(stored), dtype="<f8")  # the header is 4 float64-sized words
+    sizes = np.fromiter(map(len, stored), dtype=np.int64, count=len(stored)) // 8
+    starts = np.cumsum(sizes) - sizes
+    header = _HEADER_WORDS
+    gammas, offsets, zeros = words[starts], words[starts + 1], words[starts + 3]
+    interpolations, firsts = (words.view("<i4")[2 * (starts + 2) + i].astype(np.int64) for i in (0, 1))
+    if (gammas != gammas[0]).any() or (offsets != offsets[0]).any() or (interpolations != interpolations[0]).any():
         raise ValueError("sketches of different accuracies cannot be merged")
-    with_bins = [(first, bins) for _, first, _, bins in parts if len(bins)]
-    zero = sum(part[2] for part in parts)
-    if not with_bins:
+    mapping = (float(gammas[0]), float(offsets[0]), int(interpolations[0]))
+    zero = float(sum(zeros.tolist()))
+    lengths = sizes - header
+    if not lengths.sum():
         return _sketch(mapping, 0, zero, np.zeros(0))
-    low = min(first for first, _ in with_bins)
-    total = np.zeros(max(first + len(bins) for first, bins in with_bins) - low)
-    for first, bins in with_bins:
-        total[first - low : first - low + len(bins)] += bins
+    low, high = int(firsts[lengths > 0].min()), int((firsts + lengths)[lengths > 0].max())
+    base = min(low, int(firsts.min()))
+    # Word w of a row is its bin w - header, of index first + w - header: counted at first + w - base, so that
+    # the row's header words (weighed 0) land just below its bins; the total is cut to the bins' range after.
+    weights = words.copy()
+    for word in range(header):
+        weights[starts + word] = 0.0
+    positions = np.arange(len(words)) + np.repeat(firsts - base - starts, sizes)
+    total = np.bincount(positions, weights=weights)[header + low - base : header + high - base]
     return _sketch(mapping, low, zero, total)
 
 

@@ -23,3 +23,21 @@ def test_merged__equals_one_sketch_of_every_value_and_reads_quantiles_within_rel
 
 def test_merged__of_nothing__has_no_quantiles():
     assert sketches.quantiles(sketches.merged([]), [0.5]) == [None]
+
+
+def test_merged__rows_of_zeros_or_of_one_far_value_count_like_any_other():
+    # A row holding only zero latencies has no bins; rows far apart leave empty bins between them.
+    rows = [[0.0, 0.0], [0.002], [], [40.0, 41.0], [90_000.0]]
+    merged = sketches.merged([sketches.add(None, row) for row in rows])
+    whole = sketches.load(sketches.add(None, [value for row in rows for value in row]))
+    assert merged.count == whole.count == 6
+    qs = [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0]
+    assert sketches.quantiles(merged, qs) == sketches.quantiles(whole, qs)
+
+
+def test_merged__refuses_sketches_of_another_accuracy():
+    other = sketches.dump(sketches.DDSketch(relative_accuracy=0.05))
+    coarse = sketches.load(other)
+    coarse.add(10.0)
+    with pytest.raises(ValueError, match="different accuracies"):
+        sketches.merged([sketches.add(None, [10.0]), sketches.dump(coarse)])
