@@ -1,5 +1,5 @@
 // Version page: live job status without reloading, and the operator chart.
-(function () {
+document.addEventListener("DOMContentLoaded", function () {  // after plotly.js, deferred behind this file
   const chart = document.getElementById("op-chart");
   if (chart && window.Plotly) {
     const histogram = JSON.parse(chart.dataset.histogram || "{}");
@@ -42,10 +42,10 @@
       .catch(() => window.setTimeout(poll, 3000));
   }
   poll();
-})();
+});
 
 // Size-versus-latency chart of the variants, coloured by accuracy, the chosen one marked.
-(function () {
+document.addEventListener("DOMContentLoaded", function () {  // after plotly.js, deferred behind this file
   const chart = document.getElementById("variants-chart");
   if (!chart || !window.Plotly) return;
   const data = JSON.parse(chart.dataset.variants || "{}");
@@ -72,7 +72,7 @@
   Plotly.newPlot(chart, [trace], { height: 380, margin: { l: 60, r: 20, t: 10, b: 50 },
     xaxis: { title: { text: "file size (KB)" } }, yaxis: { title: { text: "median latency, 1 thread (ms)" } } },
     { displayModeBar: false, responsive: true });
-})();
+});
 
 // The choices last queued from each form on this page stay selected across the reloads that follow the job,
 // and the first reload says what was queued.
