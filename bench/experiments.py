@@ -31,32 +31,16 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script from a checkout without an editable install
 
+from bench.checkin import admin_url, bench_url, run_sql  # noqa: E402 - the database helpers the benches share
+
 REGIONS = ("US", "DE", "FR", "IN", "BR", "JP", "GB", "CA")
 DAYS = 30
 CHUNK_DEVICES = 500
-
-
-def admin_url(database_url: str) -> str:
-    parts = urlsplit(database_url)
-    return urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
-
-
-def bench_url(database_url: str, name: str) -> str:
-    parts = urlsplit(database_url)
-    return urlunsplit(("postgres", parts.netloc, f"/{name}", "", ""))
-
-
-def run_sql(url: str, sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
-        conn.execute(sql)
 
 
 class Event(NamedTuple):
