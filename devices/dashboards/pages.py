@@ -1,4 +1,4 @@
-"""What each dashboard shows, read from rollups (DeliveryRollup) and current device state, never raw events.
+"""What each dashboard shows, read from rollups (``filters.rollups_in``) and current device state, never raw events.
 
 Each builder returns the page's charts (``charts.Chart``: figure, table, CSV) and the rest of its context. The CSV
 view calls the same builder, so a CSV always holds exactly the numbers its chart plots.
@@ -16,7 +16,7 @@ from console.models import CompatibilityResult, ModelVersion
 from devices.core.failure_reasons import LABELS, REASONS, median_from_buckets
 from devices.dashboards.charts import Chart, bars, lines
 from devices.dashboards.filters import devices_in, first_day, rollups_in
-from devices.models import DELAY_COLUMNS, RUNNING, DeliveryRollup, Device, DeviceModelState, DeviceType, Rollout
+from devices.models import DELAY_COLUMNS, RUNNING, Device, DeviceModelState, DeviceType, Rollout
 from jobs.models import Job
 
 FUNNEL = [
@@ -48,7 +48,7 @@ def _funnel_sums() -> dict[str, Any]:
 
 
 def overview(project, filters: dict[str, Any]) -> dict[str, Any]:
-    rollups = rollups_in(DeliveryRollup.objects.filter(project=project), filters)
+    rollups = rollups_in(filters, project=project)
     now = timezone.now()
     devices = devices_in(Device.objects.filter(project=project, revoked_at=None), filters)
     counts = devices.aggregate(
@@ -204,7 +204,7 @@ def _devices_by(devices, field: str, chart_id: str, title: str, label: str) -> C
 
 
 def download_status(project, filters: dict[str, Any], stuck_hours: int) -> dict[str, Any]:
-    rollups = rollups_in(DeliveryRollup.objects.filter(project=project), filters)
+    rollups = rollups_in(filters, project=project)
     grouped = (
         rollups.values("model__name", "version__number", "device_type__slug")
         .annotate(
@@ -289,7 +289,7 @@ def _server_figures(version: ModelVersion) -> tuple[float | None, float | None, 
 
 def model_comparison(model, filters: dict[str, Any]) -> dict[str, Any]:
     versions = list(model.versions.select_related("parent").order_by("number"))
-    rollups = rollups_in(DeliveryRollup.objects.filter(model=model), filters)
+    rollups = rollups_in(filters, model=model)
     on_device = {
         (row["version_id"], row["device_type__slug"]): row
         for row in rollups.values("version_id", "device_type__slug").annotate(
