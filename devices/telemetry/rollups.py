@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -56,6 +56,15 @@ METRIC_FIELDS = [
     "feedback_count",
     "feedback_correct",
 ]
+# Every column ``event_increments`` adds to (the rollup models hold some or all of them).
+COUNTED_FIELDS = {
+    *METRIC_FIELDS,
+    "latency_count",
+    "latency_p50_weighted",
+    "latency_p90_weighted",
+    "accuracy_count",
+    "accuracy_weighted",
+}
 _FLOAT_FIELDS = {"latency_sum", "latency_sum_sq", "latency_p50_weighted", "latency_p90_weighted", "accuracy_weighted"}
 
 
@@ -140,13 +149,13 @@ KeyedGroup = tuple[dict[str, Any], dict[str, Any], Group]  # the row's key, its 
 
 
 def add_to_rows(model, rows: list[KeyedGroup], common: dict[str, Any]) -> None:
-    """Add each group to its ``model`` row in three statements whatever the number of rows (a batch touched one
-    row per day, version and ...: two statements per row made the events endpoint slow).
+    """Add each group to its ``model`` row in three statements whatever the number of rows (a batch touches one
+    row per day and version: two statements per row made the events endpoint slow).
 
     1. create the missing rows, empty (``ON CONFLICT DO NOTHING``: a concurrent batch may create them too);
-    2. lock them all, in key order, so concurrent batches lock in the same order and cannot deadlock;
-    3. write each row's new counts and merged latency sketch, computed under the lock, in one UPDATE.
-    Sketches only add up in Python, hence read-then-write rather than ``SET n = n + x``.
+    2. lock them all, in key order, so concurrent batches lock in the same order, and read their sketches;
+    3. one upsert (every row exists by now: an update) adding the counts in SQL and writing the sketches merged
+       under the lock. Sketches only add up in Python, hence they are read, merged and written back.
     """
     if not rows:
         return
@@ -156,21 +165,40 @@ def add_to_rows(model, rows: list[KeyedGroup], common: dict[str, Any]) -> None:
     match = Q()
     for key, _, _ in ordered:
         match |= Q(**key)
-    locked = {
-        tuple(getattr(row, name) for name in key_names): row
-        for row in model.objects.select_for_update().filter(match).order_by(*key_names)
+    current = {
+        tuple(found[:-1]): found[-1]
+        for found in model.objects.select_for_update()
+        .filter(match)
+        .order_by(*key_names)
+        .values_list(*key_names, "latency_sketch")
     }
-    changed: set[str] = set()
-    for key, _, group in ordered:
-        row = locked[tuple(key.values())]
-        for name, value in group.fields(model).items():
-            setattr(row, name, getattr(row, name) + value)
-            changed.add(name)
-        if group.latencies or not row.latency_sketch:  # a created row gets its (maybe empty) sketch
-            row.latency_sketch = sketches.add(row.latency_sketch or None, group.latencies)
-            changed.add("latency_sketch")
-    if changed:
-        model.objects.bulk_update(list(locked.values()), sorted(changed))
+    counted = [f.name for f in model._meta.concrete_fields if f.name in COUNTED_FIELDS]
+    extra_names = [*ordered[0][1], *common]
+    values: list[Any] = []
+    for key, extra, group in ordered:
+        sketch = current[tuple(key.values())]
+        if group.latencies or not sketch:  # a created row gets its (maybe empty) sketch
+            sketch = sketches.add(sketch or None, group.latencies)
+        values += [
+            *key.values(),
+            *extra.values(),
+            *common.values(),
+            *[_typed(name, group.counts.get(name, 0.0)) for name in counted],
+            sketch,
+        ]
+    names = [*key_names, *extra_names, *counted, "latency_sketch"]
+    columns = [model._meta.get_field(name).column for name in names]
+    keys, added = columns[: len(key_names)], columns[len(key_names) + len(extra_names) : -1]
+    q = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    sql = (
+        f"INSERT INTO {q(model._meta.db_table)} AS r ({', '.join(map(q, columns))}) "
+        f"VALUES {', '.join([row] * len(ordered))} ON CONFLICT ({', '.join(map(q, keys))}) DO UPDATE SET "
+        + ", ".join(f"{q(c)} = r.{q(c)} + EXCLUDED.{q(c)}" for c in added)
+        + f", {q('latency_sketch')} = EXCLUDED.{q('latency_sketch')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
 
 
 def add_to_row(model, key: dict[str, Any], extra: dict[str, Any], group: Group) -> None:
