@@ -264,6 +264,8 @@ class DeviceModelState(models.Model):
         indexes = [
             models.Index(fields=["model", "installed_version"], name="state_model_installed"),
             models.Index(fields=["model", "desired_version"], name="state_model_desired"),
+            # the dashboards' stuck list reads the oldest resolutions first and stops at a page
+            models.Index(fields=["resolved_at"], name="state_resolved_at"),
         ]
 
     def __str__(self) -> str:

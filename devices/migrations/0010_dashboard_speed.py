@@ -3,7 +3,6 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-
 KEY = ("project_id", "model_id", "day", "version_id", "device_type_id")
 
 
@@ -109,6 +108,10 @@ class Migration(migrations.Migration):
             constraint=models.UniqueConstraint(
                 fields=("day", "version", "device_type"), name="one_delivery_type_rollup_per_key"
             ),
+        ),
+        migrations.AddIndex(
+            model_name="devicemodelstate",
+            index=models.Index(fields=["resolved_at"], name="state_resolved_at"),
         ),
         migrations.RunPython(sum_existing_rows, migrations.RunPython.noop),
     ]
