@@ -34,14 +34,18 @@ def first_day(filters: dict[str, Any], today: date | None = None) -> date:
 def rollups_in(filters: dict[str, Any], **scope: Any) -> QuerySet:
     """Delivery rollup rows of ``scope`` (``project=`` or ``model=``) inside the filters: of DeliveryTypeRollup
     (hundreds of times fewer rows) unless a filter needs the region or app version only DeliveryRollup keeps."""
-    fine = "region" in filters or "app_version" in filters
-    rollups = (DeliveryRollup if fine else DeliveryTypeRollup).objects.filter(day__gte=first_day(filters), **scope)
+    rollups: QuerySet
+    if "region" in filters or "app_version" in filters:
+        fine = DeliveryRollup.objects.filter(day__gte=first_day(filters), **scope)
+        if "region" in filters:
+            fine = fine.filter(region=filters["region"])
+        if "app_version" in filters:
+            fine = fine.filter(app_version=filters["app_version"])
+        rollups = fine
+    else:
+        rollups = DeliveryTypeRollup.objects.filter(day__gte=first_day(filters), **scope)
     if "device_type" in filters:
         rollups = rollups.filter(device_type__slug=filters["device_type"])
-    if "region" in filters:
-        rollups = rollups.filter(region=filters["region"])
-    if "app_version" in filters:
-        rollups = rollups.filter(app_version=filters["app_version"])
     return rollups
 
 
