@@ -264,6 +264,8 @@ class DeviceModelState(models.Model):
         indexes = [
             models.Index(fields=["model", "installed_version"], name="state_model_installed"),
             models.Index(fields=["model", "desired_version"], name="state_model_desired"),
+            # the dashboards' stuck list reads the oldest resolutions first and stops at a page
+            models.Index(fields=["resolved_at"], name="state_resolved_at"),
         ]
 
     def __str__(self) -> str:
@@ -691,21 +693,9 @@ class ExperimentRollup(models.Model):
 # -- dashboards ----------------------------------------------------------------------------------------------
 
 
-class DeliveryRollup(models.Model):
-    """What dashboards read: device events counted per day, version, device type, region and app version, with
-    failures by reason and offer -> install delays by bucket (``devices.core.failure_reasons``). Updated as events
-    arrive (``devices.telemetry.delivery_counts``); rebuilt from events by ``manage.py rebuild_rollups``.
+class DeliveryCounts(models.Model):
+    """The columns both delivery rollups add up (``DeliveryRollup``, ``DeliveryTypeRollup``)."""
 
-    Beside ``DailyRollup`` because dashboards filter by app version and break failures down by reason, which
-    that table's key and columns do not hold. ``offered`` counts assignments of the version at check-in."""
-
-    project = models.ForeignKey("console.Project", on_delete=models.CASCADE, related_name="delivery_rollups")
-    day = models.DateField()
-    model = models.ForeignKey("console.Model", on_delete=models.CASCADE, related_name="+")
-    version = models.ForeignKey("console.ModelVersion", on_delete=models.CASCADE, related_name="delivery_rollups")
-    device_type = models.ForeignKey(DeviceType, on_delete=models.CASCADE, related_name="+")
-    region = models.CharField(max_length=2, blank=True)
-    app_version = models.CharField(max_length=64, blank=True)
     offered = models.PositiveIntegerField(default=0)
     download_started = models.PositiveIntegerField(default=0)
     download_completed = models.PositiveIntegerField(default=0)
@@ -739,16 +729,66 @@ class DeliveryRollup(models.Model):
     accuracy_weighted = models.FloatField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class DeliveryRollup(DeliveryCounts):
+    """What dashboards read: device events counted per day, version, device type, region and app version, with
+    failures by reason and offer -> install delays by bucket (``devices.core.failure_reasons``). Updated as events
+    arrive (``devices.telemetry.delivery_counts``); rebuilt from events by ``manage.py rebuild_rollups``.
+
+    Beside ``DailyRollup`` because dashboards filter by app version and break failures down by reason, which
+    that table's key and columns do not hold. ``offered`` counts assignments of the version at check-in."""
+
+    project = models.ForeignKey("console.Project", on_delete=models.CASCADE, related_name="delivery_rollups")
+    day = models.DateField()
+    model = models.ForeignKey("console.Model", on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey("console.ModelVersion", on_delete=models.CASCADE, related_name="delivery_rollups")
+    device_type = models.ForeignKey(DeviceType, on_delete=models.CASCADE, related_name="+")
+    region = models.CharField(max_length=2, blank=True)
+    app_version = models.CharField(max_length=64, blank=True)
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["day", "version", "device_type", "region", "app_version"],
                 name="one_delivery_rollup_per_key",
             )
         ]
-        indexes = [models.Index(fields=["project", "day"], name="delivery_rollup_project_day")]
+        indexes = [
+            models.Index(fields=["project", "day"], name="delivery_rollup_project_day"),
+            # the dashboards' region and app version filters read this table (the other filters, the coarser one)
+            models.Index(fields=["project", "region", "day"], name="delivery_rollup_region_day"),
+            models.Index(fields=["project", "app_version", "day"], name="delivery_rollup_app_day"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.day} {self.version_id} {self.device_type_id} {self.region} {self.app_version}"
+
+
+class DeliveryTypeRollup(DeliveryCounts):
+    """``DeliveryRollup`` summed over regions and app versions: per day, version and device type (at most a few
+    thousand rows for 90 days), what a dashboard reads when it filters by neither region nor app version. Fine
+    rows at fleet scale (hundreds of thousands) made those pages scan them all. Kept up to date in the same
+    statement batch as ``DeliveryRollup`` (``devices.telemetry.delivery_counts.add``)."""
+
+    project = models.ForeignKey("console.Project", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    model = models.ForeignKey("console.Model", on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey("console.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    device_type = models.ForeignKey(DeviceType, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "version", "device_type"], name="one_delivery_type_rollup_per_key")
+        ]
+        indexes = [
+            models.Index(fields=["project", "day"], name="delivery_type_rollup_day"),
+            models.Index(fields=["model", "day"], name="delivery_type_rollup_model_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.version_id} {self.device_type_id}"
 
 
 DELAY_COLUMNS = (

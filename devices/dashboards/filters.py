@@ -9,6 +9,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework import serializers
 
+from devices.models import DeliveryRollup, DeliveryTypeRollup
+
 RANGES = (1, 7, 14, 30, 90)  # days, today included
 DEFAULT_DAYS = 14
 
@@ -29,15 +31,21 @@ def first_day(filters: dict[str, Any], today: date | None = None) -> date:
     return (today or timezone.now().date()) - timedelta(days=int(filters.get("days", DEFAULT_DAYS)) - 1)
 
 
-def rollups_in(rollups: QuerySet, filters: dict[str, Any]) -> QuerySet:
-    """Rollup rows (DeliveryRollup) inside the filters."""
-    rollups = rollups.filter(day__gte=first_day(filters))
+def rollups_in(filters: dict[str, Any], **scope: Any) -> QuerySet:
+    """Delivery rollup rows of ``scope`` (``project=`` or ``model=``) inside the filters: of DeliveryTypeRollup
+    (hundreds of times fewer rows) unless a filter needs the region or app version only DeliveryRollup keeps."""
+    rollups: QuerySet
+    if "region" in filters or "app_version" in filters:
+        fine = DeliveryRollup.objects.filter(day__gte=first_day(filters), **scope)
+        if "region" in filters:
+            fine = fine.filter(region=filters["region"])
+        if "app_version" in filters:
+            fine = fine.filter(app_version=filters["app_version"])
+        rollups = fine
+    else:
+        rollups = DeliveryTypeRollup.objects.filter(day__gte=first_day(filters), **scope)
     if "device_type" in filters:
         rollups = rollups.filter(device_type__slug=filters["device_type"])
-    if "region" in filters:
-        rollups = rollups.filter(region=filters["region"])
-    if "app_version" in filters:
-        rollups = rollups.filter(app_version=filters["app_version"])
     return rollups
 
 

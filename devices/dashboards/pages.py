@@ -1,4 +1,4 @@
-"""What each dashboard shows, read from rollups (DeliveryRollup) and current device state, never raw events.
+"""What each dashboard shows, read from rollups (``filters.rollups_in``) and current device state, never raw events.
 
 Each builder returns the page's charts (``charts.Chart``: figure, table, CSV) and the rest of its context. The CSV
 view calls the same builder, so a CSV always holds exactly the numbers its chart plots.
@@ -6,6 +6,7 @@ view calls the same builder, so a CSV always holds exactly the numbers its chart
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from console.models import CompatibilityResult, ModelVersion
 from devices.core.failure_reasons import LABELS, REASONS, median_from_buckets
 from devices.dashboards.charts import Chart, bars, lines
 from devices.dashboards.filters import devices_in, first_day, rollups_in
-from devices.models import DELAY_COLUMNS, RUNNING, DeliveryRollup, Device, DeviceModelState, DeviceType, Rollout
+from devices.models import DELAY_COLUMNS, RUNNING, Device, DeviceModelState, DeviceType, Rollout
 from jobs.models import Job
 
 FUNNEL = [
@@ -47,23 +48,29 @@ def _funnel_sums() -> dict[str, Any]:
 # -- project overview -------------------------------------------------------------------------------------------
 
 
-def overview(project, filters: dict[str, Any]) -> dict[str, Any]:
-    rollups = rollups_in(DeliveryRollup.objects.filter(project=project), filters)
-    now = timezone.now()
+def overview(project, filters: dict[str, Any], only: str | None = None) -> dict[str, Any]:
+    """The page's context; with ``only`` (a chart id: a CSV asks for it), that chart alone."""
+    rollups = rollups_in(filters, project=project)
     devices = devices_in(Device.objects.filter(project=project, revoked_at=None), filters)
+    builders: dict[str, Callable[[], Chart]] = {
+        "funnel": lambda: _funnel_over_time(rollups, filters),
+        "failure_reasons": lambda: _failure_reasons(rollups),
+        "failing_versions": lambda: _failing_versions(rollups),
+        "devices_by_version": lambda: _devices_by_version(project, filters),
+        "devices_by_type": lambda: _devices_by(
+            devices, "device_type__slug", "devices_by_type", "Devices by device type", "device type"
+        ),
+        "devices_by_region": lambda: _devices_by(devices, "region", "devices_by_region", "Devices by region", "region"),
+    }
+    if only is not None:
+        return {"charts": [builders[only]()] if only in builders else [], "chart_ids": list(builders)}
+    charts = [build() for build in builders.values()]
+    now = timezone.now()
     counts = devices.aggregate(
         enrolled=Count("pk"),
         active_24h=Count("pk", filter=Q(last_seen_at__gte=now - timedelta(hours=24))),
         active_7d=Count("pk", filter=Q(last_seen_at__gte=now - timedelta(days=7))),
     )
-    charts = [
-        _funnel_over_time(rollups, filters),
-        _failure_reasons(rollups),
-        _failing_versions(rollups),
-        _devices_by_version(project, filters),
-        _devices_by(devices, "device_type__slug", "devices_by_type", "Devices by device type", "device type"),
-        _devices_by(devices, "region", "devices_by_region", "Devices by region", "region"),
-    ]
     jobs = Job.objects.filter(project=project).aggregate(
         running=Count("pk", filter=Q(state__in=[Job.State.QUEUED, Job.State.RUNNING])),
         failed=Count("pk", filter=Q(state=Job.State.FAILED)),
@@ -203,8 +210,9 @@ def _devices_by(devices, field: str, chart_id: str, title: str, label: str) -> C
 # -- download status --------------------------------------------------------------------------------------------
 
 
-def download_status(project, filters: dict[str, Any], stuck_hours: int) -> dict[str, Any]:
-    rollups = rollups_in(DeliveryRollup.objects.filter(project=project), filters)
+def download_status(project, filters: dict[str, Any], stuck_hours: int, only: str | None = None) -> dict[str, Any]:
+    """The page's context; with ``only`` (a CSV asks for a chart), its chart alone, without the stuck list."""
+    rollups = rollups_in(filters, project=project)
     grouped = (
         rollups.values("model__name", "version__number", "device_type__slug")
         .annotate(
@@ -259,6 +267,8 @@ def download_status(project, filters: dict[str, Any], stuck_hours: int) -> dict[
         else None,
         empty=ENROLL_HINT,
     )
+    if only is not None:
+        return {"charts": [chart]}
     return {"charts": [chart], "stuck": stuck_devices(project, filters, stuck_hours)}
 
 
@@ -287,9 +297,10 @@ def _server_figures(version: ModelVersion) -> tuple[float | None, float | None, 
     return latency, accuracy, benchmark.get("download_bytes")
 
 
-def model_comparison(model, filters: dict[str, Any]) -> dict[str, Any]:
+def model_comparison(model, filters: dict[str, Any], only: str | None = None) -> dict[str, Any]:
+    """The page's context; with ``only`` (a CSV asks for a chart), its chart alone, without lineage and matrix."""
     versions = list(model.versions.select_related("parent").order_by("number"))
-    rollups = rollups_in(DeliveryRollup.objects.filter(model=model), filters)
+    rollups = rollups_in(filters, model=model)
     on_device = {
         (row["version_id"], row["device_type__slug"]): row
         for row in rollups.values("version_id", "device_type__slug").annotate(
@@ -361,6 +372,8 @@ def model_comparison(model, filters: dict[str, Any]) -> dict[str, Any]:
         "running that version.",
         note="Above 1: devices run the version slower than the server's benchmark said.",
     )
+    if only is not None:
+        return {"charts": [ratio_chart]}
     compatibility = {
         (row.version_id, row.device_type_id): row for row in CompatibilityResult.objects.filter(version__model=model)
     }

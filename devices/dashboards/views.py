@@ -1,7 +1,8 @@
 """Dashboard pages: project overview, download status, and a model's versions compared.
 
 Filters come from the URL (``filters.DashboardFilterSerializer``) and apply to every chart of the page. The same
-URL with ``csv=<chart id>`` answers that chart's numbers as CSV, from the same builder as the page.
+URL with ``csv=<chart id>`` answers that chart's numbers as CSV, from the same builder as the page (which then
+builds that chart only).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _render(request, access, template: str, built: dict, errors: dict, **extra):
     if wanted is not None:
         chart = next((c for c in built["charts"] if c.id == wanted), None)
         if chart is None:
-            known = ", ".join(c.id for c in built["charts"])
+            known = ", ".join(built.get("chart_ids") or [c.id for c in built["charts"]])
             return HttpResponseBadRequest(f"No chart {wanted!r} on this page; choose one of: {known}.")
         if errors:
             return HttpResponseBadRequest(f"Fix the filters first: {dict(errors)}")
@@ -78,7 +79,13 @@ def _choices(project) -> dict:
 @require_safe
 def overview_page(request, access, project):
     filters, errors = _filters(request)
-    return _render(request, access, "devices/overview.html", pages.overview(access.project, filters), errors)
+    return _render(
+        request,
+        access,
+        "devices/overview.html",
+        pages.overview(access.project, filters, request.GET.get("csv")),
+        errors,
+    )
 
 
 @scoped_page(PROJECT)
@@ -89,7 +96,7 @@ def downloads_page(request, access, project):
     hours = int(raw) if raw.isdigit() and int(raw) in STUCK_HOURS else DEFAULT_STUCK_HOURS
     if str(hours) != raw:
         errors = {**errors, "stuck_hours": [f"Choose one of {', '.join(map(str, STUCK_HOURS))} hours."]}
-    built = pages.download_status(access.project, filters, hours)
+    built = pages.download_status(access.project, filters, hours, request.GET.get("csv"))
     return _render(
         request, access, "devices/downloads.html", built, errors, stuck_hours=hours, stuck_choices=STUCK_HOURS
     )
@@ -99,5 +106,5 @@ def downloads_page(request, access, project):
 @require_safe
 def model_dashboard_page(request, access, project, model):
     filters, errors = _filters(request)
-    built = pages.model_comparison(access.model, filters)
+    built = pages.model_comparison(access.model, filters, request.GET.get("csv"))
     return _render(request, access, "devices/model_dashboard.html", built, errors, model=access.model)

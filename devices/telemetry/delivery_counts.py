@@ -1,4 +1,4 @@
-"""``DeliveryRollup`` kept up to date as events are stored, and rebuilt from the stored events.
+"""``DeliveryRollup`` and ``DeliveryTypeRollup`` kept up to date as events are stored, and rebuilt from the stored events.
 
 ``count_delivery`` is called in the transaction that stores a batch of new events: device reports
 (``events.record_events``) and the server's assignment changes (check-in), which are the offers. An install is
@@ -16,7 +16,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from devices.core.failure_reasons import delay_bucket, failure_reason
-from devices.models import DELAY_COLUMNS, DeliveryRollup, Device, DeviceEvent
+from devices.models import DELAY_COLUMNS, DeliveryCounts, DeliveryRollup, DeliveryTypeRollup, Device, DeviceEvent
 
 T = DeviceEvent.Type
 # Keyed by the stored value (a TextChoices member is the str it stands for), as rollups.COUNTED_TYPES is.
@@ -80,35 +80,57 @@ def count_delivery(device, events: list[DeviceEvent]) -> None:
     add(device, increments(events, _offers(device.pk, installs)))
 
 
-COUNTS: list[str] = [
-    str(f.column)
-    for f in DeliveryRollup._meta.concrete_fields
-    if f.name not in ("id", "project", "day", "model", "version", "device_type", "region", "app_version")
-]
+COUNTS: list[str] = [str(f.column) for f in DeliveryCounts._meta.fields]
 KEY = ["day", "version_id", "device_type_id", "region", "app_version"]
+TYPE_KEY = ["day", "version_id", "device_type_id"]  # DeliveryTypeRollup: summed over regions and app versions
 
 
 def add(device, groups: dict[tuple, dict[str, float]]) -> None:
-    """Add each group's counts to its row, creating the rows missing, in one statement (an upsert that adds:
-    ``INSERT ... ON CONFLICT DO UPDATE SET n = n + EXCLUDED.n``); rows in key order, so concurrent batches lock
-    them in the same order."""
+    """Add each group's counts to its rows of both tables (DeliveryRollup, DeliveryTypeRollup), creating the rows
+    missing, in one statement per table (an upsert that adds: ``INSERT ... ON CONFLICT DO UPDATE SET n = n +
+    EXCLUDED.n``); rows in key order, so concurrent batches lock them in the same order."""
     if not groups:
         return
-    table = DeliveryRollup._meta.db_table
-    columns = ["project_id", "model_id", *KEY, *COUNTS]
-    values: list[Any] = []
-    for (day, model_id, version_id), counts in sorted(groups.items()):
-        values += [device.project_id, model_id, day, version_id, device.device_type_id, device.region]
-        values += [device.app_version, *[_typed(name, counts.get(name, 0)) for name in COUNTS]]
+    ordered = sorted(groups.items())
+    type_id, region, app = device.device_type_id, device.region, device.app_version
+    rows = [
+        [device.project_id, model_id, day, version_id, type_id, region, app, *_counts(c)]
+        for (day, model_id, version_id), c in ordered
+    ]
+    _upsert(DeliveryRollup._meta.db_table, KEY, rows)
+    # One device per batch: its (day, version) groups are distinct rows of the coarser table too.
+    _upsert(DeliveryTypeRollup._meta.db_table, TYPE_KEY, [row[:5] + row[7:] for row in rows])
+
+
+def _counts(counts: dict[str, float]) -> list[Any]:
+    return [_typed(name, counts.get(name, 0)) for name in COUNTS]
+
+
+def _upsert(table: str, key: list[str], rows: list[list[Any]]) -> None:
     q = connection.ops.quote_name
+    columns = ["project_id", "model_id", *key, *COUNTS]
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     sql = (
-        f"INSERT INTO {q(table)} AS r ({', '.join(map(q, columns))}) VALUES {', '.join([row] * len(groups))} "
-        f"ON CONFLICT ({', '.join(map(q, KEY))}) DO UPDATE SET "
+        f"INSERT INTO {q(table)} AS r ({', '.join(map(q, columns))}) VALUES {', '.join([row] * len(rows))} "
+        f"ON CONFLICT ({', '.join(map(q, key))}) DO UPDATE SET "
         + ", ".join(f"{q(c)} = r.{q(c)} + EXCLUDED.{q(c)}" for c in COUNTS)
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(sql, [value for values in rows for value in values])
+
+
+def sum_per_type(project_id: int) -> None:
+    """Write a project's DeliveryTypeRollup rows as its DeliveryRollup rows summed, in SQL: what counting the
+    events batch by batch leaves (tests/devices/test_delivery_counts.py); for filling an empty table fast."""
+    q = connection.ops.quote_name
+    key = ["project_id", "model_id", *TYPE_KEY]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {q(DeliveryTypeRollup._meta.db_table)} ({', '.join(map(q, [*key, *COUNTS]))}) "
+            f"SELECT {', '.join(map(q, key))}, {', '.join(f'SUM({q(c)})' for c in COUNTS)} "
+            f"FROM {q(DeliveryRollup._meta.db_table)} WHERE project_id = %s GROUP BY {', '.join(map(q, key))}",
+            [project_id],
+        )
 
 
 def _typed(name: str, value: float) -> Any:
@@ -118,11 +140,13 @@ def _typed(name: str, value: float) -> Any:
 def rebuild(project_ids: list[int] | None = None) -> int:
     """Delete the rollup rows and count every stored event again, device by device, in the order they happened.
     Returns how many devices were counted. Holds each device's row lock while counting it, as ingestion does."""
-    rollups = DeliveryRollup.objects.all()
+    rollups, per_type = DeliveryRollup.objects.all(), DeliveryTypeRollup.objects.all()
     devices = Device.objects.order_by("pk")
     if project_ids is not None:
         rollups, devices = rollups.filter(project_id__in=project_ids), devices.filter(project_id__in=project_ids)
+        per_type = per_type.filter(project_id__in=project_ids)
     rollups.delete()
+    per_type.delete()
     counted = 0
     for device in devices.iterator():
         with transaction.atomic():

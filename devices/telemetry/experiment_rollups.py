@@ -18,7 +18,7 @@ from console.models import CompatibilityResult, ModelVersion
 from devices.core.experiment_assign import IN_ARM, OUTSIDE, ExperimentPlan, assign
 from devices.delivery.cache import running_experiments
 from devices.models import DeviceEvent, ExperimentEnrollment, ExperimentRollup
-from devices.telemetry.rollups import Group, add_to_row
+from devices.telemetry.rollups import Group, KeyedGroup, add_to_rows
 
 
 def device_config(device) -> dict[str, Any]:
@@ -99,6 +99,8 @@ def count_events(device, events: Iterable[DeviceEvent]) -> None:
     )
     groups, enrollments = arm_groups(device, events, plans, runnable.__contains__)
     ExperimentEnrollment.objects.bulk_create(enrollments, ignore_conflicts=True)
-    for (experiment_id, arm_id, day, type_id, region), group in sorted(groups.items()):
-        key = {"arm_id": arm_id, "day": day, "device_type_id": type_id, "region": region}
-        add_to_row(ExperimentRollup, key, {"experiment_id": experiment_id}, group)
+    rows: list[KeyedGroup] = [
+        ({"arm_id": arm_id, "day": day, "device_type_id": type_id, "region": region}, {"experiment_id": e_id}, g)
+        for (e_id, arm_id, day, type_id, region), g in groups.items()
+    ]
+    add_to_rows(ExperimentRollup, rows, {})

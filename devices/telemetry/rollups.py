@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from devices.models import DailyRollup, Device, DeviceEvent
@@ -56,6 +56,15 @@ METRIC_FIELDS = [
     "feedback_count",
     "feedback_correct",
 ]
+# Every column ``event_increments`` adds to (the rollup models hold some or all of them).
+COUNTED_FIELDS = {
+    *METRIC_FIELDS,
+    "latency_count",
+    "latency_p50_weighted",
+    "latency_p90_weighted",
+    "accuracy_count",
+    "accuracy_weighted",
+}
 _FLOAT_FIELDS = {"latency_sum", "latency_sum_sq", "latency_p50_weighted", "latency_p90_weighted", "accuracy_weighted"}
 
 
@@ -129,10 +138,67 @@ def daily_groups(device, events: Iterable[DeviceEvent]) -> dict[tuple, Group]:
 
 def count_events(device: Device, events: Iterable[DeviceEvent]) -> None:
     """Add ``events`` (new ones only) to their rollup rows; call inside the transaction that stores them."""
-    # Sorted, so concurrent batches lock rollup rows in the same order.
-    for (day, model_id, version_id, type_id, region), group in sorted(daily_groups(device, events).items()):
-        key = {"day": day, "version_id": version_id, "device_type_id": type_id, "region": region}
-        add_to_row(DailyRollup, key, {"project_id": device.project_id, "model_id": model_id}, group)
+    rows = [
+        ({"day": day, "version_id": version_id, "device_type_id": type_id, "region": region}, {"model_id": model_id}, g)
+        for (day, model_id, version_id, type_id, region), g in daily_groups(device, events).items()
+    ]
+    add_to_rows(DailyRollup, rows, {"project_id": device.project_id})
+
+
+KeyedGroup = tuple[dict[str, Any], dict[str, Any], Group]  # the row's key, its other columns when created, what to add
+
+
+def add_to_rows(model, rows: list[KeyedGroup], common: dict[str, Any]) -> None:
+    """Add each group to its ``model`` row in three statements whatever the number of rows (a batch touches one
+    row per day and version: two statements per row made the events endpoint slow).
+
+    1. create the missing rows, empty (``ON CONFLICT DO NOTHING``: a concurrent batch may create them too);
+    2. lock them all, in key order, so concurrent batches lock in the same order, and read their sketches;
+    3. one upsert (every row exists by now: an update) adding the counts in SQL and writing the sketches merged
+       under the lock. Sketches only add up in Python, hence they are read, merged and written back.
+    """
+    if not rows:
+        return
+    key_names = list(rows[0][0])
+    ordered = sorted(rows, key=lambda row: tuple(row[0].values()))
+    model.objects.bulk_create([model(**key, **extra, **common) for key, extra, _ in ordered], ignore_conflicts=True)
+    match = Q()
+    for key, _, _ in ordered:
+        match |= Q(**key)
+    current = {
+        tuple(found[:-1]): found[-1]
+        for found in model.objects.select_for_update()
+        .filter(match)
+        .order_by(*key_names)
+        .values_list(*key_names, "latency_sketch")
+    }
+    counted = [f.name for f in model._meta.concrete_fields if f.name in COUNTED_FIELDS]
+    extra_names = [*ordered[0][1], *common]
+    values: list[Any] = []
+    for key, extra, group in ordered:
+        sketch = current[tuple(key.values())]
+        if group.latencies or not sketch:  # a created row gets its (maybe empty) sketch
+            sketch = sketches.add(sketch or None, group.latencies)
+        values += [
+            *key.values(),
+            *extra.values(),
+            *common.values(),
+            *[_typed(name, group.counts.get(name, 0.0)) for name in counted],
+            sketch,
+        ]
+    names = [*key_names, *extra_names, *counted, "latency_sketch"]
+    columns = [model._meta.get_field(name).column for name in names]
+    keys, added = columns[: len(key_names)], columns[len(key_names) + len(extra_names) : -1]
+    q = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    sql = (
+        f"INSERT INTO {q(model._meta.db_table)} AS r ({', '.join(map(q, columns))}) "
+        f"VALUES {', '.join([row] * len(ordered))} ON CONFLICT ({', '.join(map(q, keys))}) DO UPDATE SET "
+        + ", ".join(f"{q(c)} = r.{q(c)} + EXCLUDED.{q(c)}" for c in added)
+        + f", {q('latency_sketch')} = EXCLUDED.{q('latency_sketch')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
 
 
 def add_to_row(model, key: dict[str, Any], extra: dict[str, Any], group: Group) -> None:

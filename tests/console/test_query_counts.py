@@ -213,6 +213,10 @@ PAGES = [
     ("overview", "/p/kiosk/overview/", 17),
     ("download status", "/p/kiosk/downloads/", 10),
     ("versions compared", "/p/kiosk/m/{model}/dashboard/", 13),
+    # A chart's CSV builds that chart alone: its one query beside the session's and the role check's.
+    ("overview chart CSV", "/p/kiosk/overview/?csv=funnel", 4),
+    ("download status CSV", "/p/kiosk/downloads/?csv=download_status", 4),
+    ("versions compared CSV", "/p/kiosk/m/{model}/dashboard/?csv=latency_ratio", 6),  # + the model, its versions
 ]
 
 

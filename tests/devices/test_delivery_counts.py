@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.forms.models import model_to_dict
 
 from devices.core.failure_reasons import failure_reason, median_from_buckets
-from devices.models import DeliveryRollup, Device, DeviceEvent
+from devices.models import DeliveryCounts, DeliveryRollup, DeliveryTypeRollup, Device, DeviceEvent
 from devices.rules import services as rules_services
 from devices.telemetry.events import record_events
 from tests.devices.fleet_helpers import checkin, device_client, enroll
@@ -31,6 +31,24 @@ def rows() -> list[dict]:
         ({k: v for k, v in model_to_dict(r).items() if k != "id"} for r in DeliveryRollup.objects.all()),
         key=lambda row: (row["day"], row["version"], row["device_type"], row["region"], row["app_version"]),
     )
+
+
+def type_rows() -> list[dict]:
+    return sorted(
+        ({k: v for k, v in model_to_dict(r).items() if k != "id"} for r in DeliveryTypeRollup.objects.all()),
+        key=lambda row: (row["day"], row["version"], row["device_type"]),
+    )
+
+
+def fine_rows_summed() -> list[dict]:
+    """DeliveryRollup rows summed over regions and app versions: what DeliveryTypeRollup must hold."""
+    sums: dict[tuple, dict] = {}
+    for row in rows():
+        key = (row["day"], row["version"], row["device_type"])
+        total = sums.setdefault(key, {k: row[k] for k in ("project", "model", "day", "version", "device_type")})
+        for field in DeliveryCounts._meta.fields:
+            total[field.name] = total.get(field.name, 0) + row[field.name]
+    return [sums[key] for key in sorted(sums)]
 
 
 @pytest.fixture
@@ -67,6 +85,10 @@ def test_checkin_offer_and_reports__are_counted_by_app_version_reason_and_delay(
     assert (mine.offered, mine.download_failed, mine.failed_checksum, mine.install_succeeded) == (1, 1, 1, 1)
     assert mine.installed_within_1h == 1 and mine.installed_within_15m == 0
     assert (theirs.offered, theirs.failed_network, theirs.install_succeeded) == (1, 1, 0)
+    # Both devices are of one type: the unfiltered dashboards' table holds their sum.
+    (both,) = DeliveryTypeRollup.objects.all()
+    assert (both.offered, both.download_failed, both.failed_checksum, both.failed_network) == (2, 2, 1, 1)
+    assert type_rows() == fine_rows_summed()
 
 
 def test_rebuild_rollups__gives_the_rows_ingestion_kept(offered, ready_v1):
@@ -87,12 +109,13 @@ def test_rebuild_rollups__gives_the_rows_ingestion_kept(offered, ready_v1):
                 "stats": {"count": 10, "latency_ms_p50": 3},
             },
         )
-    kept = rows()
+    kept, kept_per_type = rows(), type_rows()
     assert sum(row["failed_disk_space"] for row in kept) == 2
 
     call_command("rebuild_rollups")
 
     assert rows() == kept
+    assert type_rows() == kept_per_type == fine_rows_summed()
 
 
 def test_rebuild_rollups__unknown_project__changes_nothing_and_says_so(offered):
@@ -125,7 +148,7 @@ def test_median_from_buckets__interpolates_inside_the_middle_bucket():
 
 def test_bulk_rows__equal_what_ingestion_keeps(offered, ready_v1):
     """The bench's fast fill (bulk_rows over stored events) leaves the rows that batch-by-batch counting left."""
-    from devices.telemetry.delivery_counts import bulk_rows
+    from devices.telemetry.delivery_counts import bulk_rows, sum_per_type
 
     first, second = offered
     offer_at = DeviceEvent.objects.get(device=first, type="assignment_changed").at
@@ -138,10 +161,13 @@ def test_bulk_rows__equal_what_ingestion_keeps(offered, ready_v1):
             {"type": "install_succeeded", "version_id": ready_v1.pk, "at": at},
             {"type": "inference_stats", "version_id": ready_v1.pk, "at": at, "stats": {"count": 7, "accuracy": 0.5}},
         )
-    kept = rows()
+    kept, kept_per_type = rows(), type_rows()
     events = {device: list(device.events.filter(version__isnull=False)) for device in (first, second)}
 
     DeliveryRollup.objects.all().delete()
+    DeliveryTypeRollup.objects.all().delete()
     DeliveryRollup.objects.bulk_create(bulk_rows(first.project_id, events))
+    sum_per_type(first.project_id)
 
     assert rows() == kept
+    assert type_rows() == kept_per_type
