@@ -33,11 +33,12 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bench.checkin import admin_url, bench_url, run_sql  # noqa: E402 - the database helpers the benches share
 
 MODELS, VERSIONS_PER_MODEL, DAYS, APP_VERSIONS = 3, 4, 90, ("2.1.0", "2.2.0", "2.3.1", "3.0.0", "3.1.0")
 REGIONS = ("DE", "FR", "US", "GB", "JP", "IN", "BR", "CA", "AU", "ES", "IT", "NL", "SE", "PL", "MX", "KR", "SG",
@@ -55,23 +56,6 @@ MIX = (
 REASONS = ("download incomplete after 3 attempts", "sha256 mismatch", "signature does not verify",
            "No space left on device", "cancelled by the user")  # fmt: skip
 BATCH = 100  # devices.agent.delivery.EVENT_BATCH_SIZE
-
-
-def admin_url(database_url: str) -> str:
-    parts = urlsplit(database_url)
-    return urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
-
-
-def bench_url(database_url: str, name: str) -> str:
-    parts = urlsplit(database_url)
-    return urlunsplit(("postgres", parts.netloc, f"/{name}", "", ""))
-
-
-def run_sql(url: str, sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
-        conn.execute(sql)
 
 
 def seed_catalog(slug: str, owner):
