@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from console.errors import Refused
@@ -417,6 +418,12 @@ def approvers_of(rollout: Rollout) -> Iterable[str]:
     return list(members.values_list("user__email", flat=True))
 
 
+def approval_url(rollout: Rollout) -> str:
+    """The approval page's absolute address; SITE_URL says where people reach the console (mail has no request)."""
+    path = reverse("rollout-approval", args=[rollout.project.slug, rollout.model.name, rollout.pk])
+    return settings.SITE_URL.rstrip("/") + path
+
+
 def _notify_approvers(rollout: Rollout) -> None:
     recipients = list(approvers_of(rollout))
     if not recipients:
@@ -427,7 +434,8 @@ def _notify_approvers(rollout: Rollout) -> None:
     body = (
         f"{proposer or 'Someone'} asks for approval of rollout {rollout.pk} of {rollout.model.name} "
         f"version {rollout.version.number} in stages {stages}.\n"
-        f"Open the rollout in the console to review its compatibility, benchmarks and plan, then approve or reject it."
+        "Review its compatibility, benchmarks and plan, then approve or reject it:\n"
+        f"{approval_url(rollout)}"
     )
     sender = getattr(settings, "DEFAULT_FROM_EMAIL", None)
     # After commit: a refused or rolled-back submit sends nothing.

@@ -60,6 +60,9 @@ def test_lifecycle__propose_submit_approve_start_pause_resume_rollback(
     assert rollout.state == Rollout.State.PENDING_APPROVAL
     assert [m.to for m in mail.outbox] == [["amy@example.com"]]
     assert f"rollout {rollout.pk}" in mail.outbox[0].subject
+    # The mail links the approval page, at the address people reach the console by.
+    link = f"http://127.0.0.1:8000/p/{rollout.project.slug}/m/{rollout.model.name}/rollouts/{rollout.pk}/approval/"
+    assert mail.outbox[0].body.endswith(link)
     rollout = services.approve_rollout(
         rollout=rollout, user=approver, comment="looks good", fingerprint=rollout.fingerprint
     )
