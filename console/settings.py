@@ -227,7 +227,6 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    "console.staticfiles.PlotlyFinder",  # plotly.js from the plotly wheel itself: charts never need a CDN
 ]
 # Files browsers ask for at the site's root (/favicon.ico).
 WHITENOISE_ROOT = BASE_DIR / "static" / "root"

@@ -1,14 +1,16 @@
 // Version page: live job status without reloading, and the operator chart.
-document.addEventListener("DOMContentLoaded", function () {  // after plotly.js, deferred behind this file
+document.addEventListener("DOMContentLoaded", function () {  // charts when plotly.js arrives (static/js/charts.js)
   const chart = document.getElementById("op-chart");
-  if (chart && window.Plotly) {
+  if (chart) {
     const histogram = JSON.parse(chart.dataset.histogram || "{}");
     const ops = Object.keys(histogram);
-    Plotly.newPlot(chart, [{ type: "bar", orientation: "h", y: ops, x: ops.map((k) => histogram[k]),
-      marker: { color: "#3b6ea5" } }],
-      { margin: { l: 200, r: 20, t: 10, b: 40 }, height: Math.max(200, 22 * ops.length + 60),
-        yaxis: { autorange: "reversed" }, xaxis: { title: { text: "nodes" }, dtick: 1, rangemode: "tozero" } },
-      { displayModeBar: false, responsive: true });
+    whenPlotly(function () {
+      Plotly.newPlot(chart, [{ type: "bar", orientation: "h", y: ops, x: ops.map((k) => histogram[k]),
+        marker: { color: "#3b6ea5" } }],
+        { margin: { l: 200, r: 20, t: 10, b: 40 }, height: Math.max(200, 22 * ops.length + 60),
+          yaxis: { autorange: "reversed" }, xaxis: { title: { text: "nodes" }, dtick: 1, rangemode: "tozero" } },
+        { displayModeBar: false, responsive: true });
+    });
   }
 
   const card = document.getElementById("job-card");
@@ -45,9 +47,9 @@ document.addEventListener("DOMContentLoaded", function () {  // after plotly.js,
 });
 
 // Size-versus-latency chart of the variants, coloured by accuracy, the chosen one marked.
-document.addEventListener("DOMContentLoaded", function () {  // after plotly.js, deferred behind this file
+document.addEventListener("DOMContentLoaded", function () {
   const chart = document.getElementById("variants-chart");
-  if (!chart || !window.Plotly) return;
+  if (!chart) return;
   const data = JSON.parse(chart.dataset.variants || "{}");
   const points = data.points || [];
   if (!points.length) { chart.hidden = true; return; }
@@ -69,9 +71,11 @@ document.addEventListener("DOMContentLoaded", function () {  // after plotly.js,
       color: withAccuracy.length ? points.map((p) => (p.accuracy === null || p.accuracy === undefined ? 0 : 100 * p.accuracy)) : "#3b6ea5",
       colorscale: "Viridis", showscale: withAccuracy.length > 0, colorbar: { title: { text: "accuracy %" } } },
   };
-  Plotly.newPlot(chart, [trace], { height: 380, margin: { l: 60, r: 20, t: 10, b: 50 },
-    xaxis: { title: { text: "file size (KB)" } }, yaxis: { title: { text: "median latency, 1 thread (ms)" } } },
-    { displayModeBar: false, responsive: true });
+  whenPlotly(function () {
+    Plotly.newPlot(chart, [trace], { height: 380, margin: { l: 60, r: 20, t: 10, b: 50 },
+      xaxis: { title: { text: "file size (KB)" } }, yaxis: { title: { text: "median latency, 1 thread (ms)" } } },
+      { displayModeBar: false, responsive: true });
+  });
 });
 
 // The choices last queued from each form on this page stay selected across the reloads that follow the job,

@@ -32,7 +32,7 @@ def test_every_page__asks_only_the_console_and_logs_no_error(browser_page, live_
         f"/p/{project.slug}/m/{model.name}/dashboard/",
         "/api/docs/",
     ]
-    timings = {}
+    timings, charted = {}, {}
     for path in pages:
         response = page.goto(live_server.url + path, wait_until="networkidle")
         assert response.status == 200, path
@@ -40,8 +40,22 @@ def test_every_page__asks_only_the_console_and_logs_no_error(browser_page, live_
             "[performance.getEntriesByName('first-contentful-paint')[0]?.startTime,"
             " performance.getEntriesByType('navigation')[0].loadEventEnd]"
         )
+        # When plotly.js was fetched (ms from the navigation's start), and when the page's load event began.
+        plotly = page.evaluate(
+            """() => {
+              const entry = performance.getEntriesByType('resource').find(r => r.name.includes('/vendor/plotly/'));
+              const drawn = performance.getEntriesByName('charts-drawn').length > 0;
+              return entry && [entry.startTime, performance.getEntriesByType('navigation')[0].loadEventStart, drawn];
+            }"""
+        )
+        if plotly:
+            charted[path] = plotly
         page.screenshot(path=str(ARTIFACTS / f"offline{path.replace('/', '_') or '_home'}.png"), full_page=True)
 
     assert watch.foreign == []
     assert watch.errors == []
+    # Charts never hold a page's load: plotly.js is fetched after the load event, then the charts are drawn.
+    version_page = f"/p/{project.slug}/m/{model.name}/v/{version.number}/"
+    assert version_page in charted
+    assert all(fetched >= loaded and drawn for fetched, loaded, drawn in charted.values()), charted
     print("first paint / load event (ms, loopback):", timings)

@@ -67,7 +67,7 @@ def test_pages__version_page_shows_matrix_and_facts(signed_in, project, model, t
     jetson = version.compatibility.get(device_type__slug="jetson-orin").placement
     assert jetson["on_accelerator"] == jetson["nodes"] > 0
     assert f"{jetson['nodes']} of {jetson['nodes']} nodes on CUDA" in body
-    assert "/static/vendor/plotly/plotly.min." in body
+    assert "/static/vendor/plotly/plotly-basic.min." in body
 
 
 def test_project_and_version_pages__queued_check_with_no_worker__say_it_waits_for_a_worker(

@@ -207,5 +207,5 @@ def test_rules_page__default_version_and_funnel_chart(teammate, enrolled, model,
 
     text = client.get(RULES).content.decode()
 
-    assert "/static/vendor/plotly/plotly.min." in text
+    assert "/static/vendor/plotly/plotly-basic.min." in text
     assert '"label": "digit-classifier v1"' in text

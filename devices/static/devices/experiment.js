@@ -2,7 +2,8 @@
 (function () {
   document.querySelectorAll("[data-figure]").forEach(function (chart) {
     const figure = JSON.parse(document.getElementById(chart.dataset.figure).textContent);
-    if (!window.Plotly) return;
-    Plotly.newPlot(chart, figure.data, figure.layout, { displayModeBar: false, responsive: true });
+    whenPlotly(function () {
+      Plotly.newPlot(chart, figure.data, figure.layout, { displayModeBar: false, responsive: true });
+    });
   });
 })();

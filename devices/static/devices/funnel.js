@@ -2,7 +2,7 @@
 (function () {
   document.querySelectorAll("[data-funnel]").forEach(function (chart) {
     const rows = JSON.parse(document.getElementById(chart.dataset.funnel).textContent);
-    if (!window.Plotly || !rows.length) return;
+    if (!rows.length) return;
     const steps = [
       ["download_started", "download started", "#9fb7d3"],
       ["download_completed", "download completed", "#3b6ea5"],
@@ -15,9 +15,11 @@
     const traces = steps.map(([key, name, color]) => ({
       type: "bar", name: name, x: labels, y: rows.map((r) => r[key] || 0), marker: { color: color },
     }));
-    Plotly.newPlot(chart, traces,
-      { barmode: "group", height: 280, margin: { l: 50, r: 10, t: 10, b: 60 }, legend: { orientation: "h" },
-        yaxis: { title: { text: "events" }, rangemode: "tozero" } },
-      { displayModeBar: false, responsive: true });
+    whenPlotly(function () {
+      Plotly.newPlot(chart, traces,
+        { barmode: "group", height: 280, margin: { l: 50, r: 10, t: 10, b: 60 }, legend: { orientation: "h" },
+          yaxis: { title: { text: "events" }, rangemode: "tozero" } },
+        { displayModeBar: false, responsive: true });
+    });
   });
 })();

@@ -5,7 +5,7 @@
     const rows = data.rows;
     const started = rows.filter((r) => r.started_at);
     const planned = rows.filter((r) => r.earliest_start);
-    if (!window.Plotly || !started.length) {
+    if (!started.length) {
       chart.textContent = "Not started yet: the chart appears once the first stage starts.";
       chart.className = "muted";
       return;
@@ -27,9 +27,11 @@
         y: [last.percent].concat(planned.map((r) => r.percent)),
       });
     }
-    Plotly.newPlot(chart, traces,
-      { height: 260, margin: { l: 50, r: 10, t: 10, b: 40 }, legend: { orientation: "h" },
-        yaxis: { title: { text: "% of targeted devices" }, range: [0, 105] } },
-      { displayModeBar: false, responsive: true });
+    whenPlotly(function () {
+      Plotly.newPlot(chart, traces,
+        { height: 260, margin: { l: 50, r: 10, t: 10, b: 40 }, legend: { orientation: "h" },
+          yaxis: { title: { text: "% of targeted devices" }, range: [0, 105] } },
+        { displayModeBar: false, responsive: true });
+    });
   });
 })();
