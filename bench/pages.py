@@ -5,8 +5,9 @@
 It makes a dedicated PostgreSQL database (dropped at the end; DATABASE_URL names the server), migrates it, collects
 the static files (hashed, compressed: what whitenoise serves in production) and seeds the demo project as ``make
 run`` does (``seed_demo``: the demo model checked, its Android variant, a rule and 24 devices reporting). The
-console runs under gunicorn with DEBUG off. Debian's Chromium (Playwright) signs in once, then opens each page in a
-fresh browser context: an empty cache, so every page is a first load, with its CSS and scripts fetched too.
+console runs under gunicorn with DEBUG off, each worker warmed by one request per page. Debian's Chromium
+(Playwright) signs in once, then opens each page in a fresh browser context: an empty cache, so every page is a
+first load for the browser, with its CSS and scripts fetched too.
 
 Per page, medians over the rounds (the browser's own Navigation Timing, from the start of the navigation):
 
@@ -105,6 +106,11 @@ def measure(base: str, pages: list[str], rounds: int, password: str) -> list[dic
             page.click("button[type=submit]")
             page.wait_for_load_state("load")
             session = signing.storage_state()  # the session cookie only: every context below starts uncached
+            # A server that has been up a while: each gunicorn worker has answered each page once (a worker's very
+            # first request imports and compiles what it needs). The browser's cache stays empty.
+            for path in pages:
+                for _ in range(machinery.WORKERS):
+                    signing.request.get(base + path)
             signing.close()
             for _ in range(rounds):
                 for path in pages:
