@@ -20,7 +20,7 @@ from django.db.models import Count, Sum
 from devices.core import experiment_stats as st
 from devices.experiments import verdict
 from devices.experiments.metrics import MEAN, METRICS, Metric
-from devices.models import Experiment, ExperimentArm, ExperimentEnrollment, ExperimentRollup
+from devices.models import Experiment, ExperimentArm, ExperimentArmDayRollup, ExperimentEnrollment, ExperimentRollup
 from devices.telemetry import sketches
 from devices.telemetry.rollups import METRIC_FIELDS
 
@@ -75,7 +75,10 @@ class Results:
 def experiment_results(experiment: Experiment, *, device_type: str = "", region: str = "") -> Results:
     """Everything the dashboard and the results API show, for all devices or one device type and/or region."""
     arms = list(experiment.arms.select_related("version").order_by("position"))
-    rollups = ExperimentRollup.objects.filter(experiment=experiment)
+    # Unfiltered, the per-arm-per-day sums answer alone: the fine rows are many more, each with its own sketch.
+    rollups: Any = (ExperimentRollup if device_type or region else ExperimentArmDayRollup).objects.filter(
+        experiment=experiment
+    )
     enrollments = ExperimentEnrollment.objects.filter(experiment=experiment)
     filters = {}
     if device_type:
