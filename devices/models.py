@@ -549,7 +549,8 @@ class Experiment(models.Model):
     """An A/B(/n) split of a model's targeted devices between versions, sticky per device under its own salt.
 
     Arms are ``ExperimentArm`` rows (the first by position is control); their weights are basis points of the
-    targeted devices and add up to ``traffic_bp``. Results come from ``ExperimentRollup`` rows only.
+    targeted devices and add up to ``traffic_bp``. Results come from rollup rows only (``ExperimentRollup``,
+    ``ExperimentArmDayRollup``) and enrollments.
     """
 
     class State(models.TextChoices):
