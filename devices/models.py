@@ -549,7 +549,8 @@ class Experiment(models.Model):
     """An A/B(/n) split of a model's targeted devices between versions, sticky per device under its own salt.
 
     Arms are ``ExperimentArm`` rows (the first by position is control); their weights are basis points of the
-    targeted devices and add up to ``traffic_bp``. Results come from ``ExperimentRollup`` rows only.
+    targeted devices and add up to ``traffic_bp``. Results come from rollup rows only (``ExperimentRollup``,
+    ``ExperimentArmDayRollup``) and enrollments.
     """
 
     class State(models.TextChoices):
@@ -653,15 +654,10 @@ class ExperimentEnrollment(models.Model):
         return f"{self.device} in {self.experiment}"
 
 
-class ExperimentRollup(models.Model):
-    """An arm's events per day, device type and region: the same sufficient statistics as DailyRollup, counted
-    only for an enrolled device reporting about its arm's version while the experiment runs."""
+class ArmCounts(models.Model):
+    """The sufficient statistics both experiment rollups keep (``ExperimentRollup``, ``ExperimentArmDayRollup``),
+    those of ``DailyRollup``, with a latency sketch (``devices.telemetry.sketches``)."""
 
-    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="rollups")
-    arm = models.ForeignKey(ExperimentArm, on_delete=models.CASCADE, related_name="rollups")
-    day = models.DateField()
-    device_type = models.ForeignKey(DeviceType, on_delete=models.CASCADE, related_name="+")
-    region = models.CharField(max_length=2, blank=True)
     download_started = models.PositiveIntegerField(default=0)
     download_completed = models.PositiveIntegerField(default=0)
     download_failed = models.PositiveIntegerField(default=0)
@@ -678,6 +674,21 @@ class ExperimentRollup(models.Model):
     feedback_correct = models.BigIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class ExperimentRollup(ArmCounts):
+    """An arm's events per day, device type and region: the same sufficient statistics as DailyRollup, counted
+    only for an enrolled device reporting about its arm's version while the experiment runs. What results read
+    when filtered by device type or region."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="rollups")
+    arm = models.ForeignKey(ExperimentArm, on_delete=models.CASCADE, related_name="rollups")
+    day = models.DateField()
+    device_type = models.ForeignKey(DeviceType, on_delete=models.CASCADE, related_name="+")
+    region = models.CharField(max_length=2, blank=True)
+
+    class Meta:
         ordering = ["day", "arm"]
         constraints = [
             models.UniqueConstraint(
@@ -688,6 +699,24 @@ class ExperimentRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.arm} {self.device_type} {self.region}"
+
+
+class ExperimentArmDayRollup(ArmCounts):
+    """``ExperimentRollup`` summed over device types and regions, with one merged sketch: per arm and day, what
+    unfiltered results (the dashboard, the API, guardrails) read. Fine rows are one per arm, day, device type
+    and region (thousands per experiment): sending and merging all their sketches was most of a results page.
+    Written in the same transaction as ``ExperimentRollup`` (``devices.telemetry.experiment_rollups``)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="+")
+    arm = models.ForeignKey(ExperimentArm, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["arm", "day"], name="one_experiment_arm_day_rollup")]
+        indexes = [models.Index(fields=["experiment", "day"], name="experiment_arm_day_rollup_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.arm}"
 
 
 # -- dashboards ----------------------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from django.db import transaction
 
 from devices.delivery.cache import running_experiments
-from devices.models import DailyRollup, DeviceEvent, ExperimentEnrollment, ExperimentRollup
+from devices.models import DailyRollup, DeviceEvent, ExperimentArmDayRollup, ExperimentEnrollment, ExperimentRollup
 from devices.telemetry import sketches
-from devices.telemetry.experiment_rollups import arm_groups, runnable_versions
+from devices.telemetry.experiment_rollups import arm_day_groups, arm_groups, runnable_versions
 from devices.telemetry.rollups import Group, add_to_row, daily_groups
 
 BATCH = 2000
@@ -20,10 +20,7 @@ BATCH = 2000
 
 def _merge(into: dict[tuple, Group], groups: Mapping[tuple, Group]) -> None:
     for key, group in groups.items():
-        target = into.setdefault(key, Group())
-        for name, value in group.counts.items():
-            target.counts[name] += value
-        target.latencies.extend(group.latencies)
+        into.setdefault(key, Group()).merge(group)
 
 
 class BulkCounter:
@@ -92,6 +89,12 @@ class BulkCounter:
                 for key in self.per_arm
             },
             self.per_arm,
+        )
+        per_arm_day = arm_day_groups(self.per_arm)
+        _write(
+            ExperimentArmDayRollup,
+            {key: ({"arm_id": key[1], "day": key[2]}, {"experiment_id": key[0]}) for key in per_arm_day},
+            per_arm_day,
         )
 
 

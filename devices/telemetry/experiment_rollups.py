@@ -4,8 +4,9 @@ When a batch arrives, the device's place in each running experiment of the model
 computed again (devices.core.experiment_assign, the same function check-in serves from), so no per-device
 assignment is stored before the device reports. Its first report while an experiment runs writes its
 ``ExperimentEnrollment`` (its arm, or none when its type cannot run every arm: ineligible). An event is counted
-into the arm's ``ExperimentRollup`` only when it is about the arm's version: a device still running what it had
-before it downloaded the arm says nothing about the arm.
+into the arm's ``ExperimentRollup`` (and its sum over device types and regions, ``ExperimentArmDayRollup``) only
+when it is about the arm's version: a device still running what it had before it downloaded the arm says nothing
+about the arm.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from console.models import CompatibilityResult, ModelVersion
 from devices.core.experiment_assign import IN_ARM, OUTSIDE, ExperimentPlan, assign
 from devices.delivery.cache import running_experiments
-from devices.models import DeviceEvent, ExperimentEnrollment, ExperimentRollup
+from devices.models import DeviceEvent, ExperimentArmDayRollup, ExperimentEnrollment, ExperimentRollup
 from devices.telemetry.rollups import Group, KeyedGroup, add_to_rows
 
 
@@ -104,3 +105,20 @@ def count_events(device, events: Iterable[DeviceEvent]) -> None:
         for (e_id, arm_id, day, type_id, region), g in groups.items()
     ]
     add_to_rows(ExperimentRollup, rows, {})
+    add_to_rows(ExperimentArmDayRollup, arm_day_rows(groups), {})
+
+
+def arm_day_groups(groups: Mapping[tuple, Group]) -> dict[tuple, Group]:
+    """``arm_groups``' groups summed over device types and regions: (experiment id, arm id, day) -> group."""
+    summed: dict[tuple, Group] = defaultdict(Group)
+    for (experiment_id, arm_id, day, _, _), group in groups.items():
+        summed[(experiment_id, arm_id, day)].merge(group)
+    return summed
+
+
+def arm_day_rows(groups: Mapping[tuple, Group]) -> list[KeyedGroup]:
+    """The ``ExperimentArmDayRollup`` rows ``arm_groups``' groups add to."""
+    return [
+        ({"arm_id": arm_id, "day": day}, {"experiment_id": experiment_id}, group)
+        for (experiment_id, arm_id, day), group in arm_day_groups(groups).items()
+    ]

@@ -121,6 +121,12 @@ class Group:
         if latency is not None:
             self.latencies.append(latency)
 
+    def merge(self, other: Group) -> None:
+        """Add another group's increments to this one."""
+        for name, value in other.counts.items():
+            self.counts[name] += value
+        self.latencies.extend(other.latencies)
+
     def fields(self, model) -> dict[str, float | int]:
         names = {f.name for f in model._meta.concrete_fields}
         return {name: _typed(name, value) for name, value in self.counts.items() if name in names}

@@ -24,6 +24,7 @@ from devices.models import (
     DeviceType,
     Experiment,
     ExperimentArm,
+    ExperimentArmDayRollup,
     ExperimentRollup,
 )
 from devices.rules import services as rules_services
@@ -168,20 +169,23 @@ def fleet(project, model, owner, django_user_model):
                 position=position,
             )
             if index == 0:
+                # The fine rows (read when filtered) and their sums per arm and day (read by the page as is).
+                sums = {
+                    "latency_n": 10,
+                    "latency_sum": 100.0,
+                    "latency_sum_sq": 1100.0,
+                    "feedback_count": 10,
+                    "feedback_correct": 8,
+                }
+                days = [now.date() - timezone.timedelta(days=day) for day in range(ROWS)]
                 ExperimentRollup.objects.bulk_create(
                     ExperimentRollup(
-                        experiment=experiment,
-                        arm=arm,
-                        day=now.date() - timezone.timedelta(days=day),
-                        device_type=builtin[0],
-                        region="DE",
-                        latency_n=10,
-                        latency_sum=100.0,
-                        latency_sum_sq=1100.0,
-                        feedback_count=10,
-                        feedback_correct=8,
+                        experiment=experiment, arm=arm, day=day, device_type=builtin[0], region="DE", **sums
                     )
-                    for day in range(ROWS)
+                    for day in days
+                )
+                ExperimentArmDayRollup.objects.bulk_create(
+                    ExperimentArmDayRollup(experiment=experiment, arm=arm, day=day, **sums) for day in days
                 )
     return {
         "model": model.name,

@@ -18,9 +18,10 @@ from devices.experiments.guardrails import enforce_guardrails
 from devices.experiments.results import experiment_results
 from devices.experiments.services import stop_arm
 from devices.experiments.tasks import enforce_all_guardrails
-from devices.models import DeviceEvent, ExperimentArm
+from devices.models import DeviceEvent, ExperimentArm, ExperimentArmDayRollup, ExperimentRollup
 from devices.rules import services as rules_services
 from devices.telemetry.bulk import count_bulk
+from tests.conftest import api_client_for
 from tests.devices.experiment_helpers import arm_of, enroll_devices, running_experiment
 from tests.devices.fleet_helpers import ready_version
 
@@ -163,3 +164,44 @@ def test_stopped_arm__its_devices_resolve_by_rules_and_default_again(owner, enro
     facts = DeviceFacts(device.device_id, device.device_type_id, "x86-gateway", "DE", "2.3.1", {})
     outcome = resolve_model(plan, facts)
     assert (outcome.version_id, outcome.resolution) == (control.pk, "default")
+
+
+def test_unfiltered_results__equal_a_filter_every_device_matches__to_the_last_digit(owner, enrollment_key, model, arms):
+    """Unfiltered results read the per-arm-per-day rollups; a device type filter reads the fine ones and sums them
+    over regions: the same figures either way."""
+    control, challenger = arms
+    experiment = running_experiment(
+        model,
+        owner,
+        control,
+        challenger,
+        guardrail_metrics=["accuracy", "install_failure_rate", "inference_error_rate"],
+    )
+    devices = enroll_devices(enrollment_key, 12) + enroll_devices(enrollment_key, 12, prefix="fr", region="FR")
+
+    def draws(mean):
+        def draw(rng):
+            # Whole milliseconds: float sums are then exact in any order, as they are in both tables.
+            return [
+                {
+                    "type": "inference_stats",
+                    "stats": {"count": 10, "errors": 1, "latency_ms_mean": rng.integers(mean, mean + 9)},
+                },
+                {"type": "feedback", "stats": {"prediction": 1, "label": int(rng.random() < 0.8)}},
+                {"type": "install_failed" if rng.random() < 0.1 else "install_succeeded", "stats": {}},
+            ]
+
+        return draw
+
+    _fill(experiment, model, devices, {control.pk: draws(20), challenger.pk: draws(17)}, days=5)
+    assert ExperimentRollup.objects.count() > ExperimentArmDayRollup.objects.count()
+
+    client = api_client_for(owner)
+    url = f"/api/projects/kiosk/models/{model.name}/experiments/{experiment.pk}/results/"
+    everyone = client.get(url).json()
+    gateways = client.get(url, {"device_type": "x86-gateway"}).json()
+
+    assert (everyone.pop("filters"), gateways.pop("filters")) == ({}, {"device_type": "x86-gateway"})
+    assert [s.replace(" on x86-gateway", "") for s in gateways.pop("verdict")] == everyone.pop("verdict")
+    assert gateways == everyone
+    assert everyone["arms"][0]["metrics"][0]["quantiles"]["p50"] is not None
