@@ -52,6 +52,12 @@ def test_every_page__asks_only_the_console_and_logs_no_error(browser_page, live_
             charted[path] = plotly
         page.screenshot(path=str(ARTIFACTS / f"offline{path.replace('/', '_') or '_home'}.png"), full_page=True)
 
+    # The API reference, whose Swagger UI scripts also come after the page's load, is drawn from the schema.
+    page.goto(live_server.url + "/api/docs/", wait_until="load")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "Model delivery console API" in page.inner_text(".swagger-ui .info .title")
+    assert page.locator(".swagger-ui .opblock").count() > 20  # the operations are listed
+
     assert watch.foreign == []
     assert watch.errors == []
     # Charts never hold a page's load: plotly.js is fetched after the load event, then the charts are drawn.
