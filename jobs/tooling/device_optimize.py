@@ -206,6 +206,7 @@ def optimize_for_profile(
                 "lossy": is_lossy(name, cleaned),
                 "latency_ratio": paired["ratio"],
                 "latency_ci": [paired["ci_low"], paired["ci_high"]],
+                "paired_parent_ms": paired["parent_ms"],
                 "vs_parent": summarize(parent_figures, figures, verification, paired),
             }
         )
