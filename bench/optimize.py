@@ -169,6 +169,18 @@ def decide(model: BenchModel, slug: str, objective: str, workdir: Path) -> dict[
         "parent_reasons": result.baseline.get("device_reasons", []),
         "candidates": len(result.rows),
         "candidate_errors": {r["name"]: r["error"][:200] for r in result.rows if "error" in r},
+        # Why each measured candidate was or was not chosen (the chooser's words), to read why a smaller one lost.
+        "decisions": {
+            r["name"]: {
+                "decision": str(r["decision"])[:240],
+                "size_ratio": r["vs_parent"]["size_ratio"],
+                "latency_ratio": _round(r["latency_ratio"], 3),
+                "fidelity": _round(r["fidelity"]),
+                "units": r.get("fidelity_units"),
+            }
+            for r in result.rows
+            if "error" not in r
+        },
         "unverified": result.decision.get("unverified", False),
     }
     chosen = result.chosen_row
@@ -193,7 +205,8 @@ def decide(model: BenchModel, slug: str, objective: str, workdir: Path) -> dict[
         "size_ratio": vs_parent["size_ratio"],
         "latency_ratio": _round(chosen["latency_ratio"]),
         "latency_ci": [_round(v) for v in chosen["latency_ci"]],
-        "parent_latency_ms": result.baseline["latency_ms"],
+        # The parent's time in the chosen row's own paired measurement, as the chooser judged the noise floor.
+        "parent_latency_ms": chosen.get("paired_parent_ms") or result.baseline["latency_ms"],
         "fidelity_metric": chosen["fidelity_metric"],
         "fidelity": _round(chosen["fidelity"]),
         "accuracy_delta_points": vs_parent.get("accuracy_delta_points"),

@@ -74,7 +74,8 @@ def choose_variant(
     - ``lossy``: True for quantized, pruned, SVD and fp16 variants (absent: judged from ``transform``);
     - ``latency_ci``: ``[low, high]`` interval of the variant/parent latency ratio (``paired_latency``'s
       ``ci_low``, ``ci_high``), and ``latency_ratio`` (its ``ratio``, for the reasons' words); without an interval
-      the older tolerance rule applies.
+      the older tolerance rule applies; ``paired_parent_ms``: the parent's time in that same paired measurement,
+      which the noise floor of ``slower_beyond_noise`` is judged on (else the parent's ``latency_ms``).
     Rows without the newer fields are judged as before.
 
     Returns ``{"choice": name or None, "reasons": {name: why picked or not}, "unverified": bool}``; None means keep
@@ -169,7 +170,9 @@ def _rejection(
     interval = candidate.get("latency_ci")
     if interval is not None:
         low, high = interval
-        if slower_beyond_noise(interval, parent["latency_ms"]):
+        # The parent's time measured alongside the candidate when the row has it: a load spike during the
+        # baseline's own runs would otherwise move the noise floor for every candidate (0.01 ms vs 0.12 ms seen).
+        if slower_beyond_noise(interval, candidate.get("paired_parent_ms") or parent["latency_ms"]):
             # A slower variant is never the default pick, whatever it saves in size (measured, not assumed).
             return f"slower than its parent beyond noise ({_interval(candidate, parent)})"
         if objective == "latency" and high >= 1:

@@ -75,9 +75,11 @@ def make_variant(
     workdir: Path,
     budget_points: float | None = None,
     metrics: dict[str, str] | None = None,
+    source_path: Path | None = None,
 ):
     """Run one transform and verify the result against its parent (``metrics``: a fidelity metric chosen per
-    output name, else inferred from each output). Raises TransformError."""
+    output name, else inferred from each output). ``source_path``: the file the transform runs on when it is not
+    the parent (a rewrite of it); the result is still verified against the parent. Raises TransformError."""
     transform = get_transform(transform_name)
     params = {k: v for k, v in params.items() if k != "dataset"}  # datasets come from the console, never a path
     if transform.needs_dataset:
@@ -86,7 +88,7 @@ def make_variant(
         params["dataset"] = str(data_path)
     cleaned = transform.clean(params)
     out = workdir / f"{transform_name}-{len(list(workdir.iterdir()))}{transform.suffix}"
-    report = transform.function(parent_path, out, **cleaned)
+    report = transform.function(source_path or parent_path, out, **cleaned)
     verification = verify_variant(parent_path, out, data_path, budget_points=budget_points, metrics=metrics)
     if not verification["verified"]:
         raise TransformError(f"the {transform_name} variant does not agree with its parent: {verification['reason']}")
@@ -174,12 +176,15 @@ def optimize_for_profile(
     if not result.baseline["runnable_on_device"]:
         # The rewrites that make it runnable come first: without them nothing else can reach the device.
         candidates.insert(0, ("make_runnable", {"profile": profile}))
+    runnable_base: Path | None = None  # the made-runnable rewrite, once it runs on the device type
     for index, (name, params) in enumerate(candidates):
         label = candidate_label(name, params)
+        if runnable_base is not None:
+            label = f"make_runnable + {label}"
         say(10 + int(75 * index / len(candidates)), f"trying {label}")
         try:
             out, report, verification, cleaned, transform = make_variant(
-                name, params, parent_path, data_path, workdir, budget_points, metrics
+                name, params, parent_path, data_path, workdir, budget_points, metrics, source_path=runnable_base
             )
             figures = measure(out, data_path, has_labels, feeds=feeds)
             paired = paired_latency(parent_path, out, feeds=feeds)
@@ -196,7 +201,16 @@ def optimize_for_profile(
             error = own_output_error(name, exc)
             result.rows.append({"name": label, "transform": name, "params": cleaned, "error": error})
             continue
+        if runnable_base is not None and hasattr(report, "log"):
+            # The version's lineage says what its file was made from: the parent's runnable rewrite, not the parent.
+            report.log.insert(0, f"built on make_runnable(for {profile.get('slug')})'s rewrite of the parent")
+            report.details["built_on"] = "make_runnable"
         row = candidate_row(label, figures, verification, profile, variant_facts, figures["size_bytes"])
+        if name == "make_runnable" and row["runnable_on_device"] and transform.suffix == ".onnx":
+            # The parent cannot run there, so the other candidates are built on the rewrite that can (quantizing
+            # the parent would keep what stops it: an IR version, an operator the package lacks), and are still
+            # verified and timed against the parent.
+            runnable_base = out
         # The chooser compares latencies: the side-by-side ratio against the parent, with its interval.
         row["latency_ms"] = result.baseline["latency_ms"] * paired["ratio"]
         row.update(
@@ -206,6 +220,7 @@ def optimize_for_profile(
                 "lossy": is_lossy(name, cleaned),
                 "latency_ratio": paired["ratio"],
                 "latency_ci": [paired["ci_low"], paired["ci_high"]],
+                "paired_parent_ms": paired["parent_ms"],
                 "vs_parent": summarize(parent_figures, figures, verification, paired),
             }
         )

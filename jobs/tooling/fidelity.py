@@ -65,9 +65,13 @@ _SEQUENCE_WORDS = ("ctc", "seq", "char", "token", "text", "rec")
 _SCORE_WORDS = ("prob", "score", "sigmoid", "vad", "speech", "conf")
 
 
-# Metrics that are a share of countable units (rows, decisions, sequences, steps, values): ``compare`` reports the
-# count as ``units``. A share measured on few units says little: 12 of 12 text lines agreeing shows, at 95%
-# confidence, only that at least 80% agree. ``shown_within_budget`` judges the share's one-sided lower bound.
+# Metrics that are a share of countable units (rows, decisions, sequences, steps, values): ``compare`` reports as
+# ``units`` the independent items the share was counted over, the rows (first axis): the steps of one line or the
+# values of one row are judged on the same input and fail together, so counting them one by one would claim a
+# confidence the sample does not give. A share pooled over rows of equal size is the mean of per-row shares in
+# [0, 1], whose variance is at most p(1 - p), so the Wilson bound on the rows is conservative. A share measured on
+# few units says little: 12 of 12 text lines agreeing shows, at 95% confidence, only that at least 80% agree.
+# ``shown_within_budget`` judges the share's one-sided lower bound.
 PROPORTIONS = frozenset(
     ("top1_agreement", "decision_agreement", "step_argmax_agreement", "ctc_decoded_equality", "exact_equality")
 )
@@ -116,7 +120,8 @@ def shown_within_budget(metric: str, value: float, budget_points: float, units: 
     return (
         f"{metric} {value:.4g} on {units} units is too few to show the {budget_points:g}-point budget: at "
         f"{CONFIDENCE:.0%} confidence it shows only {shown:.3g} (needs {budget_words(metric, budget_points)}); "
-        f"attach sample inputs with at least {units_needed(budget_points)} units (rows, sequences or decisions)"
+        f"attach sample inputs with at least {units_needed(budget_points)} units (sample rows: lines, files, "
+        "windows), more where some disagree"
     )
 
 
@@ -258,7 +263,7 @@ def compare(name: str, parent: Any, child: Any, metric: str | None = None) -> di
         return {"metric": SKIP, "skipped": f"{chosen} needs numbers; the output holds strings"}
     if text:
         equal = expected.astype(str) == actual.astype(str)
-        return {"metric": chosen, "value": float(np.mean(equal)), "units": int(equal.size)}
+        return {"metric": chosen, "value": float(np.mean(equal)), "units": _rows(expected)}
     result: dict[str, Any] = {"metric": chosen, **_COMPARERS[chosen](expected, actual)}
     if expected.dtype.kind == "f" or actual.dtype.kind == "f":
         nonfinite = int(np.sum(np.isfinite(expected.astype(np.float64)) & ~np.isfinite(actual.astype(np.float64))))
@@ -323,15 +328,15 @@ def _threshold(expected: np.ndarray) -> float:
 
 def _top1(expected: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
     if expected.ndim < 2:
-        return {"value": float(np.mean(expected == actual)), "units": int(expected.size)}
+        return {"value": float(np.mean(expected == actual)), "units": _rows(expected)}
     equal = np.argmax(expected, axis=-1) == np.argmax(actual, axis=-1)
-    return {"value": float(np.mean(equal)), "units": int(equal.size)}
+    return {"value": float(np.mean(equal)), "units": _rows(expected)}
 
 
 def _decision(expected: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
     threshold = _threshold(expected)
     equal = (expected >= threshold) == (actual >= threshold)
-    return {"value": float(np.mean(equal)), "units": int(equal.size), "threshold": threshold}
+    return {"value": float(np.mean(equal)), "units": _rows(expected), "threshold": threshold}
 
 
 def _maps(expected: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
@@ -366,7 +371,7 @@ def _steps(expected: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def _step_agreement(expected: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
     parent_steps, child_steps = _steps(expected, actual)
-    return {"value": float(np.mean(parent_steps == child_steps)), "units": int(parent_steps.size)}
+    return {"value": float(np.mean(parent_steps == child_steps)), "units": _rows(expected)}
 
 
 def _ctc(expected: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
@@ -378,7 +383,7 @@ def _ctc(expected: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
     equal = [ctc_greedy_decode(p) == ctc_greedy_decode(c) for p, c in zip(parent_steps, child_steps, strict=True)]
     return {
         "value": float(np.mean(equal)),
-        "units": len(equal),
+        "units": _rows(expected),
         "step_argmax_agreement": float(np.mean(parent_steps == child_steps)),
         "blank": 0,
     }
@@ -416,7 +421,12 @@ def _cosine(expected: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
 
 
 def _exact(expected: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
-    return {"value": float(np.mean(expected == actual)), "units": int(expected.size)}
+    return {"value": float(np.mean(expected == actual)), "units": _rows(expected)}
+
+
+def _rows(expected: np.ndarray) -> int:
+    """The independent items a share counts: the rows of the first axis (one for a scalar)."""
+    return int(expected.shape[0]) if expected.ndim else 1
 
 
 _COMPARERS = {

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from onnx import version_converter
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -73,6 +74,10 @@ STATIC_PARAMS = {
     "preprocess": Param(bool),
 }
 _CALIBRATION_BATCH = 32
+# DequantizeLinear takes a per-channel ``axis`` from opset 13; onnxruntime's QDQ quantizer writes the attribute
+# whatever the model's opset, and an opset-11 model (PaddleOCR's exports) then fails to load ("Unrecognized
+# attribute: axis").
+PER_CHANNEL_QDQ_OPSET = 13
 
 
 def quantize_dynamic(
@@ -161,6 +166,9 @@ def quantize_static(
     model = _load_float_model(src)
     specs = graph_inputs(model)
     calibration = as_dataset(dataset, specs)
+    upgraded_from = None
+    if per_channel and quant_format == "qdq":
+        model, upgraded_from = _with_per_channel_opset(model)
     calibration = calibration.head(max_calibration_rows)
     report = TransformReport(
         "quantize_static",
@@ -176,6 +184,10 @@ def quantize_static(
         },
     )
     report.log.append(f"calibrating on {calibration.rows} rows of {calibration.source} ({calibrate_method})")
+    if upgraded_from is not None:
+        report.log.append(
+            f"opset {upgraded_from} converted to {PER_CHANNEL_QDQ_OPSET}: per-channel DequantizeLinear needs its axis"
+        )
     with tempfile.TemporaryDirectory() as workdir, write_atomically(dst) as tmp:
         prepared = _prepare(model, Path(workdir), preprocess, report)
         _call_quantizer(
@@ -198,6 +210,21 @@ def quantize_static(
             hint += "; weights inside If/Loop subgraphs are out of static quantization's reach, use quantize_dynamic"
         _check_something_quantized(tmp, report, hint, op_types)
     return report
+
+
+def _with_per_channel_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int | None]:
+    """``model`` at an opset whose DequantizeLinear takes ``axis`` (converted when older), and the opset it had."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= PER_CHANNEL_QDQ_OPSET:
+        return model, None
+    try:
+        converted = version_converter.convert_version(model, PER_CHANNEL_QDQ_OPSET)
+    except Exception as exc:
+        raise TransformError(
+            f"per-channel QDQ quantization needs opset {PER_CHANNEL_QDQ_OPSET} (DequantizeLinear's axis) and converting "
+            f"this opset-{opset} model failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return converted, opset
 
 
 def _static_extra_options(per_channel: bool, report: TransformReport) -> dict[str, Any]:
@@ -250,15 +277,25 @@ def _prepare(model: onnx.ModelProto, workdir: Path, preprocess: bool, report: Tr
     preprocessed = workdir / "preprocessed.onnx"
     # Symbolic shape inference needs sympy; ONNX shape inference plus ORT's basic optimization still run without it.
     without_sympy = importlib.util.find_spec("sympy") is None
+    skipped = " (symbolic shape inference skipped: sympy is not installed)" if without_sympy else ""
     try:
         # Symbolic shape inference saves "sym_shape_infer_temp.onnx" in the working directory when it cannot infer
         # every shape: keep that in the job's temporary directory (workers are processes, so chdir is safe there).
         with contextlib.chdir(workdir):
             quant_pre_process(str(prepared), str(preprocessed), skip_symbolic_shape=without_sympy)
-    except Exception as exc:  # pre-processing is an optimization: quantize the unprocessed model rather than fail
-        report.log.append(f"pre-processing skipped ({type(exc).__name__}: {exc})")
-        return prepared
-    skipped = " (symbolic shape inference skipped: sympy is not installed)" if without_sympy else ""
+    except Exception as exc:
+        if without_sympy:  # pre-processing is an optimization: quantize the unprocessed model rather than fail
+            report.log.append(f"pre-processing skipped ({type(exc).__name__}: {exc})")
+            return prepared
+        # Symbolic shape inference refuses some exports (an AssertionError on PaddleOCR's); ONNX shape inference
+        # and onnxruntime's basic optimization (BatchNormalization folded into Conv) still help the quantizer.
+        try:
+            with contextlib.chdir(workdir):
+                quant_pre_process(str(prepared), str(preprocessed), skip_symbolic_shape=True)
+        except Exception as retry:  # quantize the unprocessed model rather than fail
+            report.log.append(f"pre-processing skipped ({type(exc).__name__}: {exc}; then {type(retry).__name__})")
+            return prepared
+        skipped = f" (symbolic shape inference skipped: {type(exc).__name__})"
     report.log.append(f"pre-processed: shape inference and basic graph optimization{skipped}")
     return preprocessed
 

@@ -132,6 +132,16 @@ def test_choose_variant__latency__picks_a_variant_faster_beyond_noise():
     }
 
 
+def test_choose_variant__noise_floor__is_judged_on_the_parent_time_of_the_same_paired_measurement():
+    # A tiny model (0.01 ms): 20% slower is 2 µs, the timer's. A load spike during the baseline's own runs
+    # (0.12 ms) must not turn that into "slower beyond noise" for one device type and not another.
+    spiked_parent = {"size_bytes": 1000, "latency_ms": 0.12, "accuracy": None}
+    tiny = measured("int8", size=300, ratio=1.2, ci=(1.12, 1.7), paired_parent_ms=0.011)
+    assert choose_variant(spiked_parent, [tiny], objective="size")["choice"] == "int8"
+    slow = measured("int8", size=300, ratio=1.2, ci=(1.12, 1.7), paired_parent_ms=0.12)
+    assert choose_variant(spiked_parent, [slow], objective="size")["choice"] is None
+
+
 def test_choose_variant__size__a_smaller_variant_slower_beyond_noise_is_refused_within_noise_is_kept():
     slower = measured("int8", size=260, ratio=1.04, ci=(1.01, 1.07))
     noisy = measured("fp16", size=500, ratio=1.03, ci=(0.97, 1.09))

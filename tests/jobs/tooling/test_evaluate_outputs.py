@@ -99,7 +99,8 @@ def test_agreement__metric_chosen_by_the_user__replaces_the_inferred_one(tmp_pat
     rng = np.random.default_rng(1)
     path = save(recognizer(rng.standard_normal((8, 5))), tmp_path / "rec.onnx")
     figures = agreement(path, path, metrics={"out": "step_argmax_agreement"})
-    assert figures["fidelity"]["out"] == {"metric": "step_argmax_agreement", "value": 1.0, "units": 768}
+    # 32 sequences of 24 steps: the units are the 32 independent sequences, not the 768 steps they hold.
+    assert figures["fidelity"]["out"] == {"metric": "step_argmax_agreement", "value": 1.0, "units": 32}
     assert figures["primary_metric"] == "step_argmax_agreement" and figures["inputs_source"] == "generated"
 
 

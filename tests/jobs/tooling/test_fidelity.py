@@ -180,3 +180,12 @@ def test_compare__shares_report_the_units_they_count_and_distances_do_not():
     assert fidelity.compare("scores", logits, logits)["units"] == 6
     embedding = np.linspace(0, 1, 24, dtype=np.float32).reshape(6, 4)
     assert "units" not in fidelity.compare("embedding", embedding, embedding)
+
+
+def test_compare__shares_count_rows_not_the_steps_or_values_inside_a_row():
+    # Steps of one line fail together (one input); counting 4 x 50 steps as 200 independent units would claim a
+    # confidence that 4 lines cannot give.
+    steps = np.eye(3, dtype=np.float32)[RNG.integers(0, 3, (4, 50))]
+    assert fidelity.compare("ctc", steps, steps, "step_argmax_agreement")["units"] == 4
+    assert fidelity.compare("ctc", steps, steps, "ctc_decoded_equality")["units"] == 4
+    assert fidelity.compare("ids", np.zeros((4, 7), np.int64), np.zeros((4, 7), np.int64))["units"] == 4

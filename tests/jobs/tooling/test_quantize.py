@@ -109,6 +109,22 @@ def test_quantize_static__cnn__quantizes_conv_and_gemm(cnn_path, tmp_path):
     assert verify_variant(cnn_path, dst, dataset)["verified"]
 
 
+def test_quantize_static__per_channel_qdq_on_an_opset_11_model__is_converted_to_13_and_loads(cnn_path, tmp_path):
+    # PaddleOCR exports are opset 11, where DequantizeLinear has no axis: the per-channel file failed to load.
+    model = onnx.load(str(cnn_path))
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            entry.version = 11  # Conv, Relu, GlobalAveragePool, Flatten and Gemm mean the same at 11
+    old = tmp_path / "cnn-opset11.onnx"
+    onnx.save(model, str(old))
+    dataset = tmp_path / "images.npz"
+    np.savez(dataset, x=np.random.default_rng(0).standard_normal((32, 1, 8, 8)).astype(np.float32))
+    dst = tmp_path / "cnn_qdq.onnx"
+    report = quantize_static(old, dst, dataset=dataset, per_channel=True, quant_format="qdq")
+    assert any("opset 11 converted to 13" in line for line in report.log)
+    assert verify_variant(old, dst, dataset)["verified"]  # loads and runs in onnxruntime, agrees with its parent
+
+
 def test_quantize_dynamic__bad_parameter__is_refused_before_any_work(mlp_path, tmp_path):
     with pytest.raises(TransformError, match="weight_type='int4' must be one of"):
         quantize_dynamic(mlp_path, tmp_path / "int8.onnx", weight_type="int4")
