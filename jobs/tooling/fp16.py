@@ -16,7 +16,6 @@ from jobs.tooling.common import (
     PathLike,
     TransformReport,
     check_params,
-    float_initializers,
     load_model,
     refuse_quantized,
     save_model,
@@ -70,7 +69,8 @@ def convert_fp16(
             f"{len(overflows)} weight tensors hold values beyond fp16's range of ±{FP16_MAX:g}: {listed}; "
             "they would become clipped or infinite, so keep this model in fp32 (or use int8 quantization)"
         )
-    float_weights = sum(len(float_initializers(graph)) for graph in iter_graphs(model.graph))
+    # Initializers and Constant values, in every graph: exporters put a branch's weights in Constant nodes.
+    float_weights = sum(1 for tensor in iter_tensors(model) if tensor.data_type in _FLOAT_TYPES)
     if not float_weights and not _has_float_io(model):
         raise TransformError("nothing to convert: the model has no float32 weights, inputs or outputs")
     kept_types = {node.op_type for graph in iter_graphs(model.graph) for node in graph.node} & set(keep_float32_ops)
@@ -88,6 +88,9 @@ def convert_fp16(
         )
     except Exception as exc:
         raise TransformError(f"onnxruntime's fp16 converter failed: {type(exc).__name__}: {exc}") from exc
+    # The converter appends the Casts around a float32-kept node to the main graph, also when the node is in an
+    # If/Loop/Scan body and the Cast reads a value of that body; each goes into the graph that defines its input.
+    _move_casts_into_subgraphs(converted)
     # The converter appends its Cast nodes at the end of the graph; onnx.checker (and strict loaders) want
     # nodes in topological order. onnx-ir's pass sorts every graph, If/Loop bodies included, knowing that a body
     # reads names of the graph around it (onnxruntime's OnnxModel.topological_sort calls those a cycle).
@@ -131,6 +134,44 @@ def fp16_overflows(model: onnx.ModelProto) -> list[tuple[str, float]]:
 def _has_float_io(model: onnx.ModelProto) -> bool:
     values = list(model.graph.input) + list(model.graph.output)
     return any(value.type.tensor_type.elem_type in _FLOAT_TYPES for value in values)
+
+
+def _move_casts_into_subgraphs(model: onnx.ModelProto) -> int:
+    """Move each main-graph node that reads a value defined only inside a subgraph into that subgraph; return how many.
+
+    Names are unique across a model's graphs, so the graph that defines a node's input is the one place the node can
+    read it from, and its consumers are in that graph or under it. Repeated until nothing moves (a Cast may read the
+    output of one that just moved); the value_info entries of moved outputs follow them.
+    """
+    main = model.graph
+    defined_in: dict[str, onnx.GraphProto] = {}
+    for graph in list(iter_graphs(main))[1:]:
+        for name in [info.name for info in graph.input] + [tensor.name for tensor in graph.initializer]:
+            defined_in[name] = graph
+        for node in graph.node:
+            defined_in.update((output, graph) for output in node.output if output)
+    moved = 0
+    while True:
+        moves = []
+        for index, node in enumerate(main.node):
+            homes = [defined_in[name] for name in node.input if name in defined_in]
+            if homes and all(home is homes[0] for home in homes) and len(homes) == len([n for n in node.input if n]):
+                moves.append((index, homes[0]))
+        if not moves:
+            break
+        for index, home in reversed(moves):
+            node = main.node[index]
+            home.node.append(node)
+            defined_in.update((output, home) for output in node.output if output)
+            del main.node[index]
+        moved += len(moves)
+    kept = [info for info in main.value_info if info.name not in defined_in]
+    for info in main.value_info:
+        if info.name in defined_in:
+            defined_in[info.name].value_info.append(info)
+    del main.value_info[:]
+    main.value_info.extend(kept)
+    return moved
 
 
 def _topologically_sorted(model: onnx.ModelProto) -> onnx.ModelProto:

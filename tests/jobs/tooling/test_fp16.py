@@ -156,3 +156,47 @@ def test_convert_fp16__if_branches_reading_the_outer_graph__are_sorted_and_the_m
     convert_fp16(if_subgraph_path, dst)
     onnx.checker.check_model(onnx.load(str(dst)))
     assert verify_variant(if_subgraph_path, dst)["verified"]
+
+
+def test_convert_fp16__float32_op_inside_if_branches__gets_its_casts_there_and_the_model_runs(tmp_path):
+    # onnxruntime's converter appends the Casts around a kept-float32 node to the main graph even when the node is in
+    # a branch, where they read a value of the branch: the model was invalid ONNX ("topological sort" error).
+    from onnx import helper, numpy_helper
+
+    from jobs.tooling.reference_models import float_input, make_model, mlp_weights
+    from tests.jobs.tooling.conftest import save
+
+    weights = mlp_weights([16, 10])[0][0] / 4
+
+    def branch(name: str, scale: float) -> onnx.GraphProto:
+        return helper.make_graph(
+            [
+                helper.make_node("MatMul", ["x", f"{name}_w"], [f"{name}_h"], name=f"{name}_project"),
+                helper.make_node("Exp", [f"{name}_h"], [f"{name}_y"], name=f"{name}_exp"),
+            ],
+            name,
+            [],
+            [float_input(f"{name}_y", ["N", 10])],
+            [numpy_helper.from_array(weights * scale, f"{name}_w")],
+        )
+
+    nodes = [
+        helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.array(0, np.float32))),
+        helper.make_node("Greater", ["total", "zero"], ["positive"]),
+        helper.make_node("If", ["positive"], ["y"], then_branch=branch("then", 1.0), else_branch=branch("else", -1.0)),
+    ]
+    src = save(make_model(nodes, [float_input("x", ["N", 16])], [float_input("y", ["N", 10])]), tmp_path, "if.onnx")
+    dst = tmp_path / "fp16.onnx"
+    report = convert_fp16(src, dst)
+    assert report.details["float32_op_types"] == ["Exp", "ReduceSum"]
+    converted = onnx.load(str(dst))
+    onnx.checker.check_model(converted, full_check=True)
+    branches = {attr.name: attr.g for attr in next(n for n in converted.graph.node if n.op_type == "If").attribute}
+    for branch_graph in branches.values():
+        # The MatMul computes in fp16 and the Exp in float32, with the Casts between them inside the branch.
+        assert [n.op_type for n in branch_graph.node].count("Cast") == 2
+    for x in (np.ones((3, 16), np.float32), -np.ones((3, 16), np.float32)):
+        expected = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        got = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        assert np.allclose(got, expected, rtol=1e-2)
