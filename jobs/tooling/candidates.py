@@ -39,6 +39,7 @@ LOSSLESS_TRANSFORMS = frozenset(
         "remove_noops",
         "zipmap_to_tensor",
         "replace_ml_ops",
+        "fold_batchnorm",
     }
 )
 

@@ -6,6 +6,7 @@ Each is a transform like the others (``fn(src, dst, **params) -> TransformReport
 - ``remove_noops``: drop Identity, inference-mode Dropout and same-type Cast nodes;
 - ``zipmap_to_tensor``: give a classifier's list-of-maps probabilities as the float tensor ZipMap reads;
 - ``replace_ml_ops``: ai.onnx.ml operators as standard ones where the result is the same;
+- ``fold_batchnorm``: inference BatchNormalization folded into the Conv before it, else a per-channel Mul and Add;
 - ``make_runnable``: what a device type's compatibility verdict asks for, in that order, checked again at the end.
 
 The no-op pass is written here rather than taken from a kept simplifier (onnxslim, onnxsim): those also fold
@@ -37,6 +38,7 @@ LOWER_IR_PARAMS = {"target_ir": Param(int, minimum=3, maximum=onnx.IR_VERSION)}
 NOOP_PARAMS: dict[str, Param] = {}
 ZIPMAP_PARAMS: dict[str, Param] = {}
 ML_OPS_PARAMS: dict[str, Param] = {}
+FOLD_BN_PARAMS: dict[str, Param] = {}
 MAKE_RUNNABLE_PARAMS = {"profile": Param(dict)}
 
 
@@ -791,6 +793,151 @@ def replace_ml_ops(src: PathLike, dst: PathLike) -> TransformReport:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# fold_batchnorm
+
+
+def _constant_value(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
+    """The value of ``name`` when an initializer or a Constant node of ``graph`` holds it (None otherwise)."""
+    if not name or name in {info.name for info in graph.input}:
+        return None  # an initializer that is also a graph input may be fed another value
+    for tensor in graph.initializer:
+        if tensor.name == name:
+            return numpy_helper.to_array(tensor)
+    for node in graph.node:
+        if node.op_type == "Constant" and _is_default_domain(node) and node.output[0] == name:
+            value = next((attr.t for attr in node.attribute if attr.name == "value"), None)
+            return None if value is None else numpy_helper.to_array(value)
+    return None
+
+
+def _batchnorm_affine(graph: onnx.GraphProto, node: onnx.NodeProto, opset: int) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNormalization in inference mode as y = x * scale + shift per channel (in float64), or _NotExact."""
+    attrs = {attr.name: helper.get_attribute_value(attr) for attr in node.attribute}
+    if opset < 7:
+        raise _NotExact(f"at opset {opset} its is_test attribute decides whether it trains")
+    if opset < 9 and attrs.get("spatial", 1) != 1:
+        raise _NotExact("it normalizes per element (spatial=0)")
+    if attrs.get("training_mode", 0) or any(node.output[1:]):
+        raise _NotExact("it runs in training mode (it updates its statistics)")
+    values = [_constant_value(graph, name) for name in node.input[1:5]]
+    if len(values) < 4 or any(value is None for value in values):
+        raise _NotExact("its scale, bias, mean or variance is not a constant of its graph")
+    gamma, beta, mean, variance = (np.asarray(value, np.float64) for value in values)
+    scale = gamma / np.sqrt(variance + float(attrs.get("epsilon", 1e-5)))
+    return scale, beta - mean * scale
+
+
+def _fold_into_conv(graph: onnx.GraphProto, conv: onnx.NodeProto, scale: np.ndarray, shift: np.ndarray, build) -> None:
+    """Conv(x, W, b) then z * scale + shift is Conv(x, W * scale, b * scale + shift), scale per output channel."""
+    weights = _constant_value(graph, conv.input[1])
+    if weights is None or weights.dtype.kind != "f" or weights.ndim < 3 or weights.shape[0] != scale.size:
+        raise _NotExact("the Conv's weights are not a float constant with one row per output channel")
+    bias_name = conv.input[2] if len(conv.input) > 2 else ""
+    bias = _constant_value(graph, bias_name) if bias_name else np.zeros(scale.size)
+    if bias is None:
+        raise _NotExact("the Conv's bias is not a constant")
+    folded_weights = weights.astype(np.float64) * scale.reshape(-1, *[1] * (weights.ndim - 1))
+    folded_bias = np.asarray(bias, np.float64) * scale + shift
+    hint = conv.name or conv.output[0]
+    new_inputs = [
+        conv.input[0],
+        build.constant(f"{hint}_bn_folded_w", folded_weights.astype(weights.dtype)),
+        build.constant(f"{hint}_bn_folded_b", folded_bias.astype(weights.dtype)),
+    ]
+    del conv.input[:]
+    conv.input.extend(new_inputs)
+
+
+def _drop_unread_constants(graph: onnx.GraphProto, names: set[str]) -> None:
+    """Remove the initializers and Constant nodes among ``names`` that nothing reads any more."""
+    outputs = {output.name for output in graph.output} | {info.name for info in graph.input}
+    unread = {name for name in names if name not in outputs and not _is_read(graph, name)}
+    kept_tensors = [tensor for tensor in graph.initializer if tensor.name not in unread]
+    del graph.initializer[:]
+    graph.initializer.extend(kept_tensors)
+    kept_nodes = [n for n in graph.node if not (n.op_type == "Constant" and n.output[0] in unread)]
+    del graph.node[:]
+    graph.node.extend(kept_nodes)
+
+
+def _fold_batchnorm_in(graph, opset: int, types: dict, taken: set[str], folded: Counter, left: list[str]) -> None:
+    for node in graph.node:
+        for sub in _subgraphs(node):
+            _fold_batchnorm_in(sub, opset, types, taken, folded, left)
+    outputs = {output.name for output in graph.output}
+    replaced: set[str] = set()
+    index = 0
+    while index < len(graph.node):
+        bn = graph.node[index]
+        if bn.op_type != "BatchNormalization" or not _is_default_domain(bn):
+            index += 1
+            continue
+        build = _Builder(graph, opset, taken)
+        data = bn.input[0]
+        try:
+            scale, shift = _batchnorm_affine(graph, bn, opset)
+            producer = _producer_index(graph, data)
+            conv = graph.node[producer] if producer is not None else None
+            if conv is not None and conv.op_type == "Conv" and _is_default_domain(conv) and data not in outputs:
+                readers = sum(name == data for n in graph.node for name in n.input)
+                if readers == 1 and not any(_is_read(sub, data) for n in graph.node for sub in _subgraphs(n)):
+                    try:
+                        before = set(conv.input[1:])
+                        _fold_into_conv(graph, conv, scale, shift, build)
+                    except _NotExact:
+                        build = _Builder(graph, opset, taken)  # a per-channel Mul and Add below instead
+                    else:
+                        conv.output[0] = bn.output[0]  # the Conv writes what the BatchNormalization wrote
+                        replaced |= before | set(bn.input[1:])
+                        del graph.node[index]
+                        graph.initializer.extend(build.initializers)
+                        folded["into the Conv before it"] += 1
+                        continue
+            rank = _rank(types, data)
+            if rank is None or rank < 2:
+                raise _NotExact(f"the rank of its input '{data}' is {'unknown' if rank is None else rank}")
+            dtype = helper.tensor_dtype_to_np_dtype(_elem_type(types, data) or onnx.TensorProto.FLOAT)
+            per_channel = [-1, *[1] * (rank - 2)]
+            scaled = build.node("Mul", [data, build.constant("bn_scale", scale.astype(dtype).reshape(per_channel))])
+            shift_name = build.constant("bn_shift", shift.astype(dtype).reshape(per_channel))
+            build.node("Add", [scaled, shift_name], bn.output[0])
+        except _NotExact as reason:
+            left.append(f"BatchNormalization '{bn.name or bn.output[0]}': {reason}")
+            index += 1
+            continue
+        replaced |= set(bn.input[1:])
+        del graph.node[index]
+        for offset, new in enumerate(build.nodes):
+            graph.node.insert(index + offset, new)
+        graph.initializer.extend(build.initializers)
+        folded["as a per-channel Mul and Add"] += 1
+        index += len(build.nodes)
+    _drop_unread_constants(graph, replaced)
+    _prune_value_info(graph)
+
+
+def fold_batchnorm(src: PathLike, dst: PathLike) -> TransformReport:
+    """Inference-mode BatchNormalization folded into the Conv before it (its weights and bias rescaled per output
+    channel), or else written as a per-channel Mul and Add: the same function, up to float rounding.
+
+    Only where the statistics are constants of the node's graph; each BatchNormalization left is named with why.
+    """
+    model = load_model(src)
+    opset = default_opset(model)
+    folded: Counter = Counter()
+    left: list[str] = []
+    _fold_batchnorm_in(model.graph, opset, _value_types(model), _all_names(model), folded, left)
+    if not folded:
+        detail = "; ".join(left) if left else "it has no BatchNormalization"
+        raise TransformError(f"no BatchNormalization could be folded: {detail}")
+    _save(model, dst, "folding BatchNormalization")
+    report = TransformReport("fold_batchnorm", details={"folded": dict(folded), "left": left})
+    report.log.append(f"folded {', '.join(f'{n} BatchNormalization {how}' for how, n in sorted(folded.items()))}")
+    report.log.extend(f"left {line}" for line in left)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # make_runnable
 
 
@@ -838,7 +985,7 @@ def make_runnable(src: PathLike, dst: PathLike, *, profile: dict) -> TransformRe
     """Apply what ``profile``'s compatibility verdict asks for, then check the result against it again.
 
     In order, each only when the verdict names what it fixes: ZipMap to a tensor output, ai.onnx.ml operators to
-    standard ones, no-op removal, opset conversion (down to the runtime's newest, or to the mobile package's own
+    standard ones, no-op removal, BatchNormalization folding, opset conversion (down to the runtime's newest, or to the mobile package's own
     opset), a lower IR version. Refused when the model already runs
     there, or when the result still does not (the reasons that remain are named).
     """
@@ -879,6 +1026,9 @@ def make_runnable(src: PathLike, dst: PathLike, *, profile: dict) -> TransformRe
         if _blocked(reasons, model, "ai.onnx", ("Identity", "Dropout", "Cast")):
             step("remove_noops", remove_noops)
         model = onnx.load(str(current), load_external_data=False)
+        if _blocked(_verdict(current, profile, runtime), model, "ai.onnx", ("BatchNormalization",)):
+            step("fold_batchnorm", fold_batchnorm)
+        model = onnx.load(str(current), load_external_data=False)
         target_opset = _target_opset(model, _verdict(current, profile, runtime), runtime)
         if target_opset is not None:
             step("convert_opset", convert_opset, target_opset=target_opset)
@@ -909,5 +1059,11 @@ RUNNABLE_TRANSFORMS = (
     ("remove_noops", remove_noops, NOOP_PARAMS, "remove Identity, inference Dropout and same-type Cast nodes"),
     ("zipmap_to_tensor", zipmap_to_tensor, ZIPMAP_PARAMS, "plain probability tensors instead of ZipMap's maps"),
     ("replace_ml_ops", replace_ml_ops, ML_OPS_PARAMS, "standard ONNX operators for ai.onnx.ml ones, same results"),
+    (
+        "fold_batchnorm",
+        fold_batchnorm,
+        FOLD_BN_PARAMS,
+        "fold inference BatchNormalization into the Conv before it (else a per-channel Mul and Add)",
+    ),
     ("make_runnable", make_runnable, MAKE_RUNNABLE_PARAMS, "the rewrites a device type needs to run the model"),
 )

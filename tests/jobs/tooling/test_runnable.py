@@ -23,6 +23,7 @@ from jobs.tooling.inspect import inspect_model
 from jobs.tooling.runnable import (
     RUNNABLE_TRANSFORMS,
     class_labels,
+    fold_batchnorm,
     ir_features,
     lower_ir_version,
     make_runnable,
@@ -487,4 +488,120 @@ def test_replace_ml_ops__nothing_exactly_replaceable__is_refused_with_each_reaso
 
 def test_runnable_transforms__each_has_a_name_function_params_and_description():
     names = [name for name, _function, _params, _description in RUNNABLE_TRANSFORMS]
-    assert names == ["lower_ir_version", "remove_noops", "zipmap_to_tensor", "replace_ml_ops", "make_runnable"]
+    assert names == [
+        "lower_ir_version",
+        "remove_noops",
+        "zipmap_to_tensor",
+        "replace_ml_ops",
+        "fold_batchnorm",
+        "make_runnable",
+    ]
+
+
+def test_remove_noops__identity_passing_an_outer_value_out_of_a_branch__stays_as_onnx_requires(tmp_path):
+    # "If the sum is positive, negate x, else x as it is": a branch output must be produced inside the branch
+    # (onnx.checker refuses a branch output that names an outer value), so that Identity is the branch.
+    vector = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, 4]) for name in ("x", "y", "neg", "same")]
+    negate = helper.make_graph([helper.make_node("Neg", ["x"], ["neg"])], "then", [], [vector[2]])
+    passthrough = helper.make_graph([helper.make_node("Identity", ["x"], ["same"])], "else", [], [vector[3]])
+    nodes = [
+        helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+        helper.make_node("Greater", ["total", "zero"], ["positive"]),
+        helper.make_node("If", ["positive"], ["branched"], then_branch=negate, else_branch=passthrough),
+        helper.make_node("Identity", ["branched"], ["y"]),
+    ]
+    zero = numpy_helper.from_array(np.array(0, np.float32), "zero")
+    graph = helper.make_graph(nodes, "g", [vector[0]], [vector[1]], initializer=[zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = 8
+    src, dst = save(model, tmp_path / "branch.onnx"), tmp_path / "clean.onnx"
+    report = remove_noops(src, dst)
+    assert report.details == {"removed": {"Identity": 1}, "kept": {"Identity": 1}}
+    cleaned = onnx.load(str(dst))
+    onnx.checker.check_model(cleaned, full_check=True)
+    assert [n.op_type for n in cleaned.graph.node] == ["ReduceSum", "Greater", "If"]
+    for sign in (1, -1):
+        feeds = {"x": sign * np.random.default_rng(0).random((3, 4), dtype=np.float32)}
+        assert_same_outputs(run(src, feeds), run(dst, feeds))
+
+
+def conv_bn_model(*, conv_bias: bool, weights_as_constants: bool) -> onnx.ModelProto:
+    """Conv -> BatchNormalization -> Relu -> BatchNormalization (the second one follows no Conv), at opset 11."""
+    rng = np.random.default_rng(3)
+    arrays = {
+        "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "b": rng.standard_normal(4).astype(np.float32),
+        **{
+            f"{prefix}_{name}": value
+            for prefix in ("bn1", "bn2")
+            for name, value in {
+                "scale": rng.uniform(0.5, 2, 4),
+                "bias": rng.standard_normal(4),
+                "mean": rng.standard_normal(4),
+                "var": rng.uniform(0.1, 3, 4),
+            }.items()
+        },
+    }
+    tensors = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in arrays.items()]
+    if not conv_bias:
+        tensors = [t for t in tensors if t.name != "b"]
+    constants = [helper.make_node("Constant", [], [t.name], value=t) for t in tensors] if weights_as_constants else []
+    nodes = [
+        *constants,
+        helper.make_node("Conv", ["x", "w", *(["b"] if conv_bias else [])], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "bn1_scale", "bn1_bias", "bn1_mean", "bn1_var"], ["n"]),
+        helper.make_node("Relu", ["n"], ["r"]),
+        helper.make_node(
+            "BatchNormalization", ["r", "bn2_scale", "bn2_bias", "bn2_mean", "bn2_var"], ["y"], epsilon=1e-3
+        ),
+    ]
+    image = [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, c, 8, 8]) for name, c in (("x", 3), ("y", 4))
+    ]
+    graph = helper.make_graph(
+        nodes, "conv_bn", image[:1], image[1:], initializer=[] if weights_as_constants else tensors
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    return model
+
+
+@pytest.mark.parametrize("conv_bias", [True, False])
+@pytest.mark.parametrize("weights_as_constants", [True, False])
+def test_fold_batchnorm__into_the_conv_before_it_else_mul_add__same_outputs(conv_bias, weights_as_constants, tmp_path):
+    src = save(conv_bn_model(conv_bias=conv_bias, weights_as_constants=weights_as_constants), tmp_path / "bn.onnx")
+    dst = tmp_path / "folded.onnx"
+    report = fold_batchnorm(src, dst)
+    assert report.details["folded"] == {"into the Conv before it": 1, "as a per-channel Mul and Add": 1}
+    model = onnx.load(str(dst))
+    assert [n.op_type for n in model.graph.node] == ["Conv", "Relu", "Mul", "Add"]
+    assert [o.name for o in model.graph.output] == ["y"]
+    # The Conv's old weights and the statistics are gone; only the folded tensors are stored.
+    assert len(model.graph.initializer) == 4
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)}
+    assert_same_outputs(run(src, feeds), run(dst, feeds))
+
+
+def test_fold_batchnorm__training_mode__is_left_with_the_reason(tmp_path):
+    stats = [numpy_helper.from_array(np.ones(2, np.float32), name) for name in ("s", "b", "m", "v")]
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"], training_mode=1)
+    vector = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])
+    outputs = [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, 2] if name == "y" else [2])
+        for name in ("y", "rm", "rv")
+    ]
+    src = save(one_node_model(node, [vector], outputs, initializers=stats), tmp_path / "train.onnx")
+    with pytest.raises(TransformError, match="no BatchNormalization could be folded: .*training mode"):
+        fold_batchnorm(src, tmp_path / "out.onnx")
+
+
+def test_make_runnable__conv_batchnorm_model__reaches_an_android_phone_with_the_batchnorms_folded(tmp_path):
+    src = save(conv_bn_model(conv_bias=True, weights_as_constants=True), tmp_path / "bn.onnx")
+    compatible, reasons = verdict(src, ANDROID)
+    assert not compatible and any(r.startswith("BatchNormalization:") for r in reasons)
+    dst = tmp_path / "android.onnx"
+    report = make_runnable(src, dst, profile=profile(ANDROID))
+    assert verdict(dst, ANDROID) == (True, [])
+    assert [s["transform"] for s in report.details["steps"]][:1] == ["fold_batchnorm"]
+    feeds = {"x": np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)}
+    assert_same_outputs(run(src, feeds), run(dst, feeds))

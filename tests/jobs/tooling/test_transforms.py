@@ -23,6 +23,7 @@ def test_registry__holds_every_transform_of_the_issue():
         "remove_noops",
         "zipmap_to_tensor",
         "replace_ml_ops",
+        "fold_batchnorm",
         "make_runnable",
         "weight_only",
         "pipeline",
@@ -66,6 +67,7 @@ MODEL_SPECIFIC = {
     "remove_noops",
     "zipmap_to_tensor",
     "replace_ml_ops",
+    "fold_batchnorm",
     "make_runnable",
     "weight_only",
 }
