@@ -93,6 +93,8 @@ def choose_variant(
             reasons[name] = rejection
         else:
             eligible.append((name, candidate))
+    if parent.get("runnable_on_device") is False:
+        eligible = _not_slower_than_a_runnable_rewrite(eligible, reasons)
     if not eligible:
         return {"choice": None, "reasons": reasons, "unverified": False}
 
@@ -118,6 +120,28 @@ def choose_variant(
         else:
             reasons[name] = f"within budget but slower than {choice}"
     return {"choice": choice, "reasons": reasons, "unverified": unverified}
+
+
+def _not_slower_than_a_runnable_rewrite(
+    eligible: list[tuple[str, dict[str, Any]]], reasons: dict[str, str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Where the parent cannot run, the fastest eligible rewrite that computes the same function (make_runnable's)
+    is what the device would otherwise get: a lossy variant slower than it is refused, as one slower than a
+    runnable parent would be (both are timed against the same parent, so their times compare)."""
+    faithful = [candidate for _, candidate in eligible if not is_lossy(candidate)]
+    if not faithful:
+        return eligible
+    reference = min(faithful, key=lambda candidate: candidate["latency_ms"])
+    kept = []
+    for name, candidate in eligible:
+        if is_lossy(candidate) and is_slower(candidate["latency_ms"], reference["latency_ms"]):
+            reasons[name] = (
+                f"slower than {reference.get('name', 'the runnable rewrite')}, which runs on this device type and "
+                f"computes the parent's function ({candidate['latency_ms']:.3g} ms vs {reference['latency_ms']:.3g} ms)"
+            )
+        else:
+            kept.append((name, candidate))
+    return kept
 
 
 def is_slower(candidate_ms: float, parent_ms: float) -> bool:

@@ -202,6 +202,21 @@ def test_choose_variant__parent_that_does_not_run_on_the_device__any_faithful_ru
     assert decision["reasons"]["int8"] == "does not run on this device type"
 
 
+def test_choose_variant__parent_that_does_not_run__a_smaller_lossy_variant_slower_than_the_runnable_rewrite_is_refused():
+    # What the device gets otherwise is the rewrite that runs there: a lossy variant is judged against its speed.
+    parent = {**UNLABELED_PARENT, "runnable_on_device": False}
+    rewrite = measured("make_runnable", size=950, ratio=1.02, ci=(1.0, 1.04))
+    slow_int8 = measured("int8", size=500, ratio=2.87, ci=(2.54, 2.92), lossy=True, fidelity_units=600)
+    fast_int8 = measured("int8 MatMul", size=700, ratio=1.0, ci=(0.97, 1.03), lossy=True, fidelity_units=600)
+
+    refused = choose_variant(parent, [rewrite, slow_int8])
+    kept = choose_variant(parent, [rewrite, slow_int8, fast_int8])
+
+    assert refused["choice"] == "make_runnable"
+    assert refused["reasons"]["int8"].startswith("slower than make_runnable, which runs on this device type")
+    assert kept["choice"] == "int8 MatMul"
+
+
 def test_choose_variant__a_tiny_models_relative_slowdown_below_the_timer_floor__is_not_slower():
     parent = {"size_bytes": 1000, "latency_ms": 0.04, "accuracy": 0.95}
     tiny = {**variant("int8", 300, 0.046, accuracy=0.95), "latency_ci": [1.12, 1.2], "lossy": True}
