@@ -123,6 +123,7 @@ def test_events__version_of_another_project__is_kept_in_history_but_counted_nowh
         ([{"id": "a", "type": "inference_stats", "at": AT, "stats": {"count": -1}}], "stats.count"),
         ([{"id": "a", "type": "inference_stats", "at": AT, "stats": {"count": 1, "accuracy": 3}}], "accuracy"),
         ([{"id": str(i), "type": "rollback", "at": AT} for i in range(101)], "no more than 100"),
+        ([{"id": "a", "type": "rollback", "at": AT, "version_id": 2**63}], "events.0.version_id"),
     ],
 )
 def test_events__malformed_batch__is_400_and_stores_nothing(enrolled, device_api, events, message):
