@@ -374,20 +374,33 @@ def stuck_devices(project, filters: dict[str, Any], hours: int, limit: int = 50)
         filters,
         prefix="device__",
     )
-    return list(
-        states.select_related("device", "model", "desired_version", "installed_version")
-        # what the list shows: a version's or a device's whole row (metrics, attributes) is not read
+    stuck = list(
+        states.select_related("device")
+        # what the list shows: a device's whole row (attributes, configuration) is not read
         .only(
             "installed_state",
             "resolved_at",
             "reason",
+            "model_id",
+            "desired_version_id",
+            "installed_version_id",
             "device__device_id",
-            "model__name",
-            "desired_version__number",
-            "installed_version__number",
         )
         .order_by("resolved_at")[:limit]
     )
+    # The few models and versions they name, once each, rather than joined to (and built for) every row.
+    versions = {
+        version.pk: version
+        for version in ModelVersion.objects.filter(
+            pk__in={s.desired_version_id for s in stuck} | {s.installed_version_id for s in stuck}
+        ).only("number")
+    }
+    models = {model.pk: model for model in Model.objects.filter(pk__in={s.model_id for s in stuck}).only("name")}
+    for state in stuck:
+        state.model = models[state.model_id]
+        state.desired_version = versions[state.desired_version_id]
+        state.installed_version = versions.get(state.installed_version_id)
+    return stuck
 
 
 # -- model comparison -------------------------------------------------------------------------------------------
