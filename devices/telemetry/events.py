@@ -122,13 +122,27 @@ def record_events(*, device, events: list[dict[str, Any]], now: datetime | None 
             )
         )
     with transaction.atomic():
-        Device.objects.select_for_update().filter(pk=device.pk).values_list("pk", flat=True).first()
+        _lock_device(device.pk)
         stored = _store_new(rows)
         refuse_feedback_never_served(device, [first[row.event_id] for row in stored])
         rollups.count_events(device, stored)
         experiment_rollups.count_events(device, stored)
         delivery_counts.count_delivery(device, stored)
     return BatchOutcome(len(stored), len(dated) - len(stored), len(events) - len(dated))
+
+
+@functools.cache
+def _lock_sql(locks: bool) -> str:
+    q = connection.ops.quote_name
+    return f"SELECT 1 FROM {q(Device._meta.db_table)} WHERE {q(Device._meta.pk.column)} = %s" + (
+        " FOR UPDATE" if locks else ""
+    )
+
+
+def _lock_device(pk: int) -> None:
+    """Lock the device's row until the transaction ends (a prepared statement: this runs for every batch)."""
+    with bound_cursor() as cursor:
+        cursor.execute(_lock_sql(connection.features.has_select_for_update), [pk])
 
 
 def _catalog(project_id: int, events: Iterable[dict[str, Any]]) -> tuple[dict[str, int], set[tuple[int, int]]]:
