@@ -10,12 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.db import connection, models, transaction
-from django.db.models import FilteredRelation, Q
 from django.utils import timezone
 
 from console.db import bound_cursor
 from console.errors import Refused
-from console.models import Model
+from console.models import Model, ModelVersion
 from devices.models import Device, DeviceEvent, DeviceModelState
 from devices.telemetry import delivery_counts, experiment_rollups, rollups
 
@@ -154,17 +153,31 @@ def _catalog(project_id: int, events: Iterable[dict[str, Any]]) -> tuple[dict[st
         names.add(event["model"])
         if event["version_id"] is not None:
             version_ids.add(event["version_id"])
-    found = (
-        Model.objects.filter(project_id=project_id, name__in=names)
-        .annotate(reported=FilteredRelation("versions", condition=Q(versions__pk__in=version_ids)))
-        .values_list("name", "pk", "reported__pk")
-    )
+    if not names:
+        return {}, set()
+    with bound_cursor() as cursor:  # a prepared statement for the usual batch (one model, a few versions)
+        cursor.execute(_catalog_sql(len(names), len(version_ids)), [*sorted(version_ids), project_id, *sorted(names)])
+        found = cursor.fetchall()
     models, versions = {}, set()
     for name, model_id, version_id in found:
         models[name] = model_id
         if version_id is not None:
             versions.add((model_id, version_id))
     return models, versions
+
+
+@functools.cache
+def _catalog_sql(names: int, versions: int) -> str:
+    q = connection.ops.quote_name
+    model, version = Model._meta, ModelVersion._meta
+    reported = f"v.{q(version.pk.column)} IN ({', '.join(['%s'] * versions)})" if versions else "1 = 0"
+    return (
+        f"SELECT m.{q(model.get_field('name').column)}, m.{q(model.pk.column)}, v.{q(version.pk.column)} "
+        f"FROM {q(model.db_table)} m LEFT JOIN {q(version.db_table)} v "
+        f"ON v.{q(version.get_field('model').column)} = m.{q(model.pk.column)} AND {reported} "
+        f"WHERE m.{q(model.get_field('project').column)} = %s "
+        f"AND m.{q(model.get_field('name').column)} IN ({', '.join(['%s'] * names)})"
+    )
 
 
 # What a device's event stores besides the columns every row of a batch shares (project, device, received_at).
