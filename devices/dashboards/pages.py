@@ -364,8 +364,22 @@ def download_status(project, filters: dict[str, Any], stuck_hours: int, only: st
     return {"charts": [chart], "stuck": stuck_devices(project, filters, stuck_hours)}
 
 
-def stuck_devices(project, filters: dict[str, Any], hours: int, limit: int = 50) -> list[DeviceModelState]:
-    """Devices whose installed version has not matched what they were offered for ``hours`` or more."""
+class StuckDevice(NamedTuple):
+    """A row of the stuck list: a device offered a version it has not installed and run since ``since``."""
+
+    device_id: str
+    model: str
+    offered: int  # the version number offered
+    installed: int | None  # the number of the version it runs, None: none it reported as one of this model's
+    installed_state: str
+    since: datetime
+    reason: str
+
+
+def stuck_devices(project, filters: dict[str, Any], hours: int, limit: int = 50) -> list[StuckDevice]:
+    """Devices whose installed version has not matched what they were offered for ``hours`` or more, the longest
+    stuck first. Plain rows: building the states, devices, models and versions of 50 rows cost more than
+    finding them."""
     since = timezone.now() - timedelta(hours=hours)
     states = devices_in(
         DeviceModelState.objects.filter(
@@ -374,33 +388,16 @@ def stuck_devices(project, filters: dict[str, Any], hours: int, limit: int = 50)
         filters,
         prefix="device__",
     )
-    stuck = list(
-        states.select_related("device")
-        # what the list shows: a device's whole row (attributes, configuration) is not read
-        .only(
-            "installed_state",
-            "resolved_at",
-            "reason",
-            "model_id",
-            "desired_version_id",
-            "installed_version_id",
-            "device__device_id",
-        )
-        .order_by("resolved_at")[:limit]
-    )
-    # The few models and versions they name, once each, rather than joined to (and built for) every row.
-    versions = {
-        version.pk: version
-        for version in ModelVersion.objects.filter(
-            pk__in={s.desired_version_id for s in stuck} | {s.installed_version_id for s in stuck}
-        ).only("number")
-    }
-    models = {model.pk: model for model in Model.objects.filter(pk__in={s.model_id for s in stuck}).only("name")}
-    for state in stuck:
-        state.model = models[state.model_id]
-        state.desired_version = versions[state.desired_version_id]
-        state.installed_version = versions.get(state.installed_version_id)
-    return stuck
+    rows = states.values_list(
+        "device__device_id",
+        "model__name",
+        "desired_version__number",
+        "installed_version__number",
+        "installed_state",
+        "resolved_at",
+        "reason",
+    ).order_by("resolved_at")[:limit]
+    return [StuckDevice(*row) for row in rows]
 
 
 # -- model comparison -------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
 from devices.dashboards.charts import Chart
+from devices.dashboards.pages import StuckDevice
 
 register = template.Library()
 
@@ -48,20 +49,19 @@ def chart_rows(context, chart: Chart) -> SafeString:
 
 
 @register.simple_tag(takes_context=True)
-def stuck_rows(context, stuck: list, project) -> SafeString:
+def stuck_rows(context, stuck: list[StuckDevice], project) -> SafeString:
     """The rows of the download-status page's stuck devices, each linking to its device's page."""
     out = []
-    for state in stuck:
-        device_id = state.device.device_id
-        url = reverse("device", args=[project.slug, device_id])
-        installed = f"v{_cell(state.installed_version.number, context)}" if state.installed_version else "none"
-        if state.installed_state == "failed":
+    for row in stuck:
+        url = reverse("device", args=[project.slug, row.device_id])
+        installed = "none" if row.installed is None else f"v{_cell(row.installed, context)}"
+        if row.installed_state == "failed":
             installed += ' <span class="state failed">failed</span>'
         out.append(
-            f'<tr><td><a href="{conditional_escape(url)}">{_cell(device_id, context)}</a></td>'
-            f"<td>{_cell(state.model.name, context)}</td>\n"
-            f"    <td>v{_cell(state.desired_version.number, context)}</td><td>{installed}</td>\n"
-            f"    <td>{_cell(timesince_filter(state.resolved_at), context)}</td>"
-            f'<td class="muted">{_cell(state.reason, context)}</td></tr>\n  '
+            f'<tr><td><a href="{conditional_escape(url)}">{_cell(row.device_id, context)}</a></td>'
+            f"<td>{_cell(row.model, context)}</td>\n"
+            f"    <td>v{_cell(row.offered, context)}</td><td>{installed}</td>\n"
+            f"    <td>{_cell(timesince_filter(row.since), context)}</td>"
+            f'<td class="muted">{_cell(row.reason, context)}</td></tr>\n  '
         )
     return mark_safe("".join(out))  # every value is escaped above
