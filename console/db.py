@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import psycopg
-from django.db import connection
+from django.db import connection, models
 
 
 def bound_cursor():
@@ -19,7 +19,11 @@ def bound_cursor():
         return connection.cursor()
     connection.ensure_connection()
     raw = psycopg.Cursor(connection.connection)
-    # make_*cursor wrap a driver cursor; django-stubs type their argument as the CursorWrapper they return.
-    if connection.queries_logged:
-        return connection.make_debug_cursor(raw)  # type: ignore[arg-type]
-    return connection.make_cursor(raw)  # type: ignore[arg-type]
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+def column(model: type[models.Model], name: str) -> str:
+    """The database column of ``model``'s field ``name`` (its primary key: ``"pk"``), for plain SQL."""
+    field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+    assert isinstance(field, models.Field)
+    return str(field.column)

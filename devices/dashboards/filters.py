@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework import serializers
 
+from console.db import column
 from devices.models import DeliveryRollup, DeliveryTypeRollup, Device, DeviceType
 
 RANGES = (1, 7, 14, 30, 90)  # days, today included
@@ -69,13 +70,13 @@ def _choices_sql() -> str:
     A few dozen index probes instead of reading every device of the fleet."""
     q = connection.ops.quote_name
     device, device_type = q(Device._meta.db_table), q(DeviceType._meta.db_table)
-    project = q(Device._meta.get_field("project").column)
+    project = q(column(Device, "project"))
 
     def walk(name: str, field: str) -> str:
-        column = q(Device._meta.get_field(field).column)
+        value = q(column(Device, field))
         return (
-            f"{name}(v) AS (SELECT MIN({column}) FROM {device} WHERE {project} = %s "
-            f"UNION ALL SELECT (SELECT MIN({column}) FROM {device} WHERE {project} = %s AND {column} > {name}.v) "
+            f"{name}(v) AS (SELECT MIN({value}) FROM {device} WHERE {project} = %s "
+            f"UNION ALL SELECT (SELECT MIN({value}) FROM {device} WHERE {project} = %s AND {value} > {name}.v) "
             f"FROM {name} WHERE {name}.v IS NOT NULL)"
         )
 

@@ -10,9 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.db import connection, models, transaction
+from django.db.models import Field
 from django.utils import timezone
 
-from console.db import bound_cursor
+from console.db import bound_cursor, column
 from console.errors import Refused
 from console.models import Model, ModelVersion
 from devices.models import Device, DeviceEvent, DeviceModelState
@@ -133,7 +134,7 @@ def record_events(*, device, events: list[dict[str, Any]], now: datetime | None 
 @functools.cache
 def _lock_sql(locks: bool) -> str:
     q = connection.ops.quote_name
-    return f"SELECT 1 FROM {q(Device._meta.db_table)} WHERE {q(Device._meta.pk.column)} = %s" + (
+    return f"SELECT 1 FROM {q(Device._meta.db_table)} WHERE {q(column(Device, 'pk'))} = %s" + (
         " FOR UPDATE" if locks else ""
     )
 
@@ -169,14 +170,14 @@ def _catalog(project_id: int, events: Iterable[dict[str, Any]]) -> tuple[dict[st
 @functools.cache
 def _catalog_sql(names: int, versions: int) -> str:
     q = connection.ops.quote_name
-    model, version = Model._meta, ModelVersion._meta
-    reported = f"v.{q(version.pk.column)} IN ({', '.join(['%s'] * versions)})" if versions else "1 = 0"
+    model_id, model_name = q(column(Model, "pk")), q(column(Model, "name"))
+    version_id = q(column(ModelVersion, "pk"))
+    reported = f"v.{version_id} IN ({', '.join(['%s'] * versions)})" if versions else "1 = 0"
     return (
-        f"SELECT m.{q(model.get_field('name').column)}, m.{q(model.pk.column)}, v.{q(version.pk.column)} "
-        f"FROM {q(model.db_table)} m LEFT JOIN {q(version.db_table)} v "
-        f"ON v.{q(version.get_field('model').column)} = m.{q(model.pk.column)} AND {reported} "
-        f"WHERE m.{q(model.get_field('project').column)} = %s "
-        f"AND m.{q(model.get_field('name').column)} IN ({', '.join(['%s'] * names)})"
+        f"SELECT m.{model_name}, m.{model_id}, v.{version_id} "
+        f"FROM {q(Model._meta.db_table)} m LEFT JOIN {q(ModelVersion._meta.db_table)} v "
+        f"ON v.{q(column(ModelVersion, 'model'))} = m.{model_id} AND {reported} "
+        f"WHERE m.{q(column(Model, 'project'))} = %s AND m.{model_name} IN ({', '.join(['%s'] * names)})"
     )
 
 
@@ -194,12 +195,15 @@ _PER_EVENT = [
 _SHARED = [("project", "bigint"), ("device", "bigint"), ("received_at", "timestamptz")]
 
 
+_EVENT_FIELDS: dict[str, Field] = {field.name: field for field in DeviceEvent._meta.concrete_fields}
+
+
 @functools.cache
 def _insert_sql(vendor: str, rows: int) -> str:
     """PostgreSQL: one text whatever the number of rows (a prepared statement, each column an array);
     elsewhere (SQLite), a row of placeholders per event."""
     q = connection.ops.quote_name
-    column = {name: q(DeviceEvent._meta.get_field(name).column) for name, _ in _SHARED + _PER_EVENT}
+    columns = {name: q(column(DeviceEvent, name)) for name, _ in _SHARED + _PER_EVENT}
     if vendor == "postgresql":
         names = [f"e{index}" for index in range(len(_PER_EVENT))]
         arrays = ", ".join(f"%s::{'text' if kind == 'jsonb' else kind}[]" for _, kind in _PER_EVENT)
@@ -213,9 +217,9 @@ def _insert_sql(vendor: str, rows: int) -> str:
     else:
         source = "VALUES " + ", ".join(["(" + ", ".join(["%s"] * (len(_SHARED) + len(_PER_EVENT))) + ")"] * rows)
     return (
-        f"INSERT INTO {q(DeviceEvent._meta.db_table)} ({', '.join(column.values())}) {source} "
-        f"ON CONFLICT ({column['device']}, {column['event_id']}) DO NOTHING "
-        f"RETURNING {q(DeviceEvent._meta.pk.column)}, {column['event_id']}"
+        f"INSERT INTO {q(DeviceEvent._meta.db_table)} ({', '.join(columns.values())}) {source} "
+        f"ON CONFLICT ({columns['device']}, {columns['event_id']}) DO NOTHING "
+        f"RETURNING {q(column(DeviceEvent, 'pk'))}, {columns['event_id']}"
     )
 
 
@@ -229,7 +233,7 @@ def _store_new(rows: list[DeviceEvent]) -> list[DeviceEvent]:
     """
     if not rows:
         return []
-    fields = [DeviceEvent._meta.get_field(name) for name, _ in _SHARED + _PER_EVENT]
+    fields = [_EVENT_FIELDS[name] for name, _ in _SHARED + _PER_EVENT]
     shared, per_event = fields[: len(_SHARED)], fields[len(_SHARED) :]
     first = rows[0]
     if connection.vendor == "postgresql":
