@@ -6,14 +6,15 @@ view calls the same builder, so a CSV always holds exactly the numbers its chart
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
-from typing import Any
+import functools
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
-from console.models import CompatibilityResult, ModelVersion
+from console.models import CompatibilityResult, Model, ModelVersion
 from devices.core.failure_reasons import LABELS, REASONS, median_from_buckets
 from devices.dashboards.charts import Chart, bars, lines
 from devices.dashboards.filters import devices_in, first_day, rollups_in
@@ -45,32 +46,100 @@ def _funnel_sums() -> dict[str, Any]:
     }
 
 
+def _versions_named(version_ids: Iterable[int]) -> dict[int, tuple[int, str, int]]:
+    """version id -> (its place in ORDER BY model name, number; model name; number). Rollups are summed per ids
+    and named afterwards: joining the names onto each of thousands of rollup rows cost more than the sums."""
+    named = (
+        ModelVersion.objects.filter(pk__in=set(version_ids))
+        .order_by("model__name", "number")
+        .values_list("pk", "model__name", "number")
+    )
+    return {pk: (place, name, number) for place, (pk, name, number) in enumerate(named)}
+
+
+def _types_named(type_ids: Iterable[int]) -> dict[int, tuple[int, str]]:
+    """device type id -> (its place in ORDER BY slug; slug)."""
+    named = DeviceType.objects.filter(pk__in=set(type_ids)).order_by("slug").values_list("pk", "slug")
+    return {pk: (place, slug) for place, (pk, slug) in enumerate(named)}
+
+
+def _sum_by(rows: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], tuple]) -> dict[tuple, dict[str, Any]]:
+    """Rows summed per ``key`` (the names of what they were grouped by: two ids may share a name), in key order."""
+    summed: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        found = summed.setdefault(key(row), dict.fromkeys(row, 0))
+        for name, value in row.items():
+            found[name] = found[name] + (value or 0) if name not in ("version_id", "device_type_id") else value
+    return dict(sorted(summed.items()))
+
+
 # -- project overview -------------------------------------------------------------------------------------------
 
 
-def overview(project, filters: dict[str, Any], only: str | None = None) -> dict[str, Any]:
-    """The page's context; with ``only`` (a chart id: a CSV asks for it), that chart alone."""
+class Configuration(NamedTuple):
+    """A project's devices of one device type, region and app version, counted as the dashboards count them."""
+
+    device_type: str
+    region: str
+    app_version: str
+    enrolled: int  # not revoked
+    active_24h: int  # not revoked, seen in the last 24 hours
+    active_7d: int
+
+
+def configurations(project, now: datetime | None = None) -> list[Configuration]:
+    """The project's devices counted per configuration, in one pass over them: the filter form's options, the
+    device counts and the devices-by-type and -by-region charts all read these few rows instead of scanning the
+    fleet once each. A configuration of revoked devices only is kept (counted 0): it stays a filter option.
+    In the database's order of device type slugs."""
+    now = now or timezone.now()
+    live = Q(revoked_at=None)
+    rows = (
+        Device.objects.filter(project=project)
+        .values_list("device_type_id", "region", "app_version")
+        .annotate(
+            enrolled=Count("pk", filter=live),
+            active_24h=Count("pk", filter=live & Q(last_seen_at__gte=now - timedelta(hours=24))),
+            active_7d=Count("pk", filter=live & Q(last_seen_at__gte=now - timedelta(days=7))),
+        )
+        .order_by()
+    )
+    found = list(rows)
+    # The slugs afterwards: joining them onto every device's row cost more than the count.
+    slugs = DeviceType.objects.filter(pk__in={row[0] for row in found}).order_by("slug").values_list("pk", "slug")
+    rank = {pk: (index, slug) for index, (pk, slug) in enumerate(slugs)}
+    found.sort(key=lambda row: (rank[row[0]][0], row[1], row[2]))
+    return [Configuration(rank[type_id][1], *rest) for type_id, *rest in found]
+
+
+def configurations_in(found: list[Configuration], filters: dict[str, Any]) -> list[Configuration]:
+    """The configurations inside the filters (``filters.devices_in`` for these rows)."""
+    wanted = {name: filters[name] for name in ("device_type", "region", "app_version") if name in filters}
+    return [row for row in found if all(getattr(row, name) == value for name, value in wanted.items())]
+
+
+def overview(
+    project, filters: dict[str, Any], only: str | None = None, found: list[Configuration] | None = None
+) -> dict[str, Any]:
+    """The page's context; with ``only`` (a chart id: a CSV asks for it), that chart alone. ``found``: the
+    project's ``configurations`` when the caller has them already."""
     rollups = rollups_in(filters, project=project)
-    devices = devices_in(Device.objects.filter(project=project, revoked_at=None), filters)
+    # Read when a chart or the counts need it (a CSV of the funnel does not).
+    fleet = functools.cache(lambda: configurations_in(configurations(project) if found is None else found, filters))
     builders: dict[str, Callable[[], Chart]] = {
         "funnel": lambda: _funnel_over_time(rollups, filters),
         "failure_reasons": lambda: _failure_reasons(rollups),
         "failing_versions": lambda: _failing_versions(rollups),
         "devices_by_version": lambda: _devices_by_version(project, filters),
         "devices_by_type": lambda: _devices_by(
-            devices, "device_type__slug", "devices_by_type", "Devices by device type", "device type"
+            fleet(), "device_type", "devices_by_type", "Devices by device type", "device type"
         ),
-        "devices_by_region": lambda: _devices_by(devices, "region", "devices_by_region", "Devices by region", "region"),
+        "devices_by_region": lambda: _devices_by(fleet(), "region", "devices_by_region", "Devices by region", "region"),
     }
     if only is not None:
         return {"charts": [builders[only]()] if only in builders else [], "chart_ids": list(builders)}
     charts = [build() for build in builders.values()]
-    now = timezone.now()
-    counts = devices.aggregate(
-        enrolled=Count("pk"),
-        active_24h=Count("pk", filter=Q(last_seen_at__gte=now - timedelta(hours=24))),
-        active_7d=Count("pk", filter=Q(last_seen_at__gte=now - timedelta(days=7))),
-    )
+    counts = {name: sum(getattr(row, name) for row in fleet()) for name in ("enrolled", "active_24h", "active_7d")}
     jobs = Job.objects.filter(project=project).aggregate(
         running=Count("pk", filter=Q(state__in=[Job.State.QUEUED, Job.State.RUNNING])),
         failed=Count("pk", filter=Q(state=Job.State.FAILED)),
@@ -116,16 +185,21 @@ def _failure_reasons(rollups) -> Chart:
 
 
 def _failing_versions(rollups) -> Chart:
-    per_version = (
-        rollups.values("model__name", "version__number")
+    per_id = list(
+        rollups.values("version_id")
         .annotate(
             started=Sum("download_started"),
             download_failed=Sum("download_failed"),
             installs=Sum("install_succeeded") + Sum("install_failed"),
             install_failed=Sum("install_failed"),
         )
-        .order_by("model__name", "version__number")
+        .order_by()
     )
+    versions = _versions_named(row["version_id"] for row in per_id)
+    per_version = [
+        {**row, "model__name": versions[row["version_id"]][1], "version__number": versions[row["version_id"]][2]}
+        for row in sorted(per_id, key=lambda row: versions[row["version_id"]][0])
+    ]
     rows, highlight = [], set()
     for index, row in enumerate(per_version):
         download_rate = row["download_failed"] / row["started"] if row["started"] else 0.0
@@ -168,19 +242,30 @@ def _failing_versions(rollups) -> Chart:
 
 
 def _devices_by_version(project, filters) -> Chart:
-    states = devices_in(
-        DeviceModelState.objects.filter(device__project=project, device__revoked_at=None, installed_state=RUNNING),
-        filters,
-        prefix="device__",
+    # A state's model is of its device's project (check-in resolves the project's models only), so the fleet is
+    # not joined to every state: the few revoked devices are left out through their own small index, and a
+    # filter picks its devices through theirs.
+    revoked = Device.objects.filter(project=project, revoked_at__isnull=False).values("pk")
+    states = DeviceModelState.objects.filter(model__project=project, installed_state=RUNNING).exclude(
+        device__in=revoked
     )
-    per_version = (
-        states.values(name=F("model__name"), number=F("installed_version__number"))
-        .annotate(devices=Count("pk"))
-        .order_by("name", "number")
-    )
+    if any(name in filters for name in ("device_type", "region", "app_version")):
+        states = states.filter(device__in=devices_in(Device.objects.filter(project=project), filters).values("pk"))
+    # Counted per ids, named afterwards: joining the names onto every device's row cost more than the count.
+    per_version = list(states.values_list("model_id", "installed_version_id").annotate(devices=Count("pk")).order_by())
+    # Models in the database's order of their names, as ORDER BY name gave them.
+    rank = {
+        pk: (index, name)
+        for index, (pk, name) in enumerate(
+            Model.objects.filter(pk__in={row[0] for row in per_version}).order_by("name").values_list("pk", "name")
+        )
+    }
+    numbers = dict(ModelVersion.objects.filter(pk__in={row[1] for row in per_version}).values_list("pk", "number"))
+    counted = [(rank[model_id], numbers.get(version_id), devices) for model_id, version_id, devices in per_version]
     rows = [
-        [f"{row['name']} v{row['number']}" if row["number"] else f"{row['name']} (unknown file)", row["devices"]]
-        for row in per_version
+        [f"{name} v{number}" if number else f"{name} (unknown file)", devices]
+        # by name, then number, the unknown file (no number) last
+        for (_, name), number, devices in sorted(counted, key=lambda row: (row[0][0], row[1] is None, row[1] or 0))
     ]
     return Chart(
         id="devices_by_version",
@@ -192,11 +277,14 @@ def _devices_by_version(project, filters) -> Chart:
     )
 
 
-def _devices_by(devices, field: str, chart_id: str, title: str, label: str) -> Chart:
-    rows = [
-        [row[field] or "unknown", row["devices"]]
-        for row in devices.values(field).annotate(devices=Count("pk")).order_by(field)
-    ]
+def _devices_by(fleet: list[Configuration], field: str, chart_id: str, title: str, label: str) -> Chart:
+    devices: dict[str, int] = {}
+    for row in fleet:  # in the database's order of device types (``configurations``)
+        if row.enrolled:
+            devices[getattr(row, field)] = devices.get(getattr(row, field), 0) + row.enrolled
+    # Regions (two capital letters, or none) sort the same in Python as in any collation.
+    keys = sorted(devices) if field == "region" else list(devices)
+    rows: list[list[Any]] = [[key or "unknown", devices[key]] for key in keys]
     return Chart(
         id=chart_id,
         title=title,
@@ -213,8 +301,8 @@ def _devices_by(devices, field: str, chart_id: str, title: str, label: str) -> C
 def download_status(project, filters: dict[str, Any], stuck_hours: int, only: str | None = None) -> dict[str, Any]:
     """The page's context; with ``only`` (a CSV asks for a chart), its chart alone, without the stuck list."""
     rollups = rollups_in(filters, project=project)
-    grouped = (
-        rollups.values("model__name", "version__number", "device_type__slug")
+    per_ids = list(
+        rollups.values("version_id", "device_type_id")
         .annotate(
             offered=Sum("offered"),
             downloaded=Sum("download_completed"),
@@ -222,15 +310,19 @@ def download_status(project, filters: dict[str, Any], stuck_hours: int, only: st
             **{f"failed_{reason}": Sum(f"failed_{reason}") for reason in REASONS},
             **{column: Sum(column) for column in DELAY_COLUMNS},
         )
-        .order_by("model__name", "version__number", "device_type__slug")
+        .order_by()
     )
+    versions = _versions_named(row["version_id"] for row in per_ids)
+    slugs = _types_named(row["device_type_id"] for row in per_ids)
+    # ORDER BY model name, version number, device type slug
+    grouped = _sum_by(per_ids, lambda row: (*versions[row["version_id"]], slugs[row["device_type_id"]][1]))
     rows = []
-    for row in grouped:
+    for (_, model_name, number, slug), row in grouped.items():
         median = median_from_buckets([row[column] for column in DELAY_COLUMNS])
         rows.append(
             [
-                f"{row['model__name']} v{row['version__number']}",
-                row["device_type__slug"],
+                f"{model_name} v{number}",
+                slug,
                 row["offered"],
                 row["downloaded"],
                 *[row[f"failed_{reason}"] for reason in REASONS],
@@ -272,8 +364,22 @@ def download_status(project, filters: dict[str, Any], stuck_hours: int, only: st
     return {"charts": [chart], "stuck": stuck_devices(project, filters, stuck_hours)}
 
 
-def stuck_devices(project, filters: dict[str, Any], hours: int, limit: int = 50) -> list[DeviceModelState]:
-    """Devices whose installed version has not matched what they were offered for ``hours`` or more."""
+class StuckDevice(NamedTuple):
+    """A row of the stuck list: a device offered a version it has not installed and run since ``since``."""
+
+    device_id: str
+    model: str
+    offered: int  # the version number offered
+    installed: int | None  # the number of the version it runs, None: none it reported as one of this model's
+    installed_state: str
+    since: datetime
+    reason: str
+
+
+def stuck_devices(project, filters: dict[str, Any], hours: int, limit: int = 50) -> list[StuckDevice]:
+    """Devices whose installed version has not matched what they were offered for ``hours`` or more, the longest
+    stuck first. Plain rows: building the states, devices, models and versions of 50 rows cost more than
+    finding them."""
     since = timezone.now() - timedelta(hours=hours)
     states = devices_in(
         DeviceModelState.objects.filter(
@@ -282,9 +388,16 @@ def stuck_devices(project, filters: dict[str, Any], hours: int, limit: int = 50)
         filters,
         prefix="device__",
     )
-    return list(
-        states.select_related("device", "model", "desired_version", "installed_version").order_by("resolved_at")[:limit]
-    )
+    rows = states.values_list(
+        "device__device_id",
+        "model__name",
+        "desired_version__number",
+        "installed_version__number",
+        "installed_state",
+        "resolved_at",
+        "reason",
+    ).order_by("resolved_at")[:limit]
+    return [StuckDevice(*row) for row in rows]
 
 
 # -- model comparison -------------------------------------------------------------------------------------------
@@ -301,15 +414,18 @@ def model_comparison(model, filters: dict[str, Any], only: str | None = None) ->
     """The page's context; with ``only`` (a CSV asks for a chart), its chart alone, without lineage and matrix."""
     versions = list(model.versions.select_related("parent").order_by("number"))
     rollups = rollups_in(filters, model=model)
-    on_device = {
-        (row["version_id"], row["device_type__slug"]): row
-        for row in rollups.values("version_id", "device_type__slug").annotate(
+    per_ids = list(
+        rollups.values("version_id", "device_type_id")
+        .annotate(
             latency_count=Sum("latency_count"),
             latency=Sum("latency_p50_weighted"),
             accuracy_count=Sum("accuracy_count"),
             accuracy=Sum("accuracy_weighted"),
         )
-    }
+        .order_by()
+    )
+    slugs = _types_named(row["device_type_id"] for row in per_ids)
+    on_device = _sum_by(per_ids, lambda row: (row["version_id"], slugs[row["device_type_id"]][1]))
     types = sorted({slug for _, slug in on_device})
     rows: list[list[Any]] = []
     ratios: dict[str, list[float | None]] = {slug: [] for slug in types}

@@ -13,8 +13,7 @@ from django.views.decorators.http import require_safe
 
 from console.projects.permissions import MODEL, PROJECT, scoped_page
 from devices.dashboards import pages
-from devices.dashboards.filters import RANGES, DashboardFilterSerializer
-from devices.models import Device
+from devices.dashboards.filters import RANGES, DashboardFilterSerializer, choices
 
 STUCK_HOURS = (1, 6, 24, 72, 168)
 DEFAULT_STUCK_HOURS = 24
@@ -27,7 +26,7 @@ def _filters(request):
     return DashboardFilterSerializer(data={}).run_validation({}), serializer.errors
 
 
-def _render(request, access, template: str, built: dict, errors: dict, **extra):
+def _render(request, access, template: str, built: dict, errors: dict, found=None, **extra):
     wanted = request.GET.get("csv")
     if wanted is not None:
         chart = next((c for c in built["charts"] if c.id == wanted), None)
@@ -52,40 +51,30 @@ def _render(request, access, template: str, built: dict, errors: dict, **extra):
             "filter_errors": errors,
             "query": query.urlencode(),
             "ranges": RANGES,
-            "choices": _choices(project),
+            "choices": choices(project) if found is None else _choices(found),
             **built,
             **extra,
         },
     )
 
 
-def _choices(project) -> dict:
-    """The filter form's options, from one query over the distinct configurations of the project's devices."""
-    combos = (
-        Device.objects.filter(project=project)
-        .values_list("device_type__slug", "region", "app_version")
-        .distinct()
-        .order_by()
-    )
-    types, regions, apps = set(), set(), set()
-    for device_type, region, app_version in combos:
-        types.add(device_type)
-        regions.add(region)
-        apps.add(app_version)
-    return {"device_types": sorted(types), "regions": sorted(r for r in regions if r), "app_versions": sorted(apps)}
+def _choices(found: list[pages.Configuration]) -> dict:
+    """``filters.choices`` from the configurations a page has read already."""
+    return {
+        "device_types": sorted({row.device_type for row in found}),
+        "regions": sorted({row.region for row in found if row.region}),
+        "app_versions": sorted({row.app_version for row in found}),
+    }
 
 
 @scoped_page(PROJECT)
 @require_safe
 def overview_page(request, access, project):
     filters, errors = _filters(request)
-    return _render(
-        request,
-        access,
-        "devices/overview.html",
-        pages.overview(access.project, filters, request.GET.get("csv")),
-        errors,
-    )
+    # The filter form's options and the device charts read them; a CSV reads them only for a device chart.
+    found = None if "csv" in request.GET else pages.configurations(access.project)
+    built = pages.overview(access.project, filters, request.GET.get("csv"), found)
+    return _render(request, access, "devices/overview.html", built, errors, found)
 
 
 @scoped_page(PROJECT)

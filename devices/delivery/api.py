@@ -37,7 +37,7 @@ from devices.fleet import keys
 from devices.fleet import services as fleet_services
 from devices.models import Device, DeviceModelState
 from devices.telemetry import events as telemetry_events
-from devices.telemetry.serializers import EventBatchSerializer
+from devices.telemetry.serializers import EventBatchSerializer, common_events
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -259,8 +259,10 @@ class EventsView(DeviceEndpoint):
 
     @extend_schema(request=EventBatchSerializer, responses={200: dict, 400: dict, 401: dict}, tags=["device"])
     def post(self, request):
-        data = self.valid_body(EventBatchSerializer)
-        outcome = telemetry_events.record_events(device=request.auth, events=data["events"])
+        events = common_events(request.data)
+        if events is None:  # anything unusual: EventBatchSerializer says what is wrong, or takes it
+            events = self.valid_body(EventBatchSerializer)["events"]
+        outcome = telemetry_events.record_events(device=request.auth, events=events)
         return Response(outcome._asdict())
 
 

@@ -8,7 +8,6 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 from typing import Any, NoReturn
 
-import psycopg
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import caches
 from django.db import connection
@@ -16,6 +15,7 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 
+from console.db import bound_cursor
 from devices.fleet import keys
 from devices.models import Device, DeviceType, FleetSettings
 
@@ -103,23 +103,9 @@ def device_for_token(raw: str) -> DeviceRecord | None:
 
 
 def _fetch_one(sql: str, params: list) -> tuple | None:
-    """One row. On PostgreSQL through a server-binding cursor, which psycopg turns into a prepared
-    statement after a few calls on a connection (``prepare_threshold``, see DB_PREPARED_STATEMENTS in
-    console/settings.py): Django's own cursors bind parameters on the client, so the server would parse and
-    plan this query on every check-in, which was most of its cost. Wrapped as Django wraps its cursors, so
-    query logging, execute wrappers and error translation still apply."""
-    if connection.vendor == "postgresql":
-        connection.ensure_connection()
-        raw = psycopg.Cursor(connection.connection)
-        # make_*cursor wrap a driver cursor; django-stubs type their argument as the CursorWrapper they return.
-        cursor = (
-            connection.make_debug_cursor(raw)  # type: ignore[arg-type]
-            if connection.queries_logged
-            else connection.make_cursor(raw)  # type: ignore[arg-type]
-        )
-    else:
-        cursor = connection.cursor()
-    with cursor:
+    """One row, through a server-binding cursor: the server would otherwise parse and plan this query on every
+    check-in, which was most of its cost (``console.db.bound_cursor``)."""
+    with bound_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
 

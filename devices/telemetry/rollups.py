@@ -18,9 +18,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Sum
 from django.utils import timezone
 
+from console.db import bound_cursor
 from devices.models import DailyRollup, Device, DeviceEvent
 from devices.telemetry import sketches
 
@@ -155,56 +156,62 @@ KeyedGroup = tuple[dict[str, Any], dict[str, Any], Group]  # the row's key, its 
 
 
 def add_to_rows(model, rows: list[KeyedGroup], common: dict[str, Any]) -> None:
-    """Add each group to its ``model`` row in three statements whatever the number of rows (a batch touches one
-    row per day and version: two statements per row made the events endpoint slow).
+    """Add each group to its ``model`` row in two statements whatever the number of rows (a batch touches one
+    row per day and version: statements per row made the events endpoint slow).
 
-    1. create the missing rows, empty (``ON CONFLICT DO NOTHING``: a concurrent batch may create them too);
-    2. lock them all, in key order, so concurrent batches lock in the same order, and read their sketches;
-    3. one upsert (every row exists by now: an update) adding the counts in SQL and writing the sketches merged
+    1. create the missing rows, empty, and lock them all, reading their sketches: an upsert whose update changes
+       nothing (``ON CONFLICT DO UPDATE ... RETURNING``; a concurrent batch may create the same rows), in key
+       order, so concurrent batches lock in the same order;
+    2. one upsert (every row exists by now: an update) adding the counts in SQL and writing the sketches merged
        under the lock. Sketches only add up in Python, hence they are read, merged and written back.
+
+    Plain SQL through a server-binding cursor (``console.db.bound_cursor``): the ORM's compiling and psycopg's
+    quoting of every value cost more than the database's work on these few rows.
     """
     if not rows:
         return
     key_names = list(rows[0][0])
     ordered = sorted(rows, key=lambda row: tuple(row[0].values()))
-    model.objects.bulk_create([model(**key, **extra, **common) for key, extra, _ in ordered], ignore_conflicts=True)
-    match = Q()
-    for key, _, _ in ordered:
-        match |= Q(**key)
-    current = {
-        tuple(found[:-1]): found[-1]
-        for found in model.objects.select_for_update()
-        .filter(match)
-        .order_by(*key_names)
-        .values_list(*key_names, "latency_sketch")
-    }
     counted = [f.name for f in model._meta.concrete_fields if f.name in COUNTED_FIELDS]
     extra_names = [*ordered[0][1], *common]
-    values: list[Any] = []
-    for key, extra, group in ordered:
-        sketch = current[tuple(key.values())]
-        if group.latencies or not sketch:  # a created row gets its (maybe empty) sketch
-            sketch = sketches.add(sketch or None, group.latencies)
-        values += [
-            *key.values(),
-            *extra.values(),
-            *common.values(),
-            *[_typed(name, group.counts.get(name, 0.0)) for name in counted],
-            sketch,
-        ]
     names = [*key_names, *extra_names, *counted, "latency_sketch"]
     columns = [model._meta.get_field(name).column for name in names]
     keys, added = columns[: len(key_names)], columns[len(key_names) + len(extra_names) : -1]
     q = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    sql = (
-        f"INSERT INTO {q(model._meta.db_table)} AS r ({', '.join(map(q, columns))}) "
-        f"VALUES {', '.join([row] * len(ordered))} ON CONFLICT ({', '.join(map(q, keys))}) DO UPDATE SET "
-        + ", ".join(f"{q(c)} = r.{q(c)} + EXCLUDED.{q(c)}" for c in added)
-        + f", {q('latency_sketch')} = EXCLUDED.{q('latency_sketch')}"
+    insert = (
+        f"INSERT INTO {q(model._meta.db_table)} AS r ({', '.join(map(q, columns))}) VALUES "
+        + ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(ordered))
+        + f" ON CONFLICT ({', '.join(map(q, keys))}) DO UPDATE SET "
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+
+    def row_values(key: dict[str, Any], extra: dict[str, Any], counts: list[Any], sketch: bytes) -> list[Any]:
+        return [*key.values(), *extra.values(), *common.values(), *counts, sketch]
+
+    empty = [_typed(name, 0.0) for name in counted]
+    key_fields = [model._meta.get_field(name) for name in key_names]
+    with bound_cursor() as cursor:
+        cursor.execute(
+            insert
+            + f"{q(keys[0])} = r.{q(keys[0])} RETURNING "
+            + ", ".join(q(column) for column in [*keys, columns[-1]]),
+            [value for key, extra, _ in ordered for value in row_values(key, extra, empty, b"")],
+        )
+        current = {  # to_python: SQLite gives back a day as text
+            tuple(field.to_python(value) for field, value in zip(key_fields, found[:-1], strict=True)): found[-1]
+            for found in cursor.fetchall()
+        }
+        values: list[Any] = []
+        for key, extra, group in ordered:
+            sketch = current[tuple(key.values())]
+            if group.latencies or not sketch:  # a created row gets its (maybe empty) sketch
+                sketch = sketches.add(sketch or None, group.latencies)
+            values += row_values(key, extra, [_typed(name, group.counts.get(name, 0.0)) for name in counted], sketch)
+        cursor.execute(
+            insert
+            + ", ".join(f"{q(c)} = r.{q(c)} + EXCLUDED.{q(c)}" for c in added)
+            + f", {q(columns[-1])} = EXCLUDED.{q(columns[-1])}",
+            values,
+        )
 
 
 def add_to_row(model, key: dict[str, Any], extra: dict[str, Any], group: Group) -> None:

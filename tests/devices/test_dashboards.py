@@ -106,7 +106,7 @@ def test_download_status__per_version_and_device_type_with_reasons_and_median(fl
 def test_download_status__lists_stuck_devices_with_links(fleet, viewer_client):
     response = viewer_client.get(DOWNLOADS, {"stuck_hours": 1})
 
-    stuck = sorted(s.device.device_id for s in response.context["stuck"])
+    stuck = sorted(s.device_id for s in response.context["stuck"])
     assert stuck == ["kiosk-fr", "pi-fr"]
     assert 'href="/p/kiosk/fleet/pi-fr/"' in response.content.decode()
 
@@ -143,3 +143,30 @@ def test_dashboards__outsider_gets_404(project, outsider):
     client.force_login(outsider)
     assert client.get(OVERVIEW).status_code == 404
     assert client.get(MODEL_DASHBOARD).status_code == 404
+
+
+def test_dashboards__a_revoked_device__stays_a_filter_option_but_counts_nowhere(fleet, viewer_client, other_project):
+    from django.utils.timezone import now
+
+    from devices.fleet import services as fleet_services
+    from devices.models import Device, DeviceType
+
+    fleet_services.revoke_device(device=Device.objects.get(device_id="kiosk-fr"))
+    Device.objects.create(  # another project's device: never an option here
+        project=other_project, device_id="theirs", token_hash="0" * 64, fingerprint="0" * 64,
+        device_type=DeviceType.objects.get(slug="jetson-orin"), region="JP", app_version="9.9.9", enrolled_at=now(),
+    )  # fmt: skip
+
+    responses = [viewer_client.get(url) for url in (OVERVIEW, DOWNLOADS, MODEL_DASHBOARD)]
+
+    for response in responses:
+        assert response.context["choices"] == {
+            "device_types": ["raspberry-pi-4", "x86-gateway"],
+            "regions": ["DE", "FR"],
+            "app_versions": ["2.3.1", "3.0.0"],
+        }
+    overview = responses[0]
+    assert overview.context["devices"]["enrolled"] == 2
+    assert chart(overview, "devices_by_type").rows == [["raspberry-pi-4", 1], ["x86-gateway", 1]]
+    assert chart(overview, "devices_by_region").rows == [["DE", 1], ["FR", 1]]
+    assert chart(overview, "devices_by_version").rows == [["digit-classifier v1", 1]]

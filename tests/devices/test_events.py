@@ -112,6 +112,30 @@ def test_events__version_of_another_project__is_kept_in_history_but_counted_nowh
     assert not DailyRollup.objects.exists()
 
 
+@pytest.mark.parametrize("model_name", ["", "no-such-model"])
+def test_events__version_of_a_model_not_named__is_kept_as_reported_and_counted_nowhere(
+    enrolled, device_api, ready_v1, other_project, outsider, model_name
+):
+    from console.catalog import services as catalog_services
+
+    theirs = ready_version(catalog_services.create_model(project=other_project, name="theirs", user=outsider))
+    batch = [
+        event("install_failed", version_id, id=f"e{version_id}", model=model_name)
+        for version_id in (ready_v1.pk, theirs.pk, 10**12)
+    ]
+
+    response = device_api.post(f"{API}/events", {"events": batch}, format="json")
+
+    assert response.json() == {"accepted": 3, "duplicates": 0, "out_of_window": 0}
+    stored = DeviceEvent.objects.filter(type="install_failed").order_by("reported_version_id")
+    assert [(e.version_id, e.reported_version_id) for e in stored] == [
+        (None, ready_v1.pk),
+        (None, theirs.pk),
+        (None, 10**12),
+    ]
+    assert not DailyRollup.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("events", "message"),
     [
@@ -123,6 +147,7 @@ def test_events__version_of_another_project__is_kept_in_history_but_counted_nowh
         ([{"id": "a", "type": "inference_stats", "at": AT, "stats": {"count": -1}}], "stats.count"),
         ([{"id": "a", "type": "inference_stats", "at": AT, "stats": {"count": 1, "accuracy": 3}}], "accuracy"),
         ([{"id": str(i), "type": "rollback", "at": AT} for i in range(101)], "no more than 100"),
+        ([{"id": "a", "type": "rollback", "at": AT, "version_id": 2**63}], "events.0.version_id"),
     ],
 )
 def test_events__malformed_batch__is_400_and_stores_nothing(enrolled, device_api, events, message):
