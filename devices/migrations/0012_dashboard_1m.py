@@ -9,7 +9,7 @@ EVENT_DEVICE_INDEX = "devices_deviceevent_device_id_5294ea65"
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("devices", "0010_dashboard_speed"),
+        ("devices", "0011_experiment_arm_day_rollup"),
     ]
 
     operations = [
