@@ -201,10 +201,13 @@ def optimize_for_profile(
             error = own_output_error(name, exc)
             result.rows.append({"name": label, "transform": name, "params": cleaned, "error": error})
             continue
-        if runnable_base is not None and hasattr(report, "log"):
-            # The version's lineage says what its file was made from: the parent's runnable rewrite, not the parent.
-            report.log.insert(0, f"built on make_runnable(for {profile.get('slug')})'s rewrite of the parent")
-            report.details["built_on"] = "make_runnable"
+        if runnable_base is not None:
+            # The version's lineage says what its file was made from: the parent's runnable rewrite, not the parent
+            # (its transform stays the one applied last, which says whether it is lossy).
+            cleaned = {**cleaned, "built_on": f"make_runnable(for {profile.get('slug')})"}
+            if hasattr(report, "log"):
+                report.log.insert(0, f"built on make_runnable(for {profile.get('slug')})'s rewrite of the parent")
+                report.details["built_on"] = "make_runnable"
         row = candidate_row(label, figures, verification, profile, variant_facts, figures["size_bytes"])
         if name == "make_runnable" and row["runnable_on_device"] and transform.suffix == ".onnx":
             # The parent cannot run there, so the other candidates are built on the rewrite that can (quantizing

@@ -34,10 +34,13 @@ def test_seed_demo__creates_a_checked_demo_model_with_its_dataset_and_is_idempot
     project = Project.objects.get(slug="demo")
     assert sorted(project.memberships.values_list("role", flat=True)) == ["approver", "developer", "owner", "viewer"]
     model = Model.objects.get(project=project, name="digit-classifier")
-    # v1 as trained; v2 the variant the Android phones' mobile package runs (made by optimize-for-device).
+    # v1 as trained; v2 the variant the Android phones' mobile package runs (made by optimize-for-device: the
+    # rewrite that makes it runnable there, then whatever smaller variant of that rewrite stays within budget).
     assert list(model.versions.order_by("number").values_list("number", "state")) == [(1, "ready"), (2, "ready")]
     android = model.versions.get(number=2)
-    assert android.parent.number == 1 and android.transform == "make_runnable"
+    assert android.parent.number == 1
+    # What the version page says it was made by ("by <transform> <params>") names the rewrite it rests on.
+    assert "make_runnable" in f"{android.transform} {android.transform_params}"
     assert android.compatibility.get(device_type__slug="android-arm64-phone").compatible
     assert model.datasets.get().rows > 100
 

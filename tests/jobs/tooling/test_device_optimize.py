@@ -27,3 +27,5 @@ def test_parent_the_phone_cannot_run__quantized_candidates_are_built_on_its_runn
         assert row["lossy"] and row["size_bytes"] < result.baseline["size_bytes"]
         assert row["accuracy"] is not None  # verified against the parent on the labeled samples
         assert result.made[row["name"]].report.details["built_on"] == "make_runnable"
+        # ... and the version it would become says so in its lineage (its transform parameters).
+        assert result.made[row["name"]].params["built_on"] == "make_runnable(for android-arm64-phone)"
