@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.db import connection, models, transaction
-from django.db.models import Field
+from django.db.models import Field, FilteredRelation, Q
 from django.utils import timezone
 
 from console.db import bound_cursor, column
 from console.errors import Refused
-from console.models import Model, ModelVersion
+from console.models import Model
 from devices.models import Device, DeviceEvent, DeviceModelState
 from devices.telemetry import delivery_counts, experiment_rollups, rollups
 
@@ -122,27 +122,13 @@ def record_events(*, device, events: list[dict[str, Any]], now: datetime | None 
             )
         )
     with transaction.atomic():
-        _lock_device(device.pk)
+        Device.objects.select_for_update().filter(pk=device.pk).values_list("pk", flat=True).first()
         stored = _store_new(rows)
         refuse_feedback_never_served(device, [first[row.event_id] for row in stored])
         rollups.count_events(device, stored)
         experiment_rollups.count_events(device, stored)
         delivery_counts.count_delivery(device, stored)
     return BatchOutcome(len(stored), len(dated) - len(stored), len(events) - len(dated))
-
-
-@functools.cache
-def _lock_sql(locks: bool) -> str:
-    q = connection.ops.quote_name
-    return f"SELECT 1 FROM {q(Device._meta.db_table)} WHERE {q(column(Device, 'pk'))} = %s" + (
-        " FOR UPDATE" if locks else ""
-    )
-
-
-def _lock_device(pk: int) -> None:
-    """Lock the device's row until the transaction ends (a prepared statement: this runs for every batch)."""
-    with bound_cursor() as cursor:
-        cursor.execute(_lock_sql(connection.features.has_select_for_update), [pk])
 
 
 def _catalog(project_id: int, events: Iterable[dict[str, Any]]) -> tuple[dict[str, int], set[tuple[int, int]]]:
@@ -156,29 +142,17 @@ def _catalog(project_id: int, events: Iterable[dict[str, Any]]) -> tuple[dict[st
             version_ids.add(event["version_id"])
     if not names:
         return {}, set()
-    with bound_cursor() as cursor:  # a prepared statement for the usual batch (one model, a few versions)
-        cursor.execute(_catalog_sql(len(names), len(version_ids)), [*sorted(version_ids), project_id, *sorted(names)])
-        found = cursor.fetchall()
+    found = (
+        Model.objects.filter(project_id=project_id, name__in=names)
+        .annotate(reported=FilteredRelation("versions", condition=Q(versions__pk__in=version_ids)))
+        .values_list("name", "pk", "reported__pk")
+    )
     models, versions = {}, set()
     for name, model_id, version_id in found:
         models[name] = model_id
         if version_id is not None:
             versions.add((model_id, version_id))
     return models, versions
-
-
-@functools.cache
-def _catalog_sql(names: int, versions: int) -> str:
-    q = connection.ops.quote_name
-    model_id, model_name = q(column(Model, "pk")), q(column(Model, "name"))
-    version_id = q(column(ModelVersion, "pk"))
-    reported = f"v.{version_id} IN ({', '.join(['%s'] * versions)})" if versions else "1 = 0"
-    return (
-        f"SELECT m.{model_name}, m.{model_id}, v.{version_id} "
-        f"FROM {q(Model._meta.db_table)} m LEFT JOIN {q(ModelVersion._meta.db_table)} v "
-        f"ON v.{q(column(ModelVersion, 'model'))} = m.{model_id} AND {reported} "
-        f"WHERE m.{q(column(Model, 'project'))} = %s AND m.{model_name} IN ({', '.join(['%s'] * names)})"
-    )
 
 
 # What a device's event stores besides the columns every row of a batch shares (project, device, received_at).
