@@ -106,8 +106,7 @@ def configurations(project, now: datetime | None = None) -> list[Configuration]:
     )
     found = list(rows)
     # The slugs afterwards: joining them onto every device's row cost more than the count.
-    slugs = DeviceType.objects.filter(pk__in={row[0] for row in found}).order_by("slug").values_list("pk", "slug")
-    rank = {pk: (index, slug) for index, (pk, slug) in enumerate(slugs)}
+    rank = _types_named(row[0] for row in found)
     found.sort(key=lambda row: (rank[row[0]][0], row[1], row[2]))
     return [Configuration(rank[type_id][1], *rest) for type_id, *rest in found]
 
