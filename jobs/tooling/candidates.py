@@ -16,6 +16,7 @@ from jobs.tooling import live_runtime, runtimes
 from jobs.tooling.common import FP16_SENSITIVE_OPS, Param, PathLike, TransformReport, write_atomically
 from jobs.tooling.errors import TransformError
 from jobs.tooling.weight_only import DEFAULT_MIN_WEIGHT_ELEMENTS
+from jobs.tooling.weight_storage import DEFAULT_MIN_ELEMENTS as MIN_STORED_ELEMENTS
 
 # Operator types dynamic quantization gives an integer kernel (onnxruntime's IntegerOpsRegistry less Transpose,
 # which is only quantized after one of these).
@@ -102,6 +103,14 @@ def candidate_transforms(profile: dict, facts: dict, *, has_dataset: bool, has_s
             # MatMul-only dynamic quantization reaches them without touching Conv.
             steps = [["svd", {"energy": 0.95}], ["quantize_dynamic", {"op_types": ["MatMul"]}]]
             candidates.append(("pipeline", {"steps": steps}))
+
+    if (facts.get("parameters") or {}).get("count", 0) >= MIN_STORED_ELEMENTS:
+        # A smaller download at the parent's speed on any CPU: weights stored small, restored to float32 when the
+        # runtime loads the model. fp16 storage where int8's rounding costs too much; the mobile package has no
+        # float16 kernel, not even Cast.
+        candidates.append(("compress_weights", {"precision": "int8"}))
+        if profile.get("runtime_build") != "mobile":
+            candidates.append(("compress_weights", {"precision": "fp16"}))
 
     if "fp16" in precisions:
         candidates.append(("fp16", {"keep_io_types": True}))  # numerically sensitive ops kept in float32

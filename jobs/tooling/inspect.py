@@ -353,8 +353,34 @@ def precisions(model: onnx.ModelProto, counts: Counter | None = None) -> dict:
     quantized = any(is_quantized_op(op) for (_, op) in counts)
     if quantized:
         names.add("int8")
-    compute = "int8" if quantized else ("fp16" if "fp16" in names else ("bf16" if "bf16" in names else "fp32"))
+    computes_fp16 = "fp16" in names and not _fp16_only_stored(model)
+    compute = "int8" if quantized else ("fp16" if computes_fp16 else ("bf16" if "bf16" in names else "fp32"))
     return {"present": sorted(names), "compute": compute, "quantized": quantized}
+
+
+def _fp16_only_stored(model: onnx.ModelProto) -> bool:
+    """Whether every float16 value is a stored weight that only Casts to float read (compress_weights' storage): the
+    runtime folds those Casts when it loads the model, so it computes in float32."""
+    half, float_ = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    stored = set()
+    for graph in iter_all_graphs(model):
+        stored.update(tensor.name for tensor in graph.initializer if tensor.data_type == half)
+        for node in graph.node:
+            if node.op_type == "Constant" and any(attr.t.data_type == half for attr in node.attribute):
+                stored.update(node.output)
+    if not stored:
+        return False
+    for graph in iter_all_graphs(model):
+        for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+            if value.type.tensor_type.elem_type == half and value.name not in stored:
+                return False
+        for node in graph.node:
+            to = next((attr.i for attr in node.attribute if attr.name == "to"), None)
+            if node.op_type == "Cast" and to == half:
+                return False
+            if any(name in stored for name in node.input) and not (node.op_type == "Cast" and to == float_):
+                return False
+    return True
 
 
 def inspect_model(model: onnx.ModelProto) -> dict:

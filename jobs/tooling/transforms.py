@@ -12,7 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.tooling import candidates, fp16, graph_opt, opset, ort_format, prune, quantize, runnable, svd, weight_only
+from jobs.tooling import (
+    candidates,
+    fp16,
+    graph_opt,
+    opset,
+    ort_format,
+    prune,
+    quantize,
+    runnable,
+    svd,
+    weight_only,
+    weight_storage,
+)
 from jobs.tooling.common import Param, PathLike, TransformReport, check_params
 from jobs.tooling.errors import TransformError
 
@@ -96,6 +108,7 @@ TRANSFORMS: dict[str, Transform] = {
             for name, function, params, description in runnable.RUNNABLE_TRANSFORMS
         ),
         *(Transform(*entry) for entry in weight_only.NEW_TRANSFORMS),
+        *(Transform(*entry) for entry in weight_storage.NEW_TRANSFORMS),
         *(Transform(*entry) for entry in candidates.NEW_TRANSFORMS),
     )
 }

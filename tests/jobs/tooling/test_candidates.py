@@ -43,6 +43,8 @@ def names(candidates: list[tuple[str, dict]]) -> list[str]:
 
 SVD_THEN_INT8 = ("pipeline", {"steps": [["svd", {"energy": 0.95}], ["quantize_dynamic", {"op_types": ["MatMul"]}]]})
 STATIC_PER_TENSOR = ("quantize_static", {"calibrate_method": "minmax"})
+STORED_INT8 = ("compress_weights", {"precision": "int8"})
+STORED_FP16 = ("compress_weights", {"precision": "fp16"})
 
 
 def static_per_channel(x86: bool) -> tuple[str, dict]:
@@ -63,6 +65,8 @@ def test_candidates__conv_and_matmul_on_the_x86_gateway__use_uint8_conv_weights_
         ("prune", {"sparsity": 0.3}),
         ("svd", {"energy": 0.95}),
         SVD_THEN_INT8,
+        STORED_INT8,
+        STORED_FP16,
         ("fp16", {"keep_io_types": True}),
     ]
 
@@ -79,6 +83,8 @@ def test_candidates__conv_and_matmul_on_the_raspberry_pi__int8_per_channel_and_n
         ("prune", {"sparsity": 0.3}),
         ("svd", {"energy": 0.95}),
         SVD_THEN_INT8,
+        STORED_INT8,
+        STORED_FP16,
     ]
 
 
@@ -91,6 +97,8 @@ def test_candidates__large_matmul_weights_on_the_jetson__weight_only_int4_and_fp
         ("prune", {"sparsity": 0.3}),
         ("svd", {"energy": 0.95}),
         SVD_THEN_INT8,
+        STORED_INT8,
+        STORED_FP16,
         ("fp16", {"keep_io_types": True}),
     ]
 
@@ -121,6 +129,7 @@ def test_candidates__android_phone__adds_the_ort_format_and_a_mobile_sized_list(
         ("prune", {"sparsity": 0.3}),
         ("svd", {"energy": 0.95}),
         SVD_THEN_INT8,
+        STORED_INT8,  # no fp16 storage: the mobile package has no float16 kernel
         ("to_ort", {"level": "basic"}),
     ]
 
