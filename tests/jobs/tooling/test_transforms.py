@@ -26,6 +26,7 @@ def test_registry__holds_every_transform_of_the_issue():
         "fold_batchnorm",
         "make_runnable",
         "weight_only",
+        "compress_weights",
         "pipeline",
     }
     assert [name for name, t in TRANSFORMS.items() if t.needs_dataset] == ["quantize_static"]
