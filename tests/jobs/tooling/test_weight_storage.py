@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -15,6 +18,10 @@ from jobs.tooling.inspect import inspect_model
 from jobs.tooling.quantize import quantize_dynamic
 from jobs.tooling.reference_models import float_input, make_model, mlp
 from jobs.tooling.transforms import run_transform
+
+
+# The Raspberry Pi type's release (tests/jobs/tooling/test_runnable.py installs it the same way).
+ORT_1_16 = Path(__file__).resolve().parents[3] / "var" / "registry-venvs" / "onnxruntime-1.16.3" / "bin" / "python"
 
 
 def branchy_convnet(seed: int = 4) -> onnx.ModelProto:
@@ -110,6 +117,24 @@ def test_compress_weights__onnxruntime_folds_the_restore_nodes__the_device_runs_
     assert "Cast" not in main_ops and "Mul" not in main_ops
     kernel = next(t for t in folded.graph.initializer if t.name == "kernel")
     assert kernel.data_type == onnx.TensorProto.FLOAT
+
+
+@pytest.mark.skipif(not ORT_1_16.exists(), reason="onnxruntime 1.16.3's wheel is not installed under var/")
+def test_compress_weights__onnxruntime_1_16_folds_them_too(tmp_path, parent):
+    script = (
+        "import sys, onnxruntime as ort\n"
+        "options = ort.SessionOptions()\n"
+        "options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC\n"
+        "options.optimized_model_filepath = sys.argv[2]\n"
+        "ort.InferenceSession(sys.argv[1], options, providers=['CPUExecutionProvider'])\n"
+    )
+    for precision in ("int8", "fp16"):
+        variant = tmp_path / f"{precision}.onnx"
+        run_transform("compress_weights", parent, variant, precision=precision)
+        folded = tmp_path / f"{precision}-folded.onnx"
+        subprocess.run([str(ORT_1_16), "-c", script, str(variant), str(folded)], capture_output=True, check=True)
+        ops = {node.op_type for node in onnx.load(folded).graph.node}
+        assert ops == {"Conv", "Relu", "GlobalAveragePool", "Flatten", "If"}
 
 
 def test_compress_weights__facts__the_model_still_computes_in_float32_and_runs_where_the_parent_runs(tmp_path, parent):
