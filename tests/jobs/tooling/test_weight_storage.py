@@ -19,7 +19,6 @@ from jobs.tooling.quantize import quantize_dynamic
 from jobs.tooling.reference_models import float_input, make_model, mlp
 from jobs.tooling.transforms import run_transform
 
-
 # The Raspberry Pi type's release (tests/jobs/tooling/test_runnable.py installs it the same way).
 ORT_1_16 = Path(__file__).resolve().parents[3] / "var" / "registry-venvs" / "onnxruntime-1.16.3" / "bin" / "python"
 
