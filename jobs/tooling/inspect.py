@@ -362,7 +362,7 @@ def _fp16_only_stored(model: onnx.ModelProto) -> bool:
     """Whether every float16 value is a stored weight that only Casts to float read (compress_weights' storage): the
     runtime folds those Casts when it loads the model, so it computes in float32."""
     half, float_ = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
-    stored = set()
+    stored: set[str] = set()
     for graph in iter_all_graphs(model):
         stored.update(tensor.name for tensor in graph.initializer if tensor.data_type == half)
         for node in graph.node:

@@ -98,6 +98,8 @@ def compress_weights(
             compressed += 1
             before += weights.nbytes
             after += sum(len(t.raw_data) for t in tensors)  # numpy_helper.from_array writes raw_data
+        if not restore:
+            continue
         del graph.initializer[:]
         graph.initializer.extend(stored)
         nodes_after = list(graph.node)
