@@ -353,32 +353,39 @@ def precisions(model: onnx.ModelProto, counts: Counter | None = None) -> dict:
     quantized = any(is_quantized_op(op) for (_, op) in counts)
     if quantized:
         names.add("int8")
-    computes_fp16 = "fp16" in names and not _fp16_only_stored(model)
+    # Weights stored small for float compute (compress_weights): the runtime folds their Casts when it loads the
+    # model, so they do not decide the compute precision.
+    stored = next((name for name, dtype in _STORED if _only_stored(model, dtype)), None)
+    computes_fp16 = "fp16" in names and stored != "fp16"
     compute = "int8" if quantized else ("fp16" if computes_fp16 else ("bf16" if "bf16" in names else "fp32"))
-    return {"present": sorted(names), "compute": compute, "quantized": quantized}
+    return {"present": sorted(names), "compute": compute, "quantized": quantized, "stored": stored}
 
 
-def _fp16_only_stored(model: onnx.ModelProto) -> bool:
-    """Whether every float16 value is a stored weight that only Casts to float read (compress_weights' storage): the
-    runtime folds those Casts when it loads the model, so it computes in float32."""
-    half, float_ = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+_STORED = (("int8", onnx.TensorProto.INT8), ("fp16", onnx.TensorProto.FLOAT16))
+
+
+def _only_stored(model: onnx.ModelProto, dtype: int) -> bool:
+    """Whether the model holds ``dtype`` tensors and every ``dtype`` value is a stored weight that only Casts to float
+    read, and nothing casts to ``dtype``."""
     stored: set[str] = set()
     for graph in iter_all_graphs(model):
-        stored.update(tensor.name for tensor in graph.initializer if tensor.data_type == half)
+        stored.update(tensor.name for tensor in graph.initializer if tensor.data_type == dtype)
         for node in graph.node:
-            if node.op_type == "Constant" and any(attr.t.data_type == half for attr in node.attribute):
+            if node.op_type == "Constant" and any(attr.t.data_type == dtype for attr in node.attribute):
                 stored.update(node.output)
     if not stored:
         return False
     for graph in iter_all_graphs(model):
         for value in list(graph.input) + list(graph.output) + list(graph.value_info):
-            if value.type.tensor_type.elem_type == half and value.name not in stored:
+            if value.type.tensor_type.elem_type == dtype and value.name not in stored:
                 return False
         for node in graph.node:
             to = next((attr.i for attr in node.attribute if attr.name == "to"), None)
-            if node.op_type == "Cast" and to == half:
+            if node.op_type == "Cast" and to == dtype:
                 return False
-            if any(name in stored for name in node.input) and not (node.op_type == "Cast" and to == float_):
+            if any(name in stored for name in node.input) and not (
+                node.op_type == "Cast" and to == onnx.TensorProto.FLOAT
+            ):
                 return False
     return True
 

@@ -144,6 +144,7 @@ def test_compress_weights__facts__the_model_still_computes_in_float32_and_runs_w
         facts = inspect_model(onnx.load(variant))
 
         assert facts["precision"]["compute"] == "fp32"
+        assert facts["precision"]["stored"] == precision
         compatible, reasons = check_device(facts, variant.stat().st_size, pi)
         assert compatible, reasons
         assert not [reason for reason in reasons if "fp16" in reason]  # no "expect it slower" advice
