@@ -61,7 +61,7 @@ def compress_weights(
     src: PathLike, dst: PathLike, *, precision: str = "int8", min_elements: int = DEFAULT_MIN_ELEMENTS
 ) -> TransformReport:
     """Store every float32 weight of at least ``min_elements`` values in ``precision`` (int8 with per-channel
-    scales, or fp16); TransformError when the model has none."""
+    scales, for tensors of two or more dimensions; or fp16); TransformError when the model has none."""
     check_params(PARAMS, {"precision": precision, "min_elements": min_elements})
     model = load_model(src)
     refuse_quantized(model, "compress the weights of")
@@ -82,7 +82,9 @@ def compress_weights(
         stored: list[onnx.TensorProto] = []
         for tensor in graph.initializer:
             weights = _float32_weight(tensor, min_elements, feedable)
-            if weights is None:
+            if weights is None or (precision == "int8" and len(tensor.dims) < 2):
+                # A vector (a bias, a norm's scale) adds straight into the outputs and has no channels to scale by:
+                # one int8 scale for 6,625 class biases moved a text recognizer's decoded lines. It is small anyway.
                 stored.append(tensor)
                 continue
             if (

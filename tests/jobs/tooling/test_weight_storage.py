@@ -219,3 +219,25 @@ def test_compress_weights__an_initializer_that_is_also_an_input__is_left_feedabl
     onnx.save(model, parent)
     with pytest.raises(TransformError, match="nothing to compress"):
         run_transform("compress_weights", parent, tmp_path / "v.onnx")
+
+
+def test_compress_weights__int8__a_bias_vector_stays_float32_and_fp16_stores_it(tmp_path):
+    rng = np.random.default_rng(5)
+    weight = (rng.standard_normal((64, 2048)) / 8).astype(np.float32)
+    bias = (rng.standard_normal(2048) * 3).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])]
+    model = make_model(
+        nodes,
+        [float_input("x", ["N", 64])],
+        [float_input("y", ["N", 2048])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    parent = tmp_path / "p.onnx"
+    onnx.save(model, parent)
+    stored = {}
+    for precision in ("int8", "fp16"):
+        run_transform("compress_weights", parent, tmp_path / f"{precision}.onnx", precision=precision)
+        stored[precision] = {t.name: t.data_type for t in onnx.load(tmp_path / f"{precision}.onnx").graph.initializer}
+
+    assert stored["int8"]["b"] == onnx.TensorProto.FLOAT and stored["int8"]["w_int8"] == onnx.TensorProto.INT8
+    assert stored["fp16"]["b_fp16"] == onnx.TensorProto.FLOAT16
