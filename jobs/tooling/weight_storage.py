@@ -2,8 +2,9 @@
 
 Each large float32 weight becomes a smaller stored tensor and the nodes that restore it: ``Cast`` to float for fp16,
 ``Cast`` then ``Mul`` by per-channel scales for int8. Those nodes read only constants, so the runtime folds them
-into a float32 weight when it creates the session (onnxruntime's constant folding, part of its default basic level,
-in every release and in the mobile packages): the device computes exactly as the parent does, with weights rounded.
+into a float32 weight when it creates the session (onnxruntime's constant folding, part of its default basic level;
+tested on 1.16 and today's release): the device computes exactly as the parent does, with weights rounded. Converting
+such a file to the ORT format folds them too, back to full size: the two do not combine.
 
 Written by hand because no library stores weights small for float compute: onnxruntime's quantizers give the
 weights to integer kernels (ConvInteger, MatMulInteger, QDQ), which we measured 4-8x slower than float on
@@ -110,6 +111,7 @@ def compress_weights(
     if not compressed:
         raise TransformError(
             f"nothing to compress: the model has no float32 weight of at least {min_elements} values"
+            + (" with two or more dimensions" if precision == "int8" else "")
             + (f" within fp16's range (±{FP16_MAX:g})" if kept else "")
         )
     try:
@@ -180,7 +182,8 @@ def _output_axes(model: onnx.ModelProto) -> dict[str, int]:
                 if node.op_type == "Gemm" and position in (0, 1):
                     attrs = {a.name: a.i for a in node.attribute}
                     transposed = attrs.get("transA" if position == 0 else "transB", 0)
-                    axes[name] = (1 - transposed) if position == 0 else (0 if transposed else 1)
+                    # A is (M, K) and B is (K, N) untransposed; M and N are the output's rows and columns.
+                    axes[name] = transposed if position == 0 else 1 - transposed
                 elif (node.op_type, position) in _OUTPUT_AXIS:
                     axes[name] = _OUTPUT_AXIS[(node.op_type, position)]
     return axes
