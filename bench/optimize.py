@@ -423,7 +423,9 @@ def main() -> None:
     parser.add_argument("--device-types", help=f"comma-separated, of: {', '.join(ALL_DEVICE_TYPES)}")
     parser.add_argument("--objective", choices=("size", "latency"), default="size")
     parser.add_argument("--no-olive", action="store_true", help="skip Olive even where it is installed")
-    parser.add_argument("--save", metavar="PATH", help="also write the JSON object to PATH (a full run takes 30 min)")
+    parser.add_argument(
+        "--save", metavar="PATH", help="also write the JSON object to PATH (a full run takes about 35 min)"
+    )
     args = parser.parse_args()
     models = args.models.split(",") if args.models else list(QUICK_MODELS if args.quick else BUILDERS)
     devices = (
