@@ -170,6 +170,17 @@ def save_model(model: onnx.ModelProto, path: PathLike) -> None:
     onnx.save(model, str(path))
 
 
+def save_checked(model: onnx.ModelProto, dst: PathLike, what: str) -> None:
+    """Write ``model`` to ``dst`` atomically once onnx's checker accepts it; ``what`` names the rewrite that made it,
+    so a refusal reads as the console's own problem, not the user's model."""
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise TransformError(f"{what} gave a model onnx's checker refuses: {str(exc).strip()[:300]}") from exc
+    with write_atomically(dst) as tmp:
+        save_model(model, tmp)
+
+
 def drop_unused_opset_imports(model: onnx.ModelProto) -> int:
     """Remove opset imports of domains no node uses; returns how many went.
 

@@ -18,8 +18,7 @@ from jobs.tooling.common import (
     check_params,
     load_model,
     refuse_quantized,
-    save_model,
-    write_atomically,
+    save_checked,
 )
 from jobs.tooling.errors import TransformError
 from jobs.tooling.modelfile import iter_graphs, iter_tensors
@@ -95,12 +94,7 @@ def convert_fp16(
     # nodes in topological order. onnx-ir's pass sorts every graph, If/Loop bodies included, knowing that a body
     # reads names of the graph around it (onnxruntime's OnnxModel.topological_sort calls those a cycle).
     converted = _topologically_sorted(converted)
-    try:
-        onnx.checker.check_model(converted)
-    except onnx.checker.ValidationError as exc:
-        raise TransformError(f"the fp16 model is not valid ONNX: {str(exc).splitlines()[0]}") from exc
-    with write_atomically(dst) as tmp:
-        save_model(converted, tmp)
+    save_checked(converted, dst, "fp16 conversion")
     report = TransformReport(
         "fp16",
         details={

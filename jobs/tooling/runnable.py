@@ -28,7 +28,15 @@ import onnx
 from onnx import helper, numpy_helper
 
 from jobs.tooling import compat, inspect, kernel_check, runtimes
-from jobs.tooling.common import Param, PathLike, TransformReport, check_params, load_model, save_model, write_atomically
+from jobs.tooling.common import (
+    Param,
+    PathLike,
+    TransformReport,
+    check_params,
+    load_model,
+    save_checked,
+    write_atomically,
+)
 from jobs.tooling.errors import TransformError
 from jobs.tooling.modelfile import iter_all_graphs
 from jobs.tooling.opset import convert_opset, default_opset
@@ -154,19 +162,6 @@ def _rank(types: dict[str, onnx.TypeProto], name: str) -> int | None:
     if found is None or not found.HasField("tensor_type") or not found.tensor_type.HasField("shape"):
         return None
     return len(found.tensor_type.shape.dim)
-
-
-def _check(model: onnx.ModelProto, what: str) -> None:
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:
-        raise TransformError(f"{what} gave a model onnx's checker refuses: {str(exc).strip()[:300]}") from exc
-
-
-def _save(model: onnx.ModelProto, dst: PathLike, what: str) -> None:
-    _check(model, what)
-    with write_atomically(dst) as tmp:
-        save_model(model, tmp)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -339,7 +334,7 @@ def lower_ir_version(src: PathLike, dst: PathLike, *, target_ir: int) -> Transfo
         raise TransformError(f"cannot lower IR version {current} to {target_ir}: {'; '.join(unique)}")
     dropped = _drop_informational_fields(model, target_ir)
     model.ir_version = target_ir
-    _save(model, dst, f"lowering the IR version to {target_ir}")
+    save_checked(model, dst, f"lowering the IR version to {target_ir}")
     report = TransformReport("lower_ir_version", details={"from_ir": current, "to_ir": target_ir})
     report.log.append(f"wrote the model at IR version {target_ir} (was {current}); it uses nothing newer")
     if dropped:
@@ -423,7 +418,7 @@ def remove_noops(src: PathLike, dst: PathLike) -> TransformReport:
     if not removed:
         why = f"; {_counted(kept)} must stay (they pass a graph input or outer value straight out)" if kept else ""
         raise TransformError(f"the model has no Identity, inference Dropout or same-type Cast to remove{why}")
-    _save(model, dst, "removing no-op nodes")
+    save_checked(model, dst, "removing no-op nodes")
     report = TransformReport("remove_noops", details={"removed": dict(removed), "kept": dict(kept)})
     report.log.append(f"removed {_counted(removed)}")
     if kept:
@@ -518,7 +513,7 @@ def zipmap_to_tensor(src: PathLike, dst: PathLike) -> TransformReport:
         )
     _prune_value_info(graph)
     _drop_unused_domain(model, ML_DOMAIN)
-    _save(model, dst, "replacing ZipMap by its input tensor")
+    save_checked(model, dst, "replacing ZipMap by its input tensor")
     return report
 
 
@@ -785,7 +780,7 @@ def replace_ml_ops(src: PathLike, dst: PathLike) -> TransformReport:
         detail = "; ".join(skipped) if skipped else "it has no ai.onnx.ml operators"
         raise TransformError(f"no ai.onnx.ml operator could be replaced exactly: {detail}")
     _drop_unused_domain(model, ML_DOMAIN)
-    _save(model, dst, "replacing ai.onnx.ml operators")
+    save_checked(model, dst, "replacing ai.onnx.ml operators")
     report = TransformReport("replace_ml_ops", details={"replaced": dict(replaced), "left": skipped})
     report.log.append(f"replaced {_counted(replaced)} by standard ONNX operators")
     report.log.extend(f"left {line}" for line in skipped)
@@ -930,7 +925,7 @@ def fold_batchnorm(src: PathLike, dst: PathLike) -> TransformReport:
     if not folded:
         detail = "; ".join(left) if left else "it has no BatchNormalization"
         raise TransformError(f"no BatchNormalization could be folded: {detail}")
-    _save(model, dst, "folding BatchNormalization")
+    save_checked(model, dst, "folding BatchNormalization")
     report = TransformReport("fold_batchnorm", details={"folded": dict(folded), "left": left})
     report.log.append(f"folded {', '.join(f'{n} BatchNormalization {how}' for how, n in sorted(folded.items()))}")
     report.log.extend(f"left {line}" for line in left)

@@ -26,10 +26,10 @@ from jobs.tooling.common import (
     constants_to_initializers,
     load_model,
     refuse_quantized,
-    save_model,
-    write_atomically,
+    save_checked,
 )
 from jobs.tooling.errors import TransformError
+from jobs.tooling.fp16 import FP16_MAX, fp16_overflows
 from jobs.tooling.modelfile import iter_graphs
 
 PRECISIONS = ("int8", "fp16")
@@ -37,7 +37,6 @@ PARAMS = {"precision": Param(str, choices=PRECISIONS), "min_elements": Param(int
 # Smaller tensors (biases, norms) save little and each costs a node or two.
 DEFAULT_MIN_ELEMENTS = 1024
 INT8_MAX = 127  # symmetric: -127..127, so a scale maps the largest magnitude exactly
-FP16_MAX = float(np.finfo(np.float16).max)
 # Cast's "to" attribute is an integer from opset 6 on (a string before).
 MIN_OPSET = 6
 
@@ -74,6 +73,7 @@ def compress_weights(
     if moved:
         report.log.append(f"moved {moved} Constant-node tensors to initializers to store them as weights")
     axes = _output_axes(model)
+    beyond_fp16 = {name for name, _ in fp16_overflows(model)} if precision == "fp16" else set()
     taken = _all_names(model)
     compressed = kept = before = after = 0
     # Innermost graphs first: re-listing a graph's nodes copies them, subgraphs included, so those must be done.
@@ -88,11 +88,8 @@ def compress_weights(
                 # one int8 scale for 6,625 class biases moved a text recognizer's decoded lines. It is small anyway.
                 stored.append(tensor)
                 continue
-            if (
-                precision == "fp16"
-                and np.abs(weights[np.isfinite(weights)], dtype=np.float64).max(initial=0) > FP16_MAX
-            ):
-                kept += 1  # beyond fp16's range: it would turn infinite
+            if tensor.name in beyond_fp16:
+                kept += 1  # it would turn infinite
                 stored.append(tensor)
                 continue
             tensors, nodes = _store(tensor.name, weights, precision, axes.get(tensor.name), taken)
@@ -114,12 +111,7 @@ def compress_weights(
             + (" with two or more dimensions" if precision == "int8" else "")
             + (f" within fp16's range (±{FP16_MAX:g})" if kept else "")
         )
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise TransformError(f"the compressed model is not valid ONNX: {str(exc).splitlines()[0]}") from exc
-    with write_atomically(dst) as tmp:
-        save_model(model, tmp)
+    save_checked(model, dst, "storing the weights smaller")
     report.details.update({"tensors": compressed, "bytes_before": before, "bytes_after": after, "kept_float32": kept})
     report.log.append(
         f"stored {compressed} float32 weights in {precision} ({before / 1e6:.2f} MB -> {after / 1e6:.2f} MB); "
